@@ -1,0 +1,737 @@
+// Package ledger is the hub's double-entry ledger and its single writer.
+//
+// Every change to money, cards and holds is an Op submitted to the Engine.
+// One goroutine drains the queue, applies each op to in-memory state, and
+// commits the whole group in one database transaction (group commit). Each
+// request is answered with its own result only after its batch is durable,
+// and an op that fails leaves no trace on the others. Hot accounts are
+// written once per batch, however many transfers touched them.
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/fault"
+	"github.com/citycard/citycard/hub/internal/store"
+)
+
+// Config tunes the writer.
+type Config struct {
+	// MaxBatch caps how many requests share one commit (default 1000).
+	MaxBatch int
+	// Linger is how long the writer waits for more requests when the queue
+	// runs dry before a batch is full (default 0: commit at once; under load
+	// batches fill while the previous commit is in flight).
+	Linger time.Duration
+	// QueueSize bounds the request queue (default 4*MaxBatch).
+	QueueSize int
+	// CacheLimit: when more rows than this are cached, the cache is dropped
+	// after a commit and reloaded on demand (default 1,000,000).
+	CacheLimit int
+	// Now overrides the clock (tests).
+	Now func() time.Time
+	// Observe, if set, is told the size and commit latency of every batch.
+	Observe func(size int, commit time.Duration, err error)
+	Logger  *slog.Logger
+}
+
+// Outcome is the answer to one submitted op.
+type Outcome struct {
+	// Result is what Apply returned; nil when Replayed.
+	Result any
+	// Status and Body are the encoded answer (from SubmitOptions.Encode, or
+	// the stored answer when Replayed).
+	Status int
+	Body   []byte
+	// Replayed is true when the idempotency key had been used with the same
+	// request before: nothing was written and the first answer is returned.
+	Replayed bool
+}
+
+// Encoder renders a result as the answer that is stored with an
+// idempotency key and returned on a retry.
+type Encoder func(result any) (status int, body []byte, err error)
+
+// SubmitOptions carry what the writer records beside the op, in the same
+// transaction.
+type SubmitOptions struct {
+	Idempotency *store.IdemKey
+	RequestHash string
+	Encode      Encoder
+	// Audit, if set, is appended with Outcome filled in.
+	Audit *store.AuditEntry
+}
+
+// Outcomer lets a result say how it reads in the audit log ("ok",
+// "declined:insufficient_funds"…).
+type Outcomer interface{ AuditOutcome() string }
+
+// ErrClosed is returned by Submit after Close.
+var ErrClosed = fault.E(fault.Unavailable, "", "the ledger writer is shut down")
+
+type request struct {
+	ctx  context.Context
+	op   Op
+	opts SubmitOptions
+	done chan reply
+}
+
+type reply struct {
+	out Outcome
+	err error
+}
+
+type heldTransfer struct {
+	store.Hold
+	Transfer store.Transfer
+}
+
+// Engine is the single writer of one ledger shard.
+type Engine struct {
+	st  store.Store
+	cfg Config
+	log *slog.Logger
+
+	reqs      chan *request
+	stop      chan struct{}
+	stopped   chan struct{}
+	once      sync.Once
+	commits   chan *built
+	committed chan struct{}
+	failed    atomic.Bool // a commit failed; the writer must reload
+
+	// state owned by the writer goroutine
+	head     store.Head
+	accounts map[string]*store.Account
+	byID     map[int64]*store.Account
+	cards    map[string]*store.Card
+	holds    map[int64]*heldTransfer
+	idem     map[store.IdemKey]store.IdemRecord
+	reversed map[int64]bool // transfers known to have been reversed
+	checked  map[int64]bool // transfers whose reversal state is known
+}
+
+// Open reads the ledger head and starts the writer.
+func Open(ctx context.Context, st store.Store, cfg Config) (*Engine, error) {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4 * cfg.MaxBatch
+	}
+	if cfg.CacheLimit <= 0 {
+		cfg.CacheLimit = 1_000_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Engine{
+		st: st, cfg: cfg, log: cfg.Logger,
+		reqs:    make(chan *request, cfg.QueueSize),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		// One batch commits while the next is applied.
+		commits:   make(chan *built, 1),
+		committed: make(chan struct{}),
+	}
+	if err := e.reset(ctx); err != nil {
+		return nil, err
+	}
+	go e.run()
+	go e.commit()
+	return e, nil
+}
+
+// Store is the store the engine writes to.
+func (e *Engine) Store() store.Store { return e.st }
+
+func (e *Engine) reset(ctx context.Context) error {
+	h, err := e.st.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger: read head: %w", err)
+	}
+	e.head = h
+	e.accounts = make(map[string]*store.Account)
+	e.byID = make(map[int64]*store.Account)
+	e.cards = make(map[string]*store.Card)
+	e.holds = make(map[int64]*heldTransfer)
+	e.idem = make(map[store.IdemKey]store.IdemRecord)
+	e.reversed = make(map[int64]bool)
+	e.checked = make(map[int64]bool)
+	return nil
+}
+
+// Submit queues op and waits for its batch to commit. If ctx ends while the
+// op is still queued the op is dropped; once its batch is being written the
+// caller still gets the answer, so an acknowledged write is never lost.
+func (e *Engine) Submit(ctx context.Context, op Op, opts SubmitOptions) (Outcome, error) {
+	r := &request{ctx: ctx, op: op, opts: opts, done: make(chan reply, 1)}
+	select {
+	case <-e.stop:
+		return Outcome{}, ErrClosed
+	default:
+	}
+	select {
+	case e.reqs <- r:
+	case <-e.stop:
+		return Outcome{}, ErrClosed
+	case <-ctx.Done():
+		return Outcome{}, fault.Wrap(fault.Timeout, ctx.Err())
+	}
+	rep := <-r.done
+	return rep.out, rep.err
+}
+
+// Close stops taking requests, commits what is queued, and stops the writer.
+func (e *Engine) Close() error {
+	e.once.Do(func() { close(e.stop) })
+	<-e.stopped
+	return nil
+}
+
+func (e *Engine) run() {
+	defer func() {
+		close(e.commits)
+		<-e.committed
+		close(e.stopped)
+	}()
+	for {
+		// A fresh slice each time: the committer still holds the last one.
+		batch := make([]*request, 0, 16)
+		select {
+		case r := <-e.reqs:
+			batch = append(batch, r)
+		case <-e.stop:
+			// Drain what was queued before the stop so every accepted
+			// request is answered.
+			for {
+				select {
+				case r := <-e.reqs:
+					batch = append(batch, r)
+					if len(batch) == e.cfg.MaxBatch {
+						e.process(batch)
+						batch = make([]*request, 0, 16)
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				e.process(batch)
+			}
+			return
+		}
+		batch = e.fill(batch)
+		e.process(batch)
+	}
+}
+
+func (e *Engine) fill(batch []*request) []*request {
+	var timer <-chan time.Time
+	for len(batch) < e.cfg.MaxBatch {
+		select {
+		case r := <-e.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if e.cfg.Linger <= 0 {
+			return batch
+		}
+		if timer == nil {
+			timer = time.After(e.cfg.Linger)
+		}
+		select {
+		case r := <-e.reqs:
+			batch = append(batch, r)
+		case <-timer:
+			return batch
+		}
+	}
+	return batch
+}
+
+// pending is the batch being built.
+type pending struct {
+	transfers     []store.Transfer
+	touched       map[string]*store.Account
+	created       map[string]bool
+	cards         map[string]bool
+	newCards      map[string]bool
+	holds         map[int64]bool
+	idem          []store.IdemRecord
+	audit         []store.AuditEntry
+	serialChanged bool
+}
+
+type batchMark struct {
+	transfers, idem, audit    int
+	lastTransfer, lastAccount int64
+}
+
+func (p *pending) mark(h store.Head) batchMark {
+	return batchMark{len(p.transfers), len(p.idem), len(p.audit), h.LastTransfer, h.LastAccount}
+}
+
+func (p *pending) restore(m batchMark) {
+	p.transfers = p.transfers[:m.transfers]
+	p.idem = p.idem[:m.idem]
+	p.audit = p.audit[:m.audit]
+}
+
+// built is a batch applied in memory and waiting for its commit.
+type built struct {
+	batch   []*request
+	replies []reply
+	live    []bool
+	b       *store.Batch  // nil when the batch writes nothing
+	sync    chan struct{} // a marker: closed when the committer reaches it
+}
+
+// process applies a batch in memory and hands it to the committer. The
+// writer goes on with the next batch while this one is being written, so
+// applying and committing overlap; answers still leave only after their
+// batch (and every batch before it) is durable.
+func (e *Engine) process(batch []*request) {
+	ctx := context.Background()
+	if e.failed.Load() {
+		// A commit failed: the state in memory includes batches that were
+		// never written. Wait until the committer has refused them all,
+		// then start again from what the database holds.
+		e.drain()
+		if err := e.reset(ctx); err != nil {
+			e.log.Error("ledger: reload after failed commit", "err", err)
+		}
+		e.failed.Store(false)
+	}
+	// Both stores keep microseconds; the chain hash must see what they keep.
+	now := e.cfg.Now().UTC().Truncate(time.Microsecond)
+	bt := &built{batch: batch, replies: make([]reply, len(batch)), live: make([]bool, len(batch))}
+	for i, r := range batch {
+		// A caller that gave up before its batch started gets nothing written.
+		if err := r.ctx.Err(); err != nil {
+			bt.replies[i] = reply{err: fault.Wrap(fault.Timeout, err)}
+			continue
+		}
+		bt.live[i] = true
+	}
+	if err := e.prefetch(ctx, batch, bt.live); err != nil {
+		for i := range batch {
+			if bt.live[i] {
+				bt.replies[i] = reply{err: fault.Wrap(fault.Unavailable, err)}
+			}
+		}
+		e.commits <- bt
+		return
+	}
+	p := &pending{
+		touched: map[string]*store.Account{}, created: map[string]bool{},
+		cards: map[string]bool{}, newCards: map[string]bool{}, holds: map[int64]bool{},
+	}
+	seen := map[store.IdemKey]int{}
+	for i, r := range batch {
+		if !bt.live[i] {
+			continue
+		}
+		if k := r.opts.Idempotency; k != nil {
+			if rec, ok := e.idem[*k]; ok {
+				bt.replies[i] = replayOf(rec, r.opts.RequestHash)
+				continue
+			}
+			if j, ok := seen[*k]; ok {
+				// The same key twice in one batch: the second waits for
+				// the first's answer, resolved after the commit.
+				bt.replies[i] = reply{err: errSameBatch{j}}
+				continue
+			}
+		}
+		bt.replies[i] = e.apply(p, r, now)
+		if k := r.opts.Idempotency; k != nil && bt.replies[i].err == nil {
+			seen[*k] = i
+		}
+	}
+	if len(p.transfers) > 0 || len(p.touched) > 0 || len(p.cards) > 0 || len(p.holds) > 0 ||
+		len(p.idem) > 0 || len(p.audit) > 0 || p.serialChanged {
+		bt.b = e.build(p, now)
+		// The head moves now: the next batch chains onto this one. If the
+		// commit fails, the writer reloads the head from the database.
+		e.head.LastBatch = bt.b.Record.Seq
+		e.head.LastHash = bt.b.Record.Hash
+		for _, rec := range p.idem {
+			e.idem[rec.IdemKey] = rec
+		}
+	}
+	e.commits <- bt
+	if len(e.accounts)+len(e.cards)+len(e.holds)+len(e.idem)+len(e.checked) > e.cfg.CacheLimit {
+		e.drain()
+		if err := e.reset(ctx); err != nil {
+			e.log.Error("ledger: reload after cache trim", "err", err)
+		}
+	}
+}
+
+// drain waits until the committer has dealt with every batch handed to it.
+func (e *Engine) drain() {
+	done := make(chan struct{})
+	e.commits <- &built{sync: done}
+	<-done
+}
+
+// commit writes batches in order and answers their requests.
+func (e *Engine) commit() {
+	defer close(e.committed)
+	ctx := context.Background()
+	for bt := range e.commits {
+		if bt.sync != nil {
+			close(bt.sync)
+			continue
+		}
+		if bt.b != nil {
+			var err error
+			if e.failed.Load() {
+				err = errors.New("an earlier batch failed to commit")
+			} else {
+				start := time.Now()
+				err = e.st.CommitBatch(ctx, bt.b)
+				if e.cfg.Observe != nil {
+					e.cfg.Observe(len(bt.batch), time.Since(start), err)
+				}
+				if err != nil {
+					e.log.Error("ledger: commit failed; batch refused", "size", len(bt.batch), "err", err)
+					e.failed.Store(true)
+				}
+			}
+			if err != nil {
+				e.failAll(bt.batch, bt.live, bt.replies, err)
+				continue
+			}
+		}
+		e.answer(bt.batch, bt.replies, bt.live)
+	}
+}
+
+type errSameBatch struct{ first int }
+
+func (errSameBatch) Error() string { return "same idempotency key earlier in the batch" }
+
+func (e *Engine) answer(batch []*request, replies []reply, live []bool) {
+	for i, r := range batch {
+		if sb, ok := replies[i].err.(errSameBatch); ok {
+			first := replies[sb.first]
+			if first.err != nil {
+				replies[i] = first
+			} else {
+				rec := store.IdemRecord{RequestHash: batch[sb.first].opts.RequestHash,
+					Status: first.out.Status, Response: first.out.Body}
+				replies[i] = replayOf(rec, r.opts.RequestHash)
+			}
+		}
+		r.done <- replies[i]
+	}
+}
+
+func (e *Engine) failAll(batch []*request, live []bool, replies []reply, err error) {
+	for i := range batch {
+		if live[i] {
+			replies[i] = reply{err: fault.Wrap(fault.Unavailable, err)}
+		}
+	}
+	e.answer(batch, replies, live)
+}
+
+func replayOf(rec store.IdemRecord, hash string) reply {
+	if rec.RequestHash != hash {
+		return reply{err: fault.E(fault.IdempotencyConflict, "Idempotency-Key",
+			"this key was used before with a different request")}
+	}
+	return reply{out: Outcome{Status: rec.Status, Body: rec.Response, Replayed: true}}
+}
+
+func (e *Engine) apply(p *pending, r *request, now time.Time) (rep reply) {
+	tx := &Tx{
+		e: e, b: p, now: now,
+		accSnap: map[string]store.Account{}, cardSnap: map[string]store.Card{}, holdSnap: map[int64]store.Hold{},
+		mark: p.mark(e.head),
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			tx.rollback()
+			e.log.Error("ledger: op panicked; rolled back", "panic", fmt.Sprint(v))
+			rep = reply{err: fault.E(fault.Internal, "", fmt.Sprintf("internal error: %v", v))}
+		}
+	}()
+	res, err := r.op.Apply(tx)
+	var out Outcome
+	if err == nil {
+		out.Result = res
+		if r.opts.Encode != nil {
+			out.Status, out.Body, err = r.opts.Encode(res)
+		}
+	}
+	if err != nil {
+		tx.rollback()
+		e.auditOutcome(p, r, now, "error:"+fault.CodeOf(err))
+		return reply{err: err}
+	}
+	if k := r.opts.Idempotency; k != nil {
+		p.idem = append(p.idem, store.IdemRecord{IdemKey: *k, RequestHash: r.opts.RequestHash,
+			Status: out.Status, Response: out.Body, At: now})
+	}
+	outcome := "ok"
+	if o, ok := res.(Outcomer); ok {
+		outcome = o.AuditOutcome()
+	}
+	e.auditOutcome(p, r, now, outcome)
+	return reply{out: out}
+}
+
+func (e *Engine) auditOutcome(p *pending, r *request, now time.Time, outcome string) {
+	if r.opts.Audit == nil {
+		return
+	}
+	a := *r.opts.Audit
+	a.At = now
+	a.Outcome = outcome
+	p.audit = append(p.audit, a)
+}
+
+// prefetch loads every row the batch's ops name that is not cached yet.
+func (e *Engine) prefetch(ctx context.Context, batch []*request, live []bool) error {
+	var k Keys
+	var idem []store.IdemKey
+	for i, r := range batch {
+		if !live[i] {
+			continue
+		}
+		r.op.Prefetch(&k)
+		if r.opts.Idempotency != nil {
+			if _, ok := e.idem[*r.opts.Idempotency]; !ok {
+				idem = append(idem, *r.opts.Idempotency)
+			}
+		}
+	}
+	var holds []int64
+	for _, id := range k.Holds {
+		if _, ok := e.holds[id]; !ok {
+			holds = append(holds, id)
+		}
+	}
+	if len(holds) > 0 {
+		hs, err := e.st.LoadHolds(ctx, holds)
+		if err != nil {
+			return err
+		}
+		for _, h := range hs {
+			t, err := e.st.GetTransfer(ctx, h.ID)
+			if err != nil {
+				return fmt.Errorf("ledger: load hold transfer %d: %w", h.ID, err)
+			}
+			e.holds[h.ID] = &heldTransfer{Hold: h, Transfer: t}
+			for _, en := range t.Entries {
+				if e.byID[en.Account] == nil {
+					k.Accounts = append(k.Accounts, fmt.Sprintf("#%d", en.Account))
+				}
+			}
+			k.Cards = append(k.Cards, h.Card)
+		}
+	}
+	var cards []string
+	for _, n := range dedupe(k.Cards) {
+		if _, ok := e.cards[n]; !ok && n != "" {
+			cards = append(cards, n)
+		}
+	}
+	if len(cards) > 0 {
+		cs, err := e.st.LoadCards(ctx, cards)
+		if err != nil {
+			return err
+		}
+		for i := range cs {
+			c := cs[i]
+			e.cards[c.Number] = &c
+		}
+	}
+	// A card's accounts come with it: ops address purses by code.
+	var codes []string
+	for _, n := range cards {
+		if _, ok := e.cards[n]; ok {
+			codes = append(codes, "card:"+n)
+		}
+	}
+	for _, c := range k.Accounts {
+		if _, ok := e.accounts[c]; !ok {
+			codes = append(codes, c)
+		}
+	}
+	if len(codes) > 0 {
+		var plain []string
+		for _, c := range dedupe(codes) {
+			switch {
+			case len(c) > 5 && c[:5] == "card:":
+				as, err := e.st.CardAccounts(ctx, c[5:])
+				if err != nil {
+					return err
+				}
+				e.cacheAccounts(as)
+			case len(c) > 1 && c[0] == '#':
+				// accounts of a hold's entries, known only by id: they are
+				// purse accounts of the hold's card or merchant accounts,
+				// which the op names by code as well.
+			default:
+				plain = append(plain, c)
+			}
+		}
+		if len(plain) > 0 {
+			as, err := e.st.LoadAccounts(ctx, plain)
+			if err != nil {
+				return err
+			}
+			e.cacheAccounts(as)
+		}
+	}
+	for _, id := range k.Reversals {
+		if e.checked[id] {
+			continue
+		}
+		rid, err := e.st.ReversalOf(ctx, id)
+		if err != nil {
+			return err
+		}
+		e.checked[id] = true
+		if rid != 0 {
+			e.reversed[id] = true
+		}
+	}
+	if len(idem) > 0 {
+		recs, err := e.st.LoadIdempotency(ctx, idem)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			e.idem[rec.IdemKey] = rec
+		}
+	}
+	return nil
+}
+
+func (e *Engine) cacheAccounts(as []store.Account) {
+	for i := range as {
+		if _, ok := e.accounts[as[i].Code]; ok {
+			continue
+		}
+		a := as[i]
+		e.accounts[a.Code] = &a
+		e.byID[a.ID] = &a
+	}
+}
+
+func dedupe(s []string) []string {
+	if len(s) < 2 {
+		return s
+	}
+	seen := make(map[string]bool, len(s))
+	out := s[:0:0]
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (e *Engine) build(p *pending, now time.Time) *store.Batch {
+	b := &store.Batch{Transfers: p.transfers, Idempotency: p.idem, Audit: p.audit}
+	for code, acc := range p.touched {
+		if p.created[code] {
+			b.NewAccounts = append(b.NewAccounts, *acc)
+		} else {
+			b.Accounts = append(b.Accounts, *acc)
+		}
+	}
+	for n := range p.cards {
+		c := e.cards[n]
+		if c == nil {
+			continue
+		}
+		if p.newCards[n] {
+			b.NewCards = append(b.NewCards, *c)
+		} else {
+			b.Cards = append(b.Cards, *c)
+		}
+	}
+	for id := range p.holds {
+		if h := e.holds[id]; h != nil {
+			b.Holds = append(b.Holds, h.Hold)
+		}
+	}
+	if p.serialChanged {
+		b.CardSerial = e.head.CardSerial
+	}
+	seq := e.head.LastBatch + 1
+	for i := range b.Transfers {
+		b.Transfers[i].Batch = seq
+	}
+	b.Record = store.BatchRecord{Seq: seq, PrevHash: e.head.LastHash, Transfers: len(b.Transfers), At: now}
+	b.Record.Hash = ChainHash(e.head.LastHash, seq, b.Transfers)
+	return b
+}
+
+// ChainHash is the hash of one committed batch: it covers the previous
+// batch's hash and every transfer and entry of this one, so that changing,
+// adding or removing any of them is evident.
+func ChainHash(prev []byte, seq int64, ts []store.Transfer) []byte {
+	h := sha256.New()
+	var buf bytes.Buffer
+	num := func(v int64) { _ = binary.Write(&buf, binary.BigEndian, v) }
+	str := func(s string) { num(int64(len(s))); buf.WriteString(s) }
+	buf.Write(prev)
+	num(seq)
+	for _, t := range ts {
+		num(t.ID)
+		str(t.Kind)
+		str(t.Currency)
+		str(t.Card)
+		if t.Pending {
+			num(1)
+		} else {
+			num(0)
+		}
+		num(t.Ref)
+		num(t.Amount)
+		str(t.Channel)
+		str(t.Merchant)
+		str(t.Terminal)
+		num(t.At.UnixNano())
+		num(int64(len(t.Entries)))
+		for _, en := range t.Entries {
+			num(en.Account)
+			num(en.Amount)
+		}
+		if buf.Len() > 1<<16 {
+			h.Write(buf.Bytes())
+			buf.Reset()
+		}
+	}
+	h.Write(buf.Bytes())
+	return h.Sum(nil)
+}
+
+// IsRetryable reports whether a Submit error means the request may be sent
+// again as it was (the batch could not be written, or the writer is down).
+func IsRetryable(err error) bool {
+	return fault.Is(err, fault.Unavailable) || errors.Is(err, ErrClosed)
+}

@@ -1,0 +1,303 @@
+// Package store is the hub's system of record. It is the only package that
+// speaks SQL; the drivers live in store/sqlite and store/postgres and both
+// pass the same suite in store/storetest.
+//
+// The ledger engine is the single writer of financial state: it reads what it
+// needs with the Load* methods and writes everything a group of requests
+// changed with one CommitBatch call, in one database transaction.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by the Get* methods when the row does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrConflict is returned when a unique key (an operator name, a merchant id,
+// a terminal id, a product code) already exists.
+var ErrConflict = errors.New("store: already exists")
+
+// Account kinds in the chart of accounts.
+const (
+	KindPurse    = "purse"      // a holder's purse (liability, credit-normal)
+	KindDeposit  = "deposit"    // a card deposit held (liability, credit-normal)
+	KindMerchant = "merchant"   // money owed to a merchant (liability, credit-normal)
+	KindCash     = "cash"       // cash held at outlets (asset, debit-normal)
+	KindBank     = "bank"       // receivable from card acquirers, bank settlement (asset, debit-normal)
+	KindIncome   = "income"     // fee income, forfeited deposits (income, credit-normal)
+	KindSuspense = "suspense"   // unclaimed balances awaiting a decision (liability, credit-normal)
+	KindSettle   = "settlement" // the central settlement account (asset, debit-normal)
+)
+
+// Account is one ledger account with its running totals. Entries carry
+// signed amounts: positive debits, negative credits.
+type Account struct {
+	ID       int64
+	Code     string // unique, e.g. "purse:3100010000000013:cash", "merchant:M001", "cash:outlets"
+	Kind     string
+	Currency string
+	Card     string // card number for purse and deposit accounts
+	Purse    string // purse name for purse accounts
+	// Constrained accounts may never have available balance (credits posted
+	// minus debits posted minus debits pending) below -NegativeLimit.
+	Constrained   bool
+	NegativeLimit int64
+
+	DebitsPosted   int64
+	CreditsPosted  int64
+	DebitsPending  int64
+	CreditsPending int64
+	CreatedAt      time.Time
+}
+
+// Entry is one leg of a transfer. Amount > 0 debits the account, < 0 credits it.
+type Entry struct {
+	Account int64
+	Amount  int64
+}
+
+// Transfer kinds.
+const (
+	TransferIssue    = "issue"    // card deposit taken
+	TransferTopUp    = "topup"    // money loaded onto a purse
+	TransferPayment  = "payment"  // a purchase
+	TransferHold     = "hold"     // a pending transfer (pre-authorisation)
+	TransferCapture  = "capture"  // a hold posted
+	TransferReversal = "reversal" // an earlier transfer undone
+	TransferReplace  = "replace"  // balances moved to a replacement card
+	TransferCancel   = "cancel"   // deposit and balances refunded on cancel
+	TransferAdjust   = "adjust"   // a manual correction by finance
+)
+
+// Transfer is an immutable, balanced set of entries. Corrections are new
+// transfers that point at the original with Ref.
+type Transfer struct {
+	ID       int64
+	Batch    int64 // the committed batch that holds it
+	Kind     string
+	Currency string
+	Card     string
+	Pending  bool  // a hold: its entries move pending, not posted, totals
+	Ref      int64 // the transfer this one reverses or captures (0 for none)
+	Amount   int64 // the headline amount (sum of debits)
+	Channel  string
+	Merchant string
+	Terminal string
+	Operator string
+	Memo     string
+	At       time.Time
+	Entries  []Entry
+}
+
+// Hold states.
+const (
+	HoldPending  = "pending"
+	HoldCaptured = "captured"
+	HoldVoided   = "voided"
+	HoldExpired  = "expired"
+)
+
+// Hold is the state of a pre-authorisation. Its ID is the ID of the pending
+// transfer that carries its entries.
+type Hold struct {
+	ID        int64
+	Card      string
+	Merchant  string
+	Amount    int64
+	Currency  string
+	Captured  int64
+	Status    string
+	ExpiresAt time.Time
+	UpdatedAt time.Time
+}
+
+// Card states.
+const (
+	CardActive   = "active"
+	CardLost     = "lost"     // reported lost: frozen, payments decline
+	CardFrozen   = "frozen"   // frozen by risk
+	CardReplaced = "replaced" // balances moved to ReplacedBy
+	CardClosed   = "closed"   // cancelled, deposit refunded
+)
+
+// Card is a citizen card and its holder.
+type Card struct {
+	Number     string
+	Product    string
+	Status     string
+	HolderName string
+	IDType     string
+	IDNumber   string
+	Phone      string
+	PinHash    string // slow salted hash; empty when no PIN is set
+	PinTries   int    // consecutive wrong PINs
+	Deposit    int64
+	Currency   string
+	ReplacedBy string
+	Replaces   string
+	IssuedAt   time.Time
+	UpdatedAt  time.Time
+}
+
+// IdemKey names an idempotency record: a key is unique per operator.
+type IdemKey struct {
+	Operator string
+	Key      string
+}
+
+// IdemRecord remembers the answer to a write so that a retry returns it.
+type IdemRecord struct {
+	IdemKey
+	RequestHash string // hex sha256 of method, path and body
+	Status      int    // HTTP status of the first answer
+	Response    []byte // JSON of the first answer's result
+	At          time.Time
+}
+
+// AuditEntry is one operator action. The audit log is append-only: the
+// drivers refuse UPDATE and DELETE on it with a trigger.
+type AuditEntry struct {
+	ID       int64
+	At       time.Time
+	Operator string
+	Role     string
+	Action   string // e.g. "cards.issue", "payments.create"
+	Target   string // card number, merchant id, transfer id…
+	Remote   string // client address
+	Outcome  string // "ok", "declined:<reason>", "error:<code>"
+	Detail   string
+}
+
+// Head is where the ledger stands: the engine resumes from it at start.
+type Head struct {
+	LastBatch    int64
+	LastHash     []byte // hash of the last committed batch (nil before the first)
+	LastTransfer int64
+	LastAccount  int64
+	CardSerial   int64 // highest card serial issued
+	LastAudit    int64
+}
+
+// BatchRecord is one committed batch in the hash chain.
+type BatchRecord struct {
+	Seq       int64
+	PrevHash  []byte
+	Hash      []byte
+	Transfers int
+	At        time.Time
+}
+
+// Batch is everything one group commit writes, in one transaction.
+type Batch struct {
+	Record      BatchRecord
+	NewAccounts []Account
+	// Accounts carries the new totals of every account the batch touched
+	// (each account once, however many transfers touched it).
+	Accounts    []Account
+	Transfers   []Transfer
+	NewCards    []Card
+	Cards       []Card // cards whose status, PIN or tries changed
+	Holds       []Hold // new or changed holds (upsert)
+	Idempotency []IdemRecord
+	Audit       []AuditEntry
+	CardSerial  int64 // new highest card serial, 0 if unchanged
+}
+
+// Operator is a person or system that calls the API.
+type Operator struct {
+	ID        string
+	Name      string
+	Role      string
+	TokenHash string // hex sha256 of the bearer token
+	Disabled  bool
+	CreatedAt time.Time
+}
+
+// Merchant accepts card payments.
+type Merchant struct {
+	ID                string
+	Name              string
+	MCC               string
+	FeeRateBps        int64
+	SettlementAccount string
+	CreatedAt         time.Time
+}
+
+// Terminal belongs to one merchant.
+type Terminal struct {
+	ID        string
+	Merchant  string
+	CreatedAt time.Time
+}
+
+// Product is a card product, stored as its JSON definition.
+type Product struct {
+	Code       string
+	Definition []byte
+	CreatedAt  time.Time
+}
+
+// TrialLine is one account's totals in the trial balance.
+type TrialLine struct {
+	Code    string
+	Kind    string
+	Debits  int64
+	Credits int64
+}
+
+// Store is implemented by each driver.
+type Store interface {
+	// Driver names the driver: "sqlite" or "postgres".
+	Driver() string
+	Close() error
+
+	// Head reads where the ledger stands.
+	Head(ctx context.Context) (Head, error)
+	// CommitBatch writes a batch atomically; on error nothing of it is written.
+	CommitBatch(ctx context.Context, b *Batch) error
+
+	// Loads for the engine; missing keys are simply absent from the result.
+	LoadAccounts(ctx context.Context, codes []string) ([]Account, error)
+	LoadCards(ctx context.Context, numbers []string) ([]Card, error)
+	LoadHolds(ctx context.Context, ids []int64) ([]Hold, error)
+	LoadIdempotency(ctx context.Context, keys []IdemKey) ([]IdemRecord, error)
+	// ExpiredHolds lists pending holds whose expiry is before t.
+	ExpiredHolds(ctx context.Context, t time.Time, limit int) ([]Hold, error)
+
+	// Reads.
+	GetCard(ctx context.Context, number string) (Card, error)
+	CardAccounts(ctx context.Context, number string) ([]Account, error)
+	GetTransfer(ctx context.Context, id int64) (Transfer, error)
+	// ReversalOf returns the id of the transfer that reverses id, or 0.
+	ReversalOf(ctx context.Context, id int64) (int64, error)
+	TrialBalance(ctx context.Context) ([]TrialLine, error)
+	// AllAccounts streams every account (for verify).
+	AllAccounts(ctx context.Context, fn func(Account) error) error
+	// Batches streams committed batches in order with their transfers and
+	// entries (for verify).
+	Batches(ctx context.Context, fn func(BatchRecord, []Transfer) error) error
+	// PendingHolds lists every hold still pending (for verify).
+	PendingHolds(ctx context.Context) ([]Hold, error)
+	CountRows(ctx context.Context) (map[string]int64, error)
+
+	// Operators and audit (written outside the group commit).
+	AddOperator(ctx context.Context, op Operator) error
+	OperatorByTokenHash(ctx context.Context, hash string) (Operator, error)
+	OperatorByName(ctx context.Context, name string) (Operator, error)
+	SetOperatorToken(ctx context.Context, id, tokenHash string) error
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	ListAudit(ctx context.Context, afterID int64, limit int) ([]AuditEntry, error)
+
+	// Merchants, terminals, products.
+	AddMerchant(ctx context.Context, m Merchant) error
+	GetMerchant(ctx context.Context, id string) (Merchant, error)
+	ListMerchants(ctx context.Context) ([]Merchant, error)
+	AddTerminal(ctx context.Context, t Terminal) error
+	GetTerminal(ctx context.Context, id string) (Terminal, error)
+	ListTerminals(ctx context.Context, merchant string) ([]Terminal, error)
+	PutProduct(ctx context.Context, p Product) error
+	ListProducts(ctx context.Context) ([]Product, error)
+}
