@@ -1,0 +1,221 @@
+// Package hub wires the hub together: store, catalogue, operators, ledger
+// writer, card service and HTTP API. The citycard command and the HTTP-level
+// tests start the hub through it, so both run exactly the same assembly.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/citycard/citycard/hub/internal/api"
+	"github.com/citycard/citycard/hub/internal/cards"
+	"github.com/citycard/citycard/hub/internal/catalog"
+	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/operators"
+	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/drivers"
+)
+
+// Defaults of `citycard serve`.
+const (
+	DefaultDB     = "sqlite://./citycard-data/citycard.db"
+	DefaultListen = "127.0.0.1:8080"
+)
+
+// DefaultHoldSweep is how often expired holds are released.
+const DefaultHoldSweep = 30 * time.Second
+
+// ShutdownTimeout caps how long Serve waits for in-flight requests.
+const ShutdownTimeout = 30 * time.Second
+
+// Config is what the hub starts with.
+type Config struct {
+	// DB is the store DSN: sqlite://PATH or postgres://… (default DefaultDB).
+	DB string
+	// Listen is the address the command listens on; Serve takes a listener
+	// and does not read it.
+	Listen string
+	// AdminToken, if set, ensures an admin operator holding it.
+	AdminToken string
+	Logger     *slog.Logger
+	Ledger     ledger.Config
+	Cards      cards.Options
+	// HoldSweep is the period of the hold-expiry sweeper (default
+	// DefaultHoldSweep).
+	HoldSweep time.Duration
+}
+
+// App is a running hub: its store is open and its ledger writer started.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	st      store.Store
+	eng     *ledger.Engine
+	svc     *cards.Service
+	handler http.Handler
+	// ownStore: Close closes the store (Open opened it; New's caller did).
+	ownStore bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the store (creating and migrating it on first use), ensures
+// the admin operator, starts the ledger writer and builds the API.
+func Open(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.DB == "" {
+		cfg.DB = DefaultDB
+	}
+	st, err := drivers.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("hub: open store: %w", err)
+	}
+	a, err := New(ctx, st, cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.ownStore = true
+	return a, nil
+}
+
+// New assembles the hub on a store that is already open. The caller keeps
+// the store: Close stops the ledger writer but leaves the store open.
+func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HoldSweep <= 0 {
+		cfg.HoldSweep = DefaultHoldSweep
+	}
+	cat, err := catalog.Default()
+	if err != nil {
+		return nil, fmt.Errorf("hub: catalogue: %w", err)
+	}
+	if cfg.AdminToken != "" {
+		if err := operators.EnsureAdmin(ctx, st, cfg.AdminToken); err != nil {
+			return nil, fmt.Errorf("hub: admin operator: %w", err)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := api.NewMetrics(reg)
+	lcfg := cfg.Ledger
+	if lcfg.Logger == nil {
+		lcfg.Logger = cfg.Logger
+	}
+	if prev := lcfg.Observe; prev != nil {
+		lcfg.Observe = func(size int, d time.Duration, err error) {
+			metrics.Observe(size, d, err)
+			prev(size, d, err)
+		}
+	} else {
+		lcfg.Observe = metrics.Observe
+	}
+	eng, err := ledger.Open(ctx, st, lcfg)
+	if err != nil {
+		return nil, fmt.Errorf("hub: start ledger: %w", err)
+	}
+	svc := cards.New(eng, cat, cfg.Cards)
+	a := &App{cfg: cfg, log: cfg.Logger, st: st, eng: eng, svc: svc}
+	a.handler = api.New(api.Options{Store: st, Service: svc, Logger: cfg.Logger, Metrics: metrics})
+	return a, nil
+}
+
+// Handler is the hub's HTTP handler.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Store is the hub's store.
+func (a *App) Store() store.Store { return a.st }
+
+// Service is the card service.
+func (a *App) Service() *cards.Service { return a.svc }
+
+// Serve serves the API on ln until ctx is done, and runs the hold-expiry
+// sweeper meanwhile. Then it shuts down in order: it stops accepting
+// connections and waits (at most ShutdownTimeout) for requests in flight,
+// so every acknowledged write has been answered; stops the sweeper; then
+// closes the ledger writer, which commits what it has queued, and the
+// store (as Close does). It returns nil after a shutdown asked for by ctx.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	var sweeping sync.WaitGroup
+	sweeping.Go(func() { a.sweep(sweepCtx) })
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	var err error
+	select {
+	case err = <-served:
+		// The listener failed on its own.
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+		if serr := srv.Shutdown(sctx); serr != nil {
+			a.log.Warn("hub: requests still in flight at the shutdown deadline", "err", serr)
+			srv.Close()
+		}
+		cancel()
+		err = <-served
+	}
+	stopSweep()
+	sweeping.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// sweep expires overdue holds every HoldSweep until ctx ends.
+func (a *App) sweep(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HoldSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := a.svc.ExpireHolds(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				a.log.Error("hub: hold sweep failed", "expired", n, "err", err)
+			case n > 0:
+				a.log.Info("hub: holds expired", "count", n)
+			}
+		}
+	}
+}
+
+// Close stops the ledger writer (committing what it has queued) and closes
+// the store if Open opened it. It is safe to call more than once.
+func (a *App) Close() error {
+	a.closeOnce.Do(func() {
+		a.closeErr = a.eng.Close()
+		if a.ownStore {
+			a.closeErr = errors.Join(a.closeErr, a.st.Close())
+		}
+	})
+	return a.closeErr
+}
