@@ -1,0 +1,344 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/citycard/citycard/hub/internal/store"
+)
+
+// metaCardSerial is the meta key holding Head.CardSerial.
+const metaCardSerial = "card_serial"
+
+// Head reads where the ledger stands, in one statement so that every field
+// comes from the same snapshot.
+func (s *Store) Head(ctx context.Context) (store.Head, error) {
+	var (
+		h      store.Head
+		serial *string
+	)
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT coalesce(max(seq), 0) FROM batches),
+		(SELECT hash FROM batches ORDER BY seq DESC LIMIT 1),
+		(SELECT coalesce(max(id), 0) FROM transfers),
+		(SELECT coalesce(max(id), 0) FROM accounts),
+		(SELECT value FROM meta WHERE key = $1),
+		(SELECT coalesce(max(id), 0) FROM audit_log)`, metaCardSerial).
+		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit)
+	if err != nil {
+		return store.Head{}, fmt.Errorf("postgres: head: %w", err)
+	}
+	if serial != nil {
+		if h.CardSerial, err = strconv.ParseInt(*serial, 10, 64); err != nil {
+			return store.Head{}, fmt.Errorf("postgres: head: card serial %q: %w", *serial, err)
+		}
+	}
+	return h, nil
+}
+
+// CommitBatch writes b in one transaction; on any error it rolls back and
+// nothing of b is written. Bulk rows go in with COPY and bulk updates as one
+// statement over unnest()ed arrays, so a batch costs a handful of round
+// trips whatever its size.
+func (s *Store) CommitBatch(ctx context.Context, b *store.Batch) error {
+	if err := checkBatch(b); err != nil {
+		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, err)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
+	if err := s.writeBatch(ctx, tx, b); err != nil {
+		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, constraint(err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, constraint(err))
+	}
+	return nil
+}
+
+// checkBatch refuses a batch that lists an account or a card twice: the
+// totals and states it carries are absolute, so two versions of one row
+// mean the engine lost track, and which one should win is unknowable.
+func checkBatch(b *store.Batch) error {
+	seen := make(map[int64]bool, len(b.Accounts))
+	for _, a := range b.Accounts {
+		if seen[a.ID] {
+			return fmt.Errorf("account %d listed twice", a.ID)
+		}
+		seen[a.ID] = true
+	}
+	cards := make(map[string]bool, len(b.Cards))
+	for _, c := range b.Cards {
+		if cards[c.Number] {
+			return fmt.Errorf("card %s listed twice", c.Number)
+		}
+		cards[c.Number] = true
+	}
+	for i := range b.Transfers {
+		if len(b.Transfers[i].Entries) > math.MaxInt16 {
+			return fmt.Errorf("transfer %d: %d entries is too many", b.Transfers[i].ID, len(b.Transfers[i].Entries))
+		}
+	}
+	return nil
+}
+
+// copyRows COPYs n rows into table; row(i, buf) fills buf with row i. One
+// buffer serves every row: pgx encodes a row before asking for the next.
+func copyRows(ctx context.Context, tx pgx.Tx, table string, cols []string, n int, row func(i int, buf []any)) error {
+	if n == 0 {
+		return nil
+	}
+	buf := make([]any, len(cols))
+	i := -1
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		i++
+		if i >= n {
+			return nil, nil
+		}
+		row(i, buf)
+		return buf, nil
+	})
+	got, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, src)
+	if err != nil {
+		return fmt.Errorf("%s: %w", table, err)
+	}
+	if got != int64(n) {
+		return fmt.Errorf("%s: copied %d rows of %d", table, got, n)
+	}
+	return nil
+}
+
+var (
+	accountCopyCols = []string{"id", "code", "kind", "currency", "card", "purse", "constrained", "negative_limit",
+		"debits_posted", "credits_posted", "debits_pending", "credits_pending", "created_at"}
+	transferCopyCols = []string{"id", "batch", "kind", "currency", "card", "pending", "ref", "amount", "channel",
+		"merchant", "terminal", "operator", "memo", "at"}
+	entryCopyCols = []string{"transfer_id", "n", "account_id", "amount"}
+	cardCopyCols  = []string{"number", "product", "status", "holder_name", "id_type", "id_number", "phone", "pin_hash",
+		"pin_tries", "deposit", "currency", "replaced_by", "replaces", "issued_at", "updated_at"}
+	idemCopyCols  = []string{"operator", "key", "request_hash", "status", "response", "at"}
+	auditCopyCols = []string{"at", "operator", "role", "action", "target", "remote", "outcome", "detail"}
+)
+
+func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
+	rec := b.Record
+	if _, err := tx.Exec(ctx, `INSERT INTO batches (seq, prev_hash, hash, transfers, at) VALUES ($1, $2, $3, $4, $5)`,
+		rec.Seq, nullBytes(rec.PrevHash), rec.Hash, rec.Transfers, rec.At); err != nil {
+		return fmt.Errorf("batch record: %w", err)
+	}
+
+	err := copyRows(ctx, tx, "accounts", accountCopyCols, len(b.NewAccounts), func(i int, r []any) {
+		a := &b.NewAccounts[i]
+		r[0], r[1], r[2], r[3], r[4], r[5], r[6] = a.ID, a.Code, a.Kind, a.Currency, a.Card, a.Purse, a.Constrained
+		r[7], r[8], r[9], r[10], r[11], r[12] = a.NegativeLimit, a.DebitsPosted, a.CreditsPosted, a.DebitsPending,
+			a.CreditsPending, a.CreatedAt
+	})
+	if err != nil {
+		return err
+	}
+
+	if err := updateAccounts(ctx, tx, b.Accounts); err != nil {
+		return err
+	}
+
+	entries := 0
+	for i := range b.Transfers {
+		entries += len(b.Transfers[i].Entries)
+	}
+	err = copyRows(ctx, tx, "transfers", transferCopyCols, len(b.Transfers), func(i int, r []any) {
+		t := &b.Transfers[i]
+		r[0], r[1], r[2], r[3], r[4], r[5], r[6] = t.ID, t.Batch, t.Kind, t.Currency, t.Card, t.Pending, t.Ref
+		r[7], r[8], r[9], r[10], r[11], r[12], r[13] = t.Amount, t.Channel, t.Merchant, t.Terminal, t.Operator, t.Memo, t.At
+	})
+	if err != nil {
+		return err
+	}
+	// Walk the entries transfer by transfer without building a flat copy.
+	ti, ei := 0, 0
+	err = copyRows(ctx, tx, "entries", entryCopyCols, entries, func(_ int, r []any) {
+		for ei >= len(b.Transfers[ti].Entries) {
+			ti, ei = ti+1, 0
+		}
+		t := &b.Transfers[ti]
+		e := t.Entries[ei]
+		r[0], r[1], r[2], r[3] = t.ID, int16(ei), e.Account, e.Amount
+		ei++
+	})
+	if err != nil {
+		return err
+	}
+
+	err = copyRows(ctx, tx, "cards", cardCopyCols, len(b.NewCards), func(i int, r []any) {
+		c := &b.NewCards[i]
+		r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] = c.Number, c.Product, c.Status, c.HolderName, c.IDType,
+			c.IDNumber, c.Phone, c.PinHash
+		r[8], r[9], r[10], r[11], r[12], r[13], r[14] = int32(c.PinTries), c.Deposit, c.Currency, c.ReplacedBy,
+			c.Replaces, c.IssuedAt, c.UpdatedAt
+	})
+	if err != nil {
+		return err
+	}
+	if err := updateCards(ctx, tx, b.Cards); err != nil {
+		return err
+	}
+	if err := upsertHolds(ctx, tx, b.Holds); err != nil {
+		return err
+	}
+
+	err = copyRows(ctx, tx, "idempotency", idemCopyCols, len(b.Idempotency), func(i int, r []any) {
+		x := &b.Idempotency[i]
+		r[0], r[1], r[2], r[3], r[4], r[5] = x.Operator, x.Key, x.RequestHash, int32(x.Status), nullBytes(x.Response), x.At
+	})
+	if err != nil {
+		return err
+	}
+
+	if b.CardSerial != 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+			metaCardSerial, strconv.FormatInt(b.CardSerial, 10)); err != nil {
+			return fmt.Errorf("card serial: %w", err)
+		}
+	}
+
+	// Audit rows go last: they take the audit lock, held until commit.
+	if len(b.Audit) > 0 {
+		if err := s.lockAudit(ctx, tx); err != nil {
+			return err
+		}
+		err = copyRows(ctx, tx, "audit_log", auditCopyCols, len(b.Audit), func(i int, r []any) {
+			e := &b.Audit[i]
+			r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] = e.At, e.Operator, e.Role, e.Action, e.Target, e.Remote,
+				e.Outcome, e.Detail
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockAudit serialises transactions that insert audit rows. Identity values
+// are handed out when rows are inserted, not when they commit; without the
+// lock a reader paging with ListAudit(afterID) could see id 11 commit before
+// id 10 and skip 10 for good.
+func (s *Store) lockAudit(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.auditLock); err != nil {
+		return fmt.Errorf("audit lock: %w", err)
+	}
+	return nil
+}
+
+// updateAccounts sets the absolute totals of accounts in one statement.
+// Every account must exist: a missing one means the engine and the database
+// disagree, and the batch must not commit.
+func updateAccounts(ctx context.Context, tx pgx.Tx, accounts []store.Account) error {
+	if len(accounts) == 0 {
+		return nil
+	}
+	n := len(accounts)
+	ids, dp, cp, dpe, cpe := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, a := range accounts {
+		ids[i], dp[i], cp[i], dpe[i], cpe[i] = a.ID, a.DebitsPosted, a.CreditsPosted, a.DebitsPending, a.CreditsPending
+	}
+	tag, err := tx.Exec(ctx, `UPDATE accounts AS a
+		SET debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe, credits_pending = v.cpe
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v (id, dp, cp, dpe, cpe)
+		WHERE a.id = v.id`, ids, dp, cp, dpe, cpe)
+	if err != nil {
+		return fmt.Errorf("accounts: %w", err)
+	}
+	if tag.RowsAffected() != int64(n) {
+		return fmt.Errorf("accounts: updated %d of %d: %w", tag.RowsAffected(), n, store.ErrNotFound)
+	}
+	return nil
+}
+
+// updateCards writes every mutable column of cards; each card must exist.
+func updateCards(ctx context.Context, tx pgx.Tx, cards []store.Card) error {
+	if len(cards) == 0 {
+		return nil
+	}
+	n := len(cards)
+	var (
+		number, product, status, holder, idType, idNumber, phone, pin = make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n)
+		currency, replacedBy, replaces = make([]string, n), make([]string, n), make([]string, n)
+		tries                          = make([]int32, n)
+		deposit                        = make([]int64, n)
+		updated                        = make([]time.Time, n)
+	)
+	for i, c := range cards {
+		number[i], product[i], status[i], holder[i], idType[i], idNumber[i] = c.Number, c.Product, c.Status,
+			c.HolderName, c.IDType, c.IDNumber
+		phone[i], pin[i], tries[i], deposit[i], currency[i] = c.Phone, c.PinHash, int32(c.PinTries), c.Deposit, c.Currency
+		replacedBy[i], replaces[i], updated[i] = c.ReplacedBy, c.Replaces, c.UpdatedAt
+	}
+	tag, err := tx.Exec(ctx, `UPDATE cards AS c
+		SET product = v.product, status = v.status, holder_name = v.holder_name, id_type = v.id_type,
+			id_number = v.id_number, phone = v.phone, pin_hash = v.pin_hash, pin_tries = v.pin_tries,
+			deposit = v.deposit, currency = v.currency, replaced_by = v.replaced_by, replaces = v.replaces,
+			updated_at = v.updated_at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::integer[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+			AS v (number, product, status, holder_name, id_type, id_number, phone, pin_hash, pin_tries, deposit,
+				currency, replaced_by, replaces, updated_at)
+		WHERE c.number = v.number`,
+		number, product, status, holder, idType, idNumber, phone, pin, tries, deposit, currency, replacedBy,
+		replaces, updated)
+	if err != nil {
+		return fmt.Errorf("cards: %w", err)
+	}
+	if tag.RowsAffected() != int64(n) {
+		return fmt.Errorf("cards: updated %d of %d: %w", tag.RowsAffected(), n, store.ErrNotFound)
+	}
+	return nil
+}
+
+// upsertHolds inserts or replaces holds. PostgreSQL refuses to upsert one
+// row twice in a statement, so a hold listed twice keeps its last version,
+// as applying the list in order would.
+func upsertHolds(ctx context.Context, tx pgx.Tx, holds []store.Hold) error {
+	if len(holds) == 0 {
+		return nil
+	}
+	last := make(map[int64]int, len(holds))
+	for i, h := range holds {
+		last[h.ID] = i
+	}
+	n := len(last)
+	var (
+		ids, amount, captured            = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		card, merchant, currency, status = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n)
+		expires, updated = make([]time.Time, 0, n), make([]time.Time, 0, n)
+	)
+	for i, h := range holds {
+		if last[h.ID] != i {
+			continue
+		}
+		ids, amount, captured = append(ids, h.ID), append(amount, h.Amount), append(captured, h.Captured)
+		card, merchant = append(card, h.Card), append(merchant, h.Merchant)
+		currency, status = append(currency, h.Currency), append(status, h.Status)
+		expires, updated = append(expires, h.ExpiresAt), append(updated, h.UpdatedAt)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO holds (id, card, merchant, amount, currency, captured, status, expires_at, updated_at)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[],
+			$8::timestamptz[], $9::timestamptz[])
+		ON CONFLICT (id) DO UPDATE SET card = excluded.card, merchant = excluded.merchant, amount = excluded.amount,
+			currency = excluded.currency, captured = excluded.captured, status = excluded.status,
+			expires_at = excluded.expires_at, updated_at = excluded.updated_at`,
+		ids, card, merchant, amount, currency, captured, status, expires, updated)
+	if err != nil {
+		return fmt.Errorf("holds: %w", err)
+	}
+	return nil
+}

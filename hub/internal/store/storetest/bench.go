@@ -1,0 +1,114 @@
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/store"
+)
+
+// benchPurses is how many purse accounts the benchmark spreads payments
+// over: enough that a batch touches batchSize distinct purses.
+const benchPurses = 20000
+
+// benchStride is the step from one payer to the next; a prime that does not
+// divide the number of purses, so consecutive payments come from purses far
+// apart and a batch never repeats one.
+const benchStride = 7919
+
+// BenchCommit measures CommitBatch on the ledger's hot path: every batch
+// holds batchSize payments of two entries each, debiting a purse and
+// crediting one hot merchant account, and carries the new totals of every
+// account it touched. Consecutive payments come from purses spread over the
+// whole table, as real traffic does. It reports transfers/s.
+func BenchCommit(b *testing.B, s store.Store, batchSize int) {
+	benchCommit(b, s, batchSize, benchStride, false)
+}
+
+// BenchCommitRequests is BenchCommit with what the API adds to each payment
+// as well: an idempotency record and an audit entry.
+func BenchCommitRequests(b *testing.B, s store.Store, batchSize int) {
+	benchCommit(b, s, batchSize, benchStride, true)
+}
+
+// BenchCommitLocal is BenchCommit with consecutive payments coming from
+// neighbouring purses, so a batch's rows share pages: the best case for
+// locality, and an upper bound to compare BenchCommit with.
+func BenchCommitLocal(b *testing.B, s store.Store, batchSize int) {
+	benchCommit(b, s, batchSize, 1, false)
+}
+
+func benchCommit(b *testing.B, s store.Store, batchSize, stride int, requests bool) {
+	ctx := context.Background()
+	now := time.Now()
+	purses := max(benchPurses, 2*batchSize)
+	if purses%stride == 0 && stride > 1 {
+		purses++
+	}
+	// Account 1 is the merchant; 2..purses+1 are purses with money on them.
+	accounts := make([]store.Account, purses+1)
+	accounts[0] = store.Account{ID: 1, Code: "merchant:M001", Kind: store.KindMerchant, Currency: "CNY", CreatedAt: now}
+	for i := 1; i <= purses; i++ {
+		card := fmt.Sprintf("31000%011d", i)
+		accounts[i] = store.Account{ID: int64(i + 1), Code: "purse:" + card + ":cash", Kind: store.KindPurse,
+			Currency: "CNY", Card: card, Purse: "cash", Constrained: true, CreditsPosted: 1 << 40, CreatedAt: now}
+	}
+	seq := int64(1)
+	hash := sha256.Sum256(nil)
+	prev := hash
+	commit(b, s, &store.Batch{Record: store.BatchRecord{Seq: seq, Hash: hash[:], At: now}, NewAccounts: accounts})
+
+	var (
+		id   int64
+		next = 1 // the next purse to pay from
+	)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		seq++
+		var sb [8]byte
+		binary.BigEndian.PutUint64(sb[:], uint64(seq))
+		hash = sha256.Sum256(append(prev[:], sb[:]...))
+		batch := &store.Batch{
+			Record:    store.BatchRecord{Seq: seq, PrevHash: prev[:], Hash: hash[:], Transfers: batchSize, At: now},
+			Transfers: make([]store.Transfer, batchSize),
+			Accounts:  make([]store.Account, 0, batchSize+1),
+		}
+		prev = hash
+		merchant := &accounts[0]
+		for j := range batch.Transfers {
+			id++
+			p := &accounts[next]
+			// A prime stride that does not divide purses visits every purse
+			// before it repeats one.
+			next = (next-1+stride)%purses + 1
+			amount := 100 + id%900
+			p.DebitsPosted += amount
+			merchant.CreditsPosted += amount
+			batch.Transfers[j] = store.Transfer{ID: id, Batch: seq, Kind: store.TransferPayment, Currency: "CNY",
+				Card: p.Card, Amount: amount, Channel: "pos", Merchant: "M001", Terminal: "T0001", Operator: "pos-1",
+				At: now, Entries: []store.Entry{{Account: p.ID, Amount: amount}, {Account: merchant.ID, Amount: -amount}}}
+			batch.Accounts = append(batch.Accounts, *p)
+			if requests {
+				batch.Idempotency = append(batch.Idempotency, store.IdemRecord{
+					IdemKey:     store.IdemKey{Operator: "pos-1", Key: fmt.Sprintf("pay-%020d", id)},
+					RequestHash: fmt.Sprintf("%064x", id), Status: 201,
+					Response: fmt.Appendf(nil, `{"transfer":%d,"card":%q,"amount":%d,"balance":%d}`, id, p.Card, amount, p.CreditsPosted-p.DebitsPosted),
+					At:       now})
+				batch.Audit = append(batch.Audit, store.AuditEntry{At: now, Operator: "pos-1", Role: "pos",
+					Action: "payments.create", Target: p.Card, Remote: "10.1.2.3:50412", Outcome: "ok"})
+			}
+		}
+		batch.Accounts = append(batch.Accounts, *merchant)
+		b.StartTimer()
+		if err := s.CommitBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "transfers/s")
+}
