@@ -136,7 +136,8 @@ func (s *server) admit(x *exchange, write bool) error {
 		return err
 	}
 	x.info.operator = x.op.Name
-	x.info.log = s.log.With("request_id", x.info.id, "operator", x.op.Name)
+	// The operator is added to the request line once authentication is known.
+	x.info.log = s.log.With("request_id", x.info.id)
 	if !operators.Allowed(x.op.Role, x.action) {
 		s.deny(x, fault.Forbidden)
 		return fault.E(fault.Forbidden, "", fmt.Sprintf("role %s may not %s", x.op.Role, x.action))

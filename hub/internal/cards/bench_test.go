@@ -23,21 +23,23 @@ func BenchmarkWritePath(b *testing.B) {
 		name     string
 		maxBatch int
 		clients  int
+		linger   time.Duration
 	}{
-		{"group", 1000, 512},
-		{"one-commit", 1, 64},
+		{"group", 1000, 512, 0},
+		{"group-linger1ms", 1000, 512, time.Millisecond},
+		{"one-commit", 1, 64, 0},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			storetest.EachDriverB(b, func(b *testing.B, st store.Store) {
-				benchPayments(b, st, mode.maxBatch, mode.clients)
+				benchPayments(b, st, mode.maxBatch, mode.clients, mode.linger)
 			})
 		})
 	}
 }
 
-func benchPayments(b *testing.B, st store.Store, maxBatch, clients int) {
+func benchPayments(b *testing.B, st store.Store, maxBatch, clients int, linger time.Duration) {
 	var batches, items atomic.Int64
-	e := newEnv(b, st, ledger.Config{MaxBatch: maxBatch, Observe: func(n int, _ time.Duration, _ error) {
+	e := newEnv(b, st, ledger.Config{MaxBatch: maxBatch, Linger: linger, Observe: func(n int, _ time.Duration, _ error) {
 		batches.Add(1)
 		items.Add(int64(n))
 	}})

@@ -155,12 +155,12 @@ func TestMain(m *testing.M) {
 	useCheapPINs()
 	flag.Parse()
 	// Each property step commits (and syncs) on a real database and the
-	// ledger is re-verified after every step: 20 sequences keep the suite
-	// quick; ask for more with -rapid.checks.
+	// ledger is re-verified after every step: a bounded number of sequences
+	// keeps the suite quick (propertyChecks); ask for more with -rapid.checks.
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "rapid.checks" })
 	if !set {
-		_ = flag.Set("rapid.checks", "20")
+		_ = flag.Set("rapid.checks", propertyChecks)
 	}
 	os.Exit(m.Run())
 }

@@ -40,7 +40,8 @@ func (s *Service) AddMerchant(ctx context.Context, req MerchantRequest) (store.M
 	case strings.TrimSpace(req.SettlementAccount) == "":
 		return store.Merchant{}, fault.E(fault.InvalidRequest, "settlement_account", "settlement_account is required")
 	}
-	m := store.Merchant{ID: req.ID, Name: req.Name, MCC: req.MCC, FeeRateBps: req.FeeRateBps, SettlementAccount: req.SettlementAccount}
+	m := store.Merchant{ID: req.ID, Name: req.Name, MCC: req.MCC, FeeRateBps: req.FeeRateBps,
+		SettlementAccount: req.SettlementAccount, CreatedAt: s.opts.Now().UTC()}
 	if err := s.st.AddMerchant(ctx, m); errors.Is(err, store.ErrConflict) {
 		return store.Merchant{}, fault.E(fault.Duplicate, "id", fmt.Sprintf("merchant %s already exists", req.ID))
 	} else if err != nil {
@@ -74,7 +75,7 @@ func (s *Service) AddTerminal(ctx context.Context, req TerminalRequest) (store.T
 	if !idPattern.MatchString(req.ID) {
 		return store.Terminal{}, fault.E(fault.InvalidRequest, "id", fmt.Sprintf("terminal id %q must be 1-64 letters, digits, '_', '.' or '-'", req.ID))
 	}
-	err := s.st.AddTerminal(ctx, store.Terminal{ID: req.ID, Merchant: req.Merchant})
+	err := s.st.AddTerminal(ctx, store.Terminal{ID: req.ID, Merchant: req.Merchant, CreatedAt: s.opts.Now().UTC()})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.Terminal{}, fault.E(fault.MerchantNotFound, "merchant", fmt.Sprintf("no merchant %q", req.Merchant))

@@ -101,13 +101,15 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	reqs      chan *request
-	stop      chan struct{}
-	stopped   chan struct{}
-	once      sync.Once
-	commits   chan *built
-	committed chan struct{}
-	failed    atomic.Bool // a commit failed; the writer must reload
+	reqs       chan *request
+	stop       chan struct{}
+	stopped    chan struct{}
+	once       sync.Once
+	commits    chan *built
+	ready      chan struct{} // the committer is idle and takes the next batch
+	writerDone chan struct{}
+	committed  chan struct{}
+	failed     atomic.Bool // a commit failed; the writer must reload
 
 	// state owned by the writer goroutine
 	head     store.Head
@@ -143,8 +145,10 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Engine, error) {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		// One batch commits while the next is applied.
-		commits:   make(chan *built, 1),
-		committed: make(chan struct{}),
+		commits:    make(chan *built),
+		ready:      make(chan struct{}),
+		writerDone: make(chan struct{}),
+		committed:  make(chan struct{}),
 	}
 	if err := e.reset(ctx); err != nil {
 		return nil, err
@@ -201,67 +205,78 @@ func (e *Engine) Close() error {
 	return nil
 }
 
+// run is the writer. It applies requests to the batch being built while
+// the committer writes the previous one, and hands the batch over as soon
+// as the committer is free: a batch holds everything that arrived during
+// the previous commit (up to MaxBatch), so batches grow with load and a
+// lone request at rest is written at once.
 func (e *Engine) run() {
 	defer func() {
-		close(e.commits)
+		close(e.writerDone)
 		<-e.committed
 		close(e.stopped)
 	}()
+	cur := e.newBuilt()
 	for {
-		// A fresh slice each time: the committer still holds the last one.
-		batch := make([]*request, 0, 16)
-		select {
-		case r := <-e.reqs:
-			batch = append(batch, r)
-		case <-e.stop:
-			// Drain what was queued before the stop so every accepted
-			// request is answered.
-			for {
-				select {
-				case r := <-e.reqs:
-					batch = append(batch, r)
-					if len(batch) == e.cfg.MaxBatch {
-						e.process(batch)
-						batch = make([]*request, 0, 16)
-					}
-					continue
-				default:
-				}
-				break
+		var reqs <-chan *request
+		if len(cur.batch) < e.cfg.MaxBatch {
+			reqs = e.reqs
+		}
+		var ready <-chan struct{}
+		var linger <-chan time.Time
+		if len(cur.batch) > 0 {
+			if wait := e.cfg.Linger - time.Since(cur.started); e.cfg.Linger > 0 && wait > 0 && len(cur.batch) < e.cfg.MaxBatch {
+				linger = time.After(wait)
+			} else {
+				ready = e.ready
 			}
-			if len(batch) > 0 {
-				e.process(batch)
+		}
+		select {
+		case r := <-reqs:
+			e.applyChunk(cur, e.collect(r, e.cfg.MaxBatch-len(cur.batch)))
+		case <-linger:
+		case <-ready:
+			e.handOff(cur)
+			cur = e.newBuilt()
+		case <-e.stop:
+			// Everything queued before the stop is applied and answered.
+			for {
+				chunk := e.collect(nil, e.cfg.MaxBatch-len(cur.batch))
+				if len(chunk) == 0 {
+					break
+				}
+				e.applyChunk(cur, chunk)
+				if len(cur.batch) >= e.cfg.MaxBatch {
+					<-e.ready
+					e.handOff(cur)
+					cur = e.newBuilt()
+				}
+			}
+			if len(cur.batch) > 0 {
+				<-e.ready
+				e.handOff(cur)
 			}
 			return
 		}
-		batch = e.fill(batch)
-		e.process(batch)
 	}
 }
 
-func (e *Engine) fill(batch []*request) []*request {
-	var timer <-chan time.Time
-	for len(batch) < e.cfg.MaxBatch {
+// collect takes first (if any) and whatever else is queued, up to n.
+func (e *Engine) collect(first *request, n int) []*request {
+	var chunk []*request
+	if first != nil {
+		chunk = append(chunk, first)
+	}
+	for len(chunk) < n {
 		select {
 		case r := <-e.reqs:
-			batch = append(batch, r)
+			chunk = append(chunk, r)
 			continue
 		default:
 		}
-		if e.cfg.Linger <= 0 {
-			return batch
-		}
-		if timer == nil {
-			timer = time.After(e.cfg.Linger)
-		}
-		select {
-		case r := <-e.reqs:
-			batch = append(batch, r)
-		case <-timer:
-			return batch
-		}
+		break
 	}
-	return batch
+	return chunk
 }
 
 // pending is the batch being built.
@@ -297,75 +312,100 @@ type built struct {
 	batch   []*request
 	replies []reply
 	live    []bool
-	b       *store.Batch  // nil when the batch writes nothing
-	sync    chan struct{} // a marker: closed when the committer reaches it
+	p       *pending
+	seen    map[store.IdemKey]int
+	started time.Time
+	now     time.Time
+	b       *store.Batch // nil when the batch writes nothing
 }
 
-// process applies a batch in memory and hands it to the committer. The
-// writer goes on with the next batch while this one is being written, so
-// applying and committing overlap; answers still leave only after their
-// batch (and every batch before it) is durable.
-func (e *Engine) process(batch []*request) {
-	ctx := context.Background()
+func (e *Engine) newBuilt() *built {
+	return &built{
+		p: &pending{
+			touched: map[string]*store.Account{}, created: map[string]bool{},
+			cards: map[string]bool{}, newCards: map[string]bool{}, holds: map[int64]bool{},
+		},
+		seen: map[store.IdemKey]int{},
+	}
+}
+
+// applyChunk applies newly arrived requests to the batch being built.
+func (e *Engine) applyChunk(bt *built, chunk []*request) {
+	if len(bt.batch) == 0 {
+		bt.started = time.Now()
+		// Both stores keep microseconds; the chain hash must see what they keep.
+		bt.now = e.cfg.Now().UTC().Truncate(time.Microsecond)
+	}
+	base := len(bt.batch)
+	live := make([]bool, len(chunk))
+	bt.batch = append(bt.batch, chunk...)
+	bt.replies = append(bt.replies, make([]reply, len(chunk))...)
+	for i, r := range chunk {
+		// A caller that gave up before its request was applied gets
+		// nothing written.
+		if err := r.ctx.Err(); err != nil {
+			bt.replies[base+i] = reply{err: fault.Wrap(fault.Timeout, err)}
+			continue
+		}
+		live[i] = true
+	}
+	bt.live = append(bt.live, live...)
+	if err := e.prefetch(context.Background(), chunk, live); err != nil {
+		for i := range chunk {
+			if live[i] {
+				bt.replies[base+i] = reply{err: fault.Wrap(fault.Unavailable, err)}
+			}
+		}
+		return
+	}
+	for i, r := range chunk {
+		if !live[i] {
+			continue
+		}
+		j := base + i
+		if k := r.opts.Idempotency; k != nil {
+			if rec, ok := e.idem[*k]; ok {
+				bt.replies[j] = replayOf(rec, r.opts.RequestHash)
+				continue
+			}
+			if first, ok := bt.seen[*k]; ok {
+				// The same key twice in one batch: the second gets the
+				// first's answer, resolved after the commit.
+				bt.replies[j] = reply{err: errSameBatch{first}}
+				continue
+			}
+		}
+		bt.replies[j] = e.apply(bt.p, r, bt.now)
+		if k := r.opts.Idempotency; k != nil && bt.replies[j].err == nil {
+			bt.seen[*k] = j
+		}
+	}
+}
+
+// handOff gives the batch to the committer. The caller holds the
+// committer's ready token: every earlier batch is finished.
+func (e *Engine) handOff(bt *built) {
 	if e.failed.Load() {
-		// A commit failed: the state in memory includes batches that were
-		// never written. Wait until the committer has refused them all,
-		// then start again from what the database holds.
-		e.drain()
-		if err := e.reset(ctx); err != nil {
+		// An earlier commit failed, and this batch was applied on top of
+		// state that never reached the database: refuse it and start again
+		// from what the database holds.
+		for i := range bt.batch {
+			if bt.live[i] {
+				bt.replies[i] = reply{err: fault.E(fault.Unavailable, "", "an earlier batch failed to commit; retry")}
+			}
+		}
+		e.answer(bt.batch, bt.replies)
+		if err := e.reset(context.Background()); err != nil {
 			e.log.Error("ledger: reload after failed commit", "err", err)
 		}
 		e.failed.Store(false)
-	}
-	// Both stores keep microseconds; the chain hash must see what they keep.
-	now := e.cfg.Now().UTC().Truncate(time.Microsecond)
-	bt := &built{batch: batch, replies: make([]reply, len(batch)), live: make([]bool, len(batch))}
-	for i, r := range batch {
-		// A caller that gave up before its batch started gets nothing written.
-		if err := r.ctx.Err(); err != nil {
-			bt.replies[i] = reply{err: fault.Wrap(fault.Timeout, err)}
-			continue
-		}
-		bt.live[i] = true
-	}
-	if err := e.prefetch(ctx, batch, bt.live); err != nil {
-		for i := range batch {
-			if bt.live[i] {
-				bt.replies[i] = reply{err: fault.Wrap(fault.Unavailable, err)}
-			}
-		}
-		e.commits <- bt
+		e.commits <- &built{}
 		return
 	}
-	p := &pending{
-		touched: map[string]*store.Account{}, created: map[string]bool{},
-		cards: map[string]bool{}, newCards: map[string]bool{}, holds: map[int64]bool{},
-	}
-	seen := map[store.IdemKey]int{}
-	for i, r := range batch {
-		if !bt.live[i] {
-			continue
-		}
-		if k := r.opts.Idempotency; k != nil {
-			if rec, ok := e.idem[*k]; ok {
-				bt.replies[i] = replayOf(rec, r.opts.RequestHash)
-				continue
-			}
-			if j, ok := seen[*k]; ok {
-				// The same key twice in one batch: the second waits for
-				// the first's answer, resolved after the commit.
-				bt.replies[i] = reply{err: errSameBatch{j}}
-				continue
-			}
-		}
-		bt.replies[i] = e.apply(p, r, now)
-		if k := r.opts.Idempotency; k != nil && bt.replies[i].err == nil {
-			seen[*k] = i
-		}
-	}
+	p := bt.p
 	if len(p.transfers) > 0 || len(p.touched) > 0 || len(p.cards) > 0 || len(p.holds) > 0 ||
 		len(p.idem) > 0 || len(p.audit) > 0 || p.serialChanged {
-		bt.b = e.build(p, now)
+		bt.b = e.build(p, bt.now)
 		// The head moves now: the next batch chains onto this one. If the
 		// commit fails, the writer reloads the head from the database.
 		e.head.LastBatch = bt.b.Record.Seq
@@ -376,50 +416,41 @@ func (e *Engine) process(batch []*request) {
 	}
 	e.commits <- bt
 	if len(e.accounts)+len(e.cards)+len(e.holds)+len(e.idem)+len(e.checked) > e.cfg.CacheLimit {
-		e.drain()
-		if err := e.reset(ctx); err != nil {
-			e.log.Error("ledger: reload after cache trim", "err", err)
+		<-e.ready // the committer has finished this batch
+		if !e.failed.Load() {
+			if err := e.reset(context.Background()); err != nil {
+				e.log.Error("ledger: reload after cache trim", "err", err)
+			}
 		}
+		e.commits <- &built{}
 	}
-}
-
-// drain waits until the committer has dealt with every batch handed to it.
-func (e *Engine) drain() {
-	done := make(chan struct{})
-	e.commits <- &built{sync: done}
-	<-done
 }
 
 // commit writes batches in order and answers their requests.
 func (e *Engine) commit() {
 	defer close(e.committed)
 	ctx := context.Background()
-	for bt := range e.commits {
-		if bt.sync != nil {
-			close(bt.sync)
-			continue
+	for {
+		select {
+		case e.ready <- struct{}{}:
+		case <-e.writerDone:
+			return
 		}
+		bt := <-e.commits
 		if bt.b != nil {
-			var err error
-			if e.failed.Load() {
-				err = errors.New("an earlier batch failed to commit")
-			} else {
-				start := time.Now()
-				err = e.st.CommitBatch(ctx, bt.b)
-				if e.cfg.Observe != nil {
-					e.cfg.Observe(len(bt.batch), time.Since(start), err)
-				}
-				if err != nil {
-					e.log.Error("ledger: commit failed; batch refused", "size", len(bt.batch), "err", err)
-					e.failed.Store(true)
-				}
+			start := time.Now()
+			err := e.st.CommitBatch(ctx, bt.b)
+			if e.cfg.Observe != nil {
+				e.cfg.Observe(len(bt.batch), time.Since(start), err)
 			}
 			if err != nil {
+				e.log.Error("ledger: commit failed; batch refused", "size", len(bt.batch), "err", err)
+				e.failed.Store(true)
 				e.failAll(bt.batch, bt.live, bt.replies, err)
 				continue
 			}
 		}
-		e.answer(bt.batch, bt.replies, bt.live)
+		e.answer(bt.batch, bt.replies)
 	}
 }
 
@@ -427,7 +458,7 @@ type errSameBatch struct{ first int }
 
 func (errSameBatch) Error() string { return "same idempotency key earlier in the batch" }
 
-func (e *Engine) answer(batch []*request, replies []reply, live []bool) {
+func (e *Engine) answer(batch []*request, replies []reply) {
 	for i, r := range batch {
 		if sb, ok := replies[i].err.(errSameBatch); ok {
 			first := replies[sb.first]
@@ -449,7 +480,7 @@ func (e *Engine) failAll(batch []*request, live []bool, replies []reply, err err
 			replies[i] = reply{err: fault.Wrap(fault.Unavailable, err)}
 		}
 	}
-	e.answer(batch, replies, live)
+	e.answer(batch, replies)
 }
 
 func replayOf(rec store.IdemRecord, hash string) reply {
@@ -463,7 +494,6 @@ func replayOf(rec store.IdemRecord, hash string) reply {
 func (e *Engine) apply(p *pending, r *request, now time.Time) (rep reply) {
 	tx := &Tx{
 		e: e, b: p, now: now,
-		accSnap: map[string]store.Account{}, cardSnap: map[string]store.Card{}, holdSnap: map[int64]store.Hold{},
 		mark: p.mark(e.head),
 	}
 	defer func() {

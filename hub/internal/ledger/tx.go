@@ -111,6 +111,9 @@ func (tx *Tx) PutCard(c store.Card) {
 			c.IssuedAt = tx.now
 		}
 	} else if _, ok := tx.cardSnap[c.Number]; !ok {
+		if tx.cardSnap == nil {
+			tx.cardSnap = map[string]store.Card{}
+		}
 		tx.cardSnap[c.Number] = *old
 	}
 	c.UpdatedAt = tx.now
@@ -151,6 +154,9 @@ func (tx *Tx) PutHold(h store.Hold) {
 		panic(fmt.Sprintf("ledger: PutHold(%d) for a hold that was never posted", h.ID))
 	}
 	if _, ok := tx.holdSnap[h.ID]; !ok {
+		if tx.holdSnap == nil {
+			tx.holdSnap = map[int64]store.Hold{}
+		}
 		tx.holdSnap[h.ID] = cur.Hold
 	}
 	h.UpdatedAt = tx.now
@@ -254,6 +260,10 @@ func (tx *Tx) AccountByID(id int64) *store.Account { return tx.e.byID[id] }
 
 func (tx *Tx) touch(acc *store.Account) {
 	if _, ok := tx.accSnap[acc.Code]; !ok && !tx.isNew(acc.Code) {
+		if tx.accSnap == nil {
+			// Most ops touch two or three accounts.
+			tx.accSnap = make(map[string]store.Account, 4)
+		}
 		tx.accSnap[acc.Code] = *acc
 	}
 	if _, ok := tx.b.touched[acc.Code]; !ok {

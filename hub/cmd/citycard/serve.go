@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/citycard/citycard/hub/internal/hub"
+)
+
+func newServeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the hub: the /v1 API, /healthz, /readyz and /metrics",
+		Long: `serve runs the hub until SIGINT or SIGTERM, then stops taking requests and
+finishes the ones in flight: no write that was acknowledged is lost.
+
+The store is created and migrated on first use. If ` + envAdminToken + ` is set
+(at least 16 characters), an operator "admin" holding that token is ensured,
+for unattended set-ups; otherwise add operators with "citycard operators add".
+Logs are JSON lines on stderr.`,
+		Args: noArgs,
+		RunE: runServe,
+	}
+	addDBFlag(cmd.Flags())
+	cmd.Flags().String("listen", hub.DefaultListen, "address to listen on, host:port (env "+envListen+")")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, _ []string) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+	dsn := setting(cmd, "db", envDB)
+	listen := setting(cmd, "listen", envListen)
+
+	app, err := hub.Open(ctx, hub.Config{
+		DB:         dsn,
+		Listen:     listen,
+		AdminToken: os.Getenv(envAdminToken),
+		Logger:     log,
+	})
+	if err != nil {
+		return fmt.Errorf("start on store %s: %w", describeStore(dsn), err)
+	}
+	err = serve(ctx, cmd.OutOrStdout(), app, listen, describeStore(dsn), log)
+	if cerr := app.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close store: %w", cerr)
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// serve listens and serves until ctx is done.
+func serve(ctx context.Context, out io.Writer, app *hub.App, listen, store string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	// One human line on stdout; tests read the address from it when
+	// listening on port 0.
+	fmt.Fprintf(out, "citycard listening on http://%s (store: %s)\n", ln.Addr(), store)
+	log.Info("serving", "addr", ln.Addr().String(), "store", store)
+	return app.Serve(ctx, ln)
+}
+
+// describeStore names the driver and where its data lives, for logs and
+// messages. It never shows a password, so it is safe to print any DSN.
+func describeStore(dsn string) string {
+	scheme, rest, _ := strings.Cut(dsn, ":")
+	if scheme == "sqlite" || scheme == "sqlite3" {
+		return "sqlite " + strings.TrimPrefix(rest, "//")
+	}
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return "(a DSN that is not a URL)"
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Del(k)
+		}
+	}
+	where := u.Host + u.Path
+	if u.User != nil {
+		where = u.User.Username() + "@" + where
+	}
+	if len(q) > 0 {
+		where += "?" + q.Encode()
+	}
+	return u.Scheme + " " + where
+}
