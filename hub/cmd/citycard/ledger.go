@@ -39,7 +39,15 @@ moving target.`,
 			errw := cmd.ErrOrStderr()
 			start := time.Now()
 			fmt.Fprintln(errw, "verifying the ledger…")
-			r, err := ledger.Verify(cmd.Context(), st)
+			// A line every few seconds on a long ledger, so an operator
+			// sees it is moving.
+			last := time.Now()
+			r, err := ledger.VerifyProgress(cmd.Context(), st, func(r ledger.Report) {
+				if time.Since(last) >= 2*time.Second {
+					last = time.Now()
+					fmt.Fprintf(errw, "  %d batches, %d transfers checked…\n", r.Batches, r.Transfers)
+				}
+			})
 			if err != nil {
 				return fmt.Errorf("verify: %w", err)
 			}

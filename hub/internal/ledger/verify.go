@@ -31,6 +31,12 @@ type totals struct{ dp, cp, dpend, cpend int64 }
 // balances. It reads only committed rows and may run beside a live writer
 // only if the caller accepts a moving target; run it offline for audits.
 func Verify(ctx context.Context, st store.Store) (Report, error) {
+	return VerifyProgress(ctx, st, nil)
+}
+
+// VerifyProgress is Verify that calls progress after every batch it has
+// checked (with the running report), so a long audit can show how far it is.
+func VerifyProgress(ctx context.Context, st store.Store, progress func(Report)) (Report, error) {
 	var r Report
 	problem := func(format string, args ...any) {
 		if len(r.Problems) < 1000 {
@@ -100,6 +106,9 @@ func Verify(ctx context.Context, st store.Store) (Report, error) {
 			if sum != 0 {
 				problem("transfer %d does not balance: entries sum to %d", t.ID, sum)
 			}
+		}
+		if progress != nil {
+			progress(r)
 		}
 		return nil
 	})
