@@ -325,11 +325,7 @@ func (o *topUpOp) Apply(tx *ledger.Tx) (any, error) {
 // TopUp loads money onto a purse (cash by default). It refuses to take the
 // card past its product's maximum balance.
 func (s *Service) TopUp(ctx context.Context, c Call, req TopUpRequest) (ledger.Outcome, error) {
-	card, err := s.loadCard(ctx, req.Card, "card")
-	if err != nil {
-		return ledger.Outcome{}, err
-	}
-	p, err := s.product(card.Product)
+	_, p, err := s.cardProduct(ctx, req.Card, "card")
 	if err != nil {
 		return ledger.Outcome{}, err
 	}

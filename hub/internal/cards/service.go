@@ -144,6 +144,16 @@ func (s *Service) loadCard(ctx context.Context, number, field string) (store.Car
 	return c, err
 }
 
+// cardProduct reads a committed card and its product.
+func (s *Service) cardProduct(ctx context.Context, number, field string) (store.Card, catalog.Product, error) {
+	c, err := s.loadCard(ctx, number, field)
+	if err != nil {
+		return c, catalog.Product{}, err
+	}
+	p, err := s.product(c.Product)
+	return c, p, err
+}
+
 func (s *Service) product(code string) (catalog.Product, error) {
 	p, ok := s.cat.Product(code)
 	if !ok {

@@ -45,11 +45,7 @@ func (o *statusOp) Apply(tx *ledger.Tx) (any, error) {
 }
 
 func (s *Service) changeStatus(ctx context.Context, c Call, number, action, to string, from ...string) (ledger.Outcome, error) {
-	card, err := s.loadCard(ctx, number, "number")
-	if err != nil {
-		return ledger.Outcome{}, err
-	}
-	p, err := s.product(card.Product)
+	_, p, err := s.cardProduct(ctx, number, "number")
 	if err != nil {
 		return ledger.Outcome{}, err
 	}
@@ -174,11 +170,7 @@ func (o *replaceOp) Apply(tx *ledger.Tx) (any, error) {
 // paid at the counter, the old deposit is kept, and every balance moves to
 // the new card.
 func (s *Service) Replace(ctx context.Context, c Call, req ReplaceRequest) (ledger.Outcome, error) {
-	card, err := s.loadCard(ctx, req.Card, "number")
-	if err != nil {
-		return ledger.Outcome{}, err
-	}
-	p, err := s.product(card.Product)
+	_, p, err := s.cardProduct(ctx, req.Card, "number")
 	if err != nil {
 		return ledger.Outcome{}, err
 	}
@@ -279,11 +271,7 @@ func (o *cancelOp) Apply(tx *ledger.Tx) (any, error) {
 // Cancel closes a card and refunds its deposit and every refundable balance
 // in cash, less any debt.
 func (s *Service) Cancel(ctx context.Context, c Call, number string) (ledger.Outcome, error) {
-	card, err := s.loadCard(ctx, number, "number")
-	if err != nil {
-		return ledger.Outcome{}, err
-	}
-	p, err := s.product(card.Product)
+	_, p, err := s.cardProduct(ctx, number, "number")
 	if err != nil {
 		return ledger.Outcome{}, err
 	}
@@ -322,11 +310,7 @@ func (o *setPINOp) Apply(tx *ledger.Tx) (any, error) {
 
 // SetPIN sets a card's PIN.
 func (s *Service) SetPIN(ctx context.Context, c Call, req SetPINRequest) (ledger.Outcome, error) {
-	card, err := s.loadCard(ctx, req.Card, "number")
-	if err != nil {
-		return ledger.Outcome{}, err
-	}
-	p, err := s.product(card.Product)
+	_, p, err := s.cardProduct(ctx, req.Card, "number")
 	if err != nil {
 		return ledger.Outcome{}, err
 	}
