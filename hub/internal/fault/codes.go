@@ -32,6 +32,11 @@ const (
 	Internal               = "internal"                 // Internal error
 	Unavailable            = "unavailable"              // The service is unavailable; try again later
 	Timeout                = "timeout"                  // The request timed out
+	SchemaInvalid          = "schema_invalid"           // The message does not match its schema
+	ConfigInvalid          = "config_invalid"           // The plugin configuration is not valid
+	DescriptorInvalid      = "descriptor_invalid"       // The plugin describes itself wrongly
+	UnsupportedMessageType = "unsupported_message_type" // The plugin does not handle this message type
+	NotConfigured          = "not_configured"           // The plugin has not been configured yet
 )
 
 // Declines: the transaction was understood and refused; answered with 200.

@@ -1,0 +1,165 @@
+package sdk_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/plugintest"
+)
+
+// Dock is a bike-share dock. When a bike comes back it charges the ride to
+// the rider's card through the hub and answers with a receipt.
+type Dock struct {
+	hub  sdk.Hub
+	fare int64 // per started half hour, in fen
+}
+
+// Describe declares the messages the dock handles and sends, each with the
+// JSON Schema of its payload, and the schema of its configuration.
+func (d *Dock) Describe() sdk.Descriptor {
+	return sdk.Descriptor{
+		Name:    "bikes",
+		Version: "1.0.0",
+		Handles: []sdk.MessageType{{
+			Type:     "bikes.return.v1",
+			SchemaID: "https://bikes.example/schemas/return.v1.json",
+			Schema: json.RawMessage(`{
+				"type": "object",
+				"required": ["ride", "card", "minutes"],
+				"properties": {
+					"ride": {"type": "string", "minLength": 1},
+					"card": {"type": "string", "pattern": "^[0-9]{16,19}$"},
+					"minutes": {"type": "integer", "minimum": 0}
+				},
+				"additionalProperties": false
+			}`),
+		}},
+		Sends: []sdk.MessageType{{
+			Type:     "bikes.fare.v1",
+			SchemaID: "https://bikes.example/schemas/fare.v1.json",
+			Schema: json.RawMessage(`{
+				"type": "object",
+				"required": ["card", "amount", "currency"],
+				"properties": {
+					"card": {"type": "string", "pattern": "^[0-9]{16,19}$"},
+					"amount": {"type": "integer", "minimum": 1},
+					"currency": {"const": "CNY"}
+				},
+				"additionalProperties": false
+			}`),
+		}, {
+			Type:     "bikes.receipt.v1",
+			SchemaID: "https://bikes.example/schemas/receipt.v1.json",
+			Schema: json.RawMessage(`{
+				"type": "object",
+				"required": ["amount", "hub"],
+				"properties": {
+					"amount": {"type": "integer"},
+					"hub": {"type": "object"}
+				}
+			}`),
+		}},
+		ConfigSchema: json.RawMessage(`{
+			"type": "object",
+			"required": ["fare_per_half_hour"],
+			"properties": {
+				"fare_per_half_hour": {"type": "integer", "minimum": 1}
+			},
+			"additionalProperties": false
+		}`),
+	}
+}
+
+// Configure keeps the fare and the hub. The sdk has already checked the
+// configuration against ConfigSchema.
+func (d *Dock) Configure(ctx context.Context, config json.RawMessage, hub sdk.Hub) error {
+	var c struct {
+		FarePerHalfHour int64 `json:"fare_per_half_hour"`
+	}
+	if err := json.Unmarshal(config, &c); err != nil {
+		return err
+	}
+	d.hub, d.fare = hub, c.FarePerHalfHour
+	return nil
+}
+
+// Handle charges one returned bike's ride.
+func (d *Dock) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
+	var ride struct {
+		Ride    string `json:"ride"`
+		Card    string `json:"card"`
+		Minutes int64  `json:"minutes"`
+	}
+	if err := json.Unmarshal(m.Payload, &ride); err != nil {
+		return nil, err
+	}
+	amount := (ride.Minutes/30 + 1) * d.fare
+	fare, err := json.Marshal(map[string]any{"card": ride.Card, "amount": amount, "currency": "CNY"})
+	if err != nil {
+		return nil, err
+	}
+	// The ride id makes the charge idempotent: if this message is delivered
+	// again, the hub answers with the first charge instead of a second one.
+	res, err := d.hub.Submit(ctx, sdk.Message{Type: "bikes.fare.v1", IdempotencyKey: "bikes-" + ride.Ride, Payload: fare})
+	if err != nil {
+		return nil, err
+	}
+	receipt, err := json.Marshal(map[string]any{"amount": amount, "hub": res.Body})
+	if err != nil {
+		return nil, err
+	}
+	return []sdk.Message{{Type: "bikes.receipt.v1", Payload: receipt}}, nil
+}
+
+// Stop has nothing to release.
+func (d *Dock) Stop(ctx context.Context) error { return nil }
+
+// Example_bikes runs the bike-share dock plugin of docs/writing-a-plugin.md
+// in-process against a fake hub. In its own binary the plugin's main is a
+// single line: sdk.Serve(&Dock{}).
+func Example_bikes() {
+	h, err := plugintest.New(&Dock{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer h.Close()
+
+	// The hub checks the configuration against the plugin's schema first.
+	fmt.Println(h.Configure(map[string]any{"fare_per_half_hour": 0}))
+	if err := h.Configure(map[string]any{"fare_per_half_hour": 150}); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	replies, err := h.Handle(plugintest.NewMessage("bikes.return.v1",
+		map[string]any{"ride": "D7-000381", "card": "8860001234567890", "minutes": 42}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, m := range h.Submitted() {
+		fmt.Println("hub got:", m.Source, m.Type, m.IdempotencyKey, string(m.Payload))
+	}
+	for _, m := range replies {
+		fmt.Println("reply:", m.Type, string(m.Payload))
+	}
+
+	// A message that breaks its schema never reaches the plugin; the error
+	// says where, and keeps its code across the process boundary.
+	_, err = h.Handle(plugintest.NewMessage("bikes.return.v1",
+		map[string]any{"ride": "D7-000382", "card": "not-a-card", "minutes": 5}))
+	var e *sdk.Error
+	if errors.As(err, &e) {
+		fmt.Println(e.Code, e.Field)
+	}
+
+	// Output:
+	// config_invalid: configuration of plugin bikes: /fare_per_half_hour: minimum: must be >= 1 but found 0 (at /fare_per_half_hour)
+	// hub got: bikes bikes.fare.v1 bikes-D7-000381 {"amount":300,"card":"8860001234567890","currency":"CNY"}
+	// reply: bikes.receipt.v1 {"amount":300,"hub":{"status":"accepted"}}
+	// schema_invalid /payload/card
+}
