@@ -73,7 +73,7 @@ type pinCheck struct {
 
 type debitOp struct {
 	req     PaymentRequest
-	cat     *catalog.Catalog
+	rules   *rules
 	p       catalog.Product
 	pol     catalog.Policy
 	order   []string
@@ -108,7 +108,7 @@ func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
 	}
 	// The product is resolved here, from the card the writer holds, so that
 	// a payment needs no read of its own before the writer.
-	p, ok := o.cat.Product(c.Product)
+	p, ok := o.rules.product(c.Product)
 	if !ok {
 		return nil, fault.E(fault.ProductNotFound, "card", fmt.Sprintf("card %s has unknown product %q", c.Number, c.Product))
 	}
@@ -116,7 +116,7 @@ func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
 		return nil, fault.E(fault.CurrencyMismatch, "currency", fmt.Sprintf("currency must be %s, got %q", p.Currency, r.Currency))
 	}
 	o.p = p
-	o.order = o.cat.PurseOrder(p, r.Channel)
+	o.order = o.rules.purseOrder(p, r.Channel)
 	if o.pin.required {
 		if c.PinHash == "" {
 			// No PIN was ever set: the holder must set one at a counter.
@@ -227,7 +227,7 @@ func (s *Service) prepareDebit(ctx context.Context, req PaymentRequest, hold boo
 	if err := checkNumber(req.Card, "card"); err != nil {
 		return nil, err
 	}
-	pol, ok := s.cat.Policy(req.Channel)
+	pol, ok := s.rules.policy(req.Channel)
 	if !ok {
 		return nil, fault.E(fault.ChannelNotAllowed, "channel", fmt.Sprintf("unknown channel %q", req.Channel))
 	}
@@ -246,7 +246,7 @@ func (s *Service) prepareDebit(ctx context.Context, req PaymentRequest, hold boo
 	if req.Currency == "" {
 		return nil, fault.E(fault.CurrencyMismatch, "currency", "currency is required")
 	}
-	op := &debitOp{req: req, cat: s.cat, pol: pol, hold: hold}
+	op := &debitOp{req: req, rules: s.rules, pol: pol, hold: hold}
 	if req.Channel != "transit" && (pol.PINRequired(req.Amount) || req.PIN != "") {
 		// Only a payment that needs its PIN checked reads the card before
 		// the writer: the hash is slow and must not run there.

@@ -55,6 +55,7 @@ type Service struct {
 	eng    *ledger.Engine
 	st     store.Store
 	cat    *catalog.Catalog
+	rules  *rules
 	opts   Options
 	hasher func(pin string) (string, error)
 	verify func(hash, pin string) (bool, error)
@@ -73,7 +74,7 @@ func New(eng *ledger.Engine, cat *catalog.Catalog, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{eng: eng, st: eng.Store(), cat: cat, opts: opts, hasher: hashPIN, verify: verifyPIN}
+	return &Service{eng: eng, st: eng.Store(), cat: cat, rules: &rules{cat: cat}, opts: opts, hasher: hashPIN, verify: verifyPIN}
 }
 
 // Catalog is the product and policy catalogue the service uses.
@@ -155,7 +156,7 @@ func (s *Service) cardProduct(ctx context.Context, number, field string) (store.
 }
 
 func (s *Service) product(code string) (catalog.Product, error) {
-	p, ok := s.cat.Product(code)
+	p, ok := s.rules.product(code)
 	if !ok {
 		return catalog.Product{}, fault.E(fault.ProductNotFound, "product", fmt.Sprintf("no card product %q", code))
 	}

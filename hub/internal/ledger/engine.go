@@ -9,7 +9,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -725,10 +724,10 @@ func (e *Engine) build(p *pending, now time.Time) *store.Batch {
 // adding or removing any of them is evident.
 func ChainHash(prev []byte, seq int64, ts []store.Transfer) []byte {
 	h := sha256.New()
-	var buf bytes.Buffer
-	num := func(v int64) { _ = binary.Write(&buf, binary.BigEndian, v) }
-	str := func(s string) { num(int64(len(s))); buf.WriteString(s) }
-	buf.Write(prev)
+	buf := make([]byte, 0, 4096)
+	num := func(v int64) { buf = binary.BigEndian.AppendUint64(buf, uint64(v)) }
+	str := func(s string) { num(int64(len(s))); buf = append(buf, s...) }
+	buf = append(buf, prev...)
 	num(seq)
 	for _, t := range ts {
 		num(t.ID)
@@ -751,12 +750,12 @@ func ChainHash(prev []byte, seq int64, ts []store.Transfer) []byte {
 			num(en.Account)
 			num(en.Amount)
 		}
-		if buf.Len() > 1<<16 {
-			h.Write(buf.Bytes())
-			buf.Reset()
+		if len(buf) > 1<<15 {
+			h.Write(buf)
+			buf = buf[:0]
 		}
 	}
-	h.Write(buf.Bytes())
+	h.Write(buf)
 	return h.Sum(nil)
 }
 

@@ -148,30 +148,11 @@ func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error
 		return err
 	}
 
-	entries := 0
-	for i := range b.Transfers {
-		entries += len(b.Transfers[i].Entries)
-	}
-	err = copyRows(ctx, tx, "transfers", transferCopyCols, len(b.Transfers), func(i int, r []any) {
-		t := &b.Transfers[i]
-		r[0], r[1], r[2], r[3], r[4], r[5], r[6] = t.ID, t.Batch, t.Kind, t.Currency, t.Card, t.Pending, t.Ref
-		r[7], r[8], r[9], r[10], r[11], r[12], r[13] = t.Amount, t.Channel, t.Merchant, t.Terminal, t.Operator, t.Memo, t.At
-	})
-	if err != nil {
+	if err := copyText(ctx, tx, "transfers", transferCopyCols, len(b.Transfers), transferRows(b.Transfers)); err != nil {
 		return err
 	}
-	// Walk the entries transfer by transfer without building a flat copy.
-	ti, ei := 0, 0
-	err = copyRows(ctx, tx, "entries", entryCopyCols, entries, func(_ int, r []any) {
-		for ei >= len(b.Transfers[ti].Entries) {
-			ti, ei = ti+1, 0
-		}
-		t := &b.Transfers[ti]
-		e := t.Entries[ei]
-		r[0], r[1], r[2], r[3] = t.ID, int16(ei), e.Account, e.Amount
-		ei++
-	})
-	if err != nil {
+	entries, n := entryRows(b.Transfers)
+	if err := copyText(ctx, tx, "entries", entryCopyCols, n, entries); err != nil {
 		return err
 	}
 

@@ -96,8 +96,9 @@ func seed() *store.Batch {
 		{ID: 10, Batch: 1, Kind: store.TransferIssue, Currency: "CNY", Card: card1, Amount: 2000, Channel: "counter",
 			Operator: "op-1", Memo: "issue", At: t0,
 			Entries: []store.Entry{{Account: 1, Amount: 2000}, {Account: 4, Amount: -2000}}},
+		// The memo holds what the bulk encodings must escape.
 		{ID: 11, Batch: 1, Kind: store.TransferTopUp, Currency: "CNY", Card: card1, Amount: 5000, Channel: "counter",
-			Operator: "op-1", At: t0.Add(time.Second),
+			Operator: "op-1", Memo: "tab\there\nnew line \\N back\\slash\r 充值", At: t0.Add(time.Second),
 			Entries: []store.Entry{{Account: 1, Amount: 5000}, {Account: 3, Amount: -5000}}},
 		// Entry order is deliberately not account order.
 		{ID: 12, Batch: 1, Kind: store.TransferPayment, Currency: "CNY", Card: card1, Amount: 1200, Channel: "pos",
