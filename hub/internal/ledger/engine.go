@@ -724,7 +724,7 @@ func (e *Engine) build(p *pending, now time.Time) *store.Batch {
 // adding or removing any of them is evident.
 func ChainHash(prev []byte, seq int64, ts []store.Transfer) []byte {
 	h := sha256.New()
-	buf := make([]byte, 0, 4096)
+	buf := make([]byte, 0, 1<<15+1024)
 	num := func(v int64) { buf = binary.BigEndian.AppendUint64(buf, uint64(v)) }
 	str := func(s string) { num(int64(len(s))); buf = append(buf, s...) }
 	buf = append(buf, prev...)

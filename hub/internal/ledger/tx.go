@@ -49,7 +49,8 @@ type Tx struct {
 	now time.Time
 
 	// first-touch snapshots for undo when this op fails
-	accSnap  map[string]store.Account
+	accSnap  []accountSnap
+	accBuf   [4]accountSnap // backs accSnap: most ops touch two or three accounts
 	cardSnap map[string]store.Card
 	holdSnap map[int64]store.Hold
 	newAcc   []string
@@ -258,13 +259,25 @@ func (tx *Tx) Reversed(id int64) bool { return tx.e.reversed[id] }
 // AccountByID returns the account with this id, or nil.
 func (tx *Tx) AccountByID(id int64) *store.Account { return tx.e.byID[id] }
 
+// accountSnap is an account as it was before the op first changed it.
+type accountSnap struct {
+	acc   *store.Account
+	saved store.Account
+}
+
 func (tx *Tx) touch(acc *store.Account) {
-	if _, ok := tx.accSnap[acc.Code]; !ok && !tx.isNew(acc.Code) {
-		if tx.accSnap == nil {
-			// Most ops touch two or three accounts.
-			tx.accSnap = make(map[string]store.Account, 4)
+	saved := false
+	for i := range tx.accSnap {
+		if tx.accSnap[i].acc == acc {
+			saved = true
+			break
 		}
-		tx.accSnap[acc.Code] = *acc
+	}
+	if !saved && !tx.isNew(acc.Code) {
+		if tx.accSnap == nil {
+			tx.accSnap = tx.accBuf[:0]
+		}
+		tx.accSnap = append(tx.accSnap, accountSnap{acc: acc, saved: *acc})
 	}
 	if _, ok := tx.b.touched[acc.Code]; !ok {
 		tx.addTouched = append(tx.addTouched, acc.Code)
@@ -293,8 +306,8 @@ func Balance(a store.Account) int64 { return a.CreditsPosted - a.DebitsPosted }
 // rollback undoes everything this op changed.
 func (tx *Tx) rollback() {
 	e := tx.e
-	for code, snap := range tx.accSnap {
-		*e.accounts[code] = snap
+	for _, snap := range tx.accSnap {
+		*snap.acc = snap.saved
 	}
 	for _, code := range tx.newAcc {
 		acc := e.accounts[code]
