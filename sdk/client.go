@@ -29,6 +29,11 @@ type Client struct {
 	rpc    pluginv1.PluginClient
 	broker *plugin.GRPCBroker
 
+	// configuring serialises Configure: the plugin applies configurations
+	// one at a time, and the hub connection it keeps must be the one this
+	// side keeps serving, so two calls must not finish in another order.
+	configuring sync.Mutex
+
 	mu        sync.Mutex
 	val       *Validator
 	callbacks []*callback // Hub servers started by Configure, newest last
@@ -119,6 +124,8 @@ func (c *Client) validator(ctx context.Context) (*Validator, error) {
 // plugin none. Calling Configure again reconfigures the plugin and retires
 // the previous hub connection.
 func (c *Client) Configure(ctx context.Context, config json.RawMessage, hub Hub) error {
+	c.configuring.Lock()
+	defer c.configuring.Unlock()
 	v, err := c.validator(ctx)
 	if err != nil {
 		return err
