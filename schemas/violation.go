@@ -1,8 +1,11 @@
 package schemas
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
@@ -62,6 +65,21 @@ func (e *ValidationError) Error() string {
 	return b.String()
 }
 
+// Violations flattens an error from a schema compiled with
+// santhosh-tekuri/jsonschema into leaf violations, by the rules every
+// CityCard schema error follows (the sdk uses it for the schemas plugins
+// carry). An error of another kind becomes one violation with its message.
+func Violations(err error) []Violation {
+	if err == nil {
+		return nil
+	}
+	var root *jsonschema.ValidationError
+	if !errors.As(err, &root) {
+		return []Violation{{Message: err.Error()}}
+	}
+	return flatten(root)
+}
+
 // flatten keeps only the leaf causes: the wrappers (allOf, $ref, if-then)
 // only say that something below them failed.
 func flatten(root *jsonschema.ValidationError) []Violation {
@@ -69,7 +87,15 @@ func flatten(root *jsonschema.ValidationError) []Violation {
 	var walk func(*jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
-			out = append(out, leaf(e))
+			v := leaf(e)
+			if names, ok := unknownProperties(v); ok {
+				for _, n := range names {
+					out = append(out, Violation{InstancePath: v.InstancePath + "/" + EscapePointer(n),
+						Keyword: v.Keyword, Message: "unknown property"})
+				}
+				return
+			}
+			out = append(out, v)
 			return
 		}
 		for _, c := range e.Causes {
@@ -133,4 +159,33 @@ func keyword(loc string) string {
 		}
 	}
 	return kw
+}
+
+// quotedName matches one name in jsonschema's list of unknown properties.
+var quotedName = regexp.MustCompile(`'((?:[^'\\]|\\.)*)'`)
+
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
+// EscapePointer escapes a property name for a JSON pointer (RFC 6901).
+func EscapePointer(name string) string { return pointerEscaper.Replace(name) }
+
+// unknownProperties splits jsonschema's "additionalProperties 'a', 'b' not
+// allowed", reported at the object, into the names, so that each unknown
+// property is reported at its own path as unevaluatedProperties is: the
+// path is what a partner needs to find the typo.
+func unknownProperties(v Violation) ([]string, bool) {
+	if v.Keyword != "additionalProperties" || !strings.HasPrefix(v.Message, "additionalProperties '") {
+		return nil, false
+	}
+	var names []string
+	for _, m := range quotedName.FindAllStringSubmatch(v.Message, -1) {
+		// Undo jsonschema's quoting: %q, then \" → " and ' → \'.
+		q := strings.ReplaceAll(strings.ReplaceAll(m[1], `\'`, `'`), `"`, `\"`)
+		name, err := strconv.Unquote(`"` + q + `"`)
+		if err != nil {
+			return nil, false
+		}
+		names = append(names, name)
+	}
+	return names, len(names) > 0
 }

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
@@ -118,109 +115,9 @@ func decodeJSON(doc []byte) (any, error) {
 	return v, nil
 }
 
-// violations flattens a jsonschema error into leaf violations, by the same
-// rules as package schemas, so a carried schema's errors read exactly like
-// the hub's.
-func violations(err error) []schemas.Violation {
-	if err == nil {
-		return nil
-	}
-	var root *jsonschema.ValidationError
-	if !errors.As(err, &root) {
-		return []schemas.Violation{{Message: err.Error()}}
-	}
-	var out []schemas.Violation
-	var walk func(*jsonschema.ValidationError)
-	walk = func(e *jsonschema.ValidationError) {
-		if len(e.Causes) == 0 {
-			v := schemas.Violation{InstancePath: e.InstanceLocation, Keyword: keyword(e.KeywordLocation), Message: e.Message}
-			if v.Message == "not allowed" && (v.Keyword == "unevaluatedProperties" || v.Keyword == "additionalProperties") {
-				v.Message = "unknown property"
-			}
-			if names, ok := unknownProperties(v); ok {
-				for _, n := range names {
-					out = append(out, schemas.Violation{InstancePath: v.InstancePath + "/" + pointerEscaper.Replace(n),
-						Keyword: v.Keyword, Message: "unknown property"})
-				}
-				return
-			}
-			out = append(out, v)
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c)
-		}
-	}
-	walk(root)
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].InstancePath != out[j].InstancePath {
-			return out[i].InstancePath < out[j].InstancePath
-		}
-		return out[i].Keyword < out[j].Keyword
-	})
-	return out
-}
-
-// quotedName matches one name in jsonschema's list of unknown properties.
-var quotedName = regexp.MustCompile(`'((?:[^'\\]|\\.)*)'`)
-
-// pointerEscaper escapes a property name for a JSON pointer (RFC 6901).
-var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
-
-// unknownProperties splits jsonschema's "additionalProperties 'a', 'b' not
-// allowed", reported at the object, into the names, so that each unknown
-// property is reported at its own path as unevaluatedProperties is: the
-// path is what a partner needs to find the typo.
-func unknownProperties(v schemas.Violation) ([]string, bool) {
-	if v.Keyword != "additionalProperties" || !strings.HasPrefix(v.Message, "additionalProperties '") {
-		return nil, false
-	}
-	var names []string
-	for _, m := range quotedName.FindAllStringSubmatch(v.Message, -1) {
-		// Undo jsonschema's quoting: %q, then \" → " and ' → \'.
-		q := strings.ReplaceAll(strings.ReplaceAll(m[1], `\'`, `'`), `"`, `\"`)
-		name, err := strconv.Unquote(`"` + q + `"`)
-		if err != nil {
-			return nil, false
-		}
-		names = append(names, name)
-	}
-	return names, len(names) > 0
-}
-
-// Keywords followed in a keyword location by a name or an index, not by
-// another keyword.
-var (
-	namedKeywords = map[string]bool{
-		"properties": true, "patternProperties": true, "$defs": true, "definitions": true,
-		"dependentSchemas": true, "dependentRequired": true, "dependencies": true,
-	}
-	indexedKeywords = map[string]bool{"allOf": true, "anyOf": true, "oneOf": true, "prefixItems": true}
-)
-
-// keyword returns the last keyword of a keyword location, never mistaking a
-// property called "minimum" for the keyword.
-func keyword(loc string) string {
-	segs := strings.Split(strings.TrimPrefix(loc, "/"), "/")
-	kw := ""
-	for i := 0; i < len(segs); i++ {
-		s := segs[i]
-		if s == "" {
-			continue
-		}
-		kw = s
-		switch {
-		case namedKeywords[s]:
-			i++
-			if s == "dependentRequired" || s == "dependencies" {
-				i++
-			}
-		case indexedKeywords[s]:
-			i++
-		}
-	}
-	return kw
-}
+// violations flattens a jsonschema error by the rules of package schemas,
+// so a carried schema's errors read exactly like the hub's.
+func violations(err error) []schemas.Violation { return schemas.Violations(err) }
 
 // maxListed bounds an error message so a badly broken document does not
 // flood the logs.

@@ -235,7 +235,7 @@ func check(m Message, ps *payloadSchema, code string) error {
 	for k, val := range m.Metadata {
 		// JSON would quietly mend it, but protobuf refuses to send it.
 		if !utf8.ValidString(val) {
-			vs = append(vs, schemas.Violation{InstancePath: "/metadata/" + pointerEscaper.Replace(k), Keyword: "type", Message: "must be valid UTF-8"})
+			vs = append(vs, schemas.Violation{InstancePath: "/metadata/" + schemas.EscapePointer(k), Keyword: "type", Message: "must be valid UTF-8"})
 		}
 	}
 	if ps != nil {

@@ -291,19 +291,6 @@ func envelopeSchemaValid(t *testing.T, m Message) bool {
 	return schemas.Validate(envelopeSchema, doc) == nil
 }
 
-func TestKeyword(t *testing.T) {
-	for loc, want := range map[string]string{
-		"/properties/minimum/type":                "type",
-		"/properties/a/$ref/properties/b/pattern": "pattern",
-		"/allOf/1/minItems":                       "minItems",
-		"":                                        "",
-	} {
-		if got := keyword(loc); got != want {
-			t.Errorf("keyword(%q) = %q, want %q", loc, got, want)
-		}
-	}
-}
-
 func TestUnknownPropertiesQuoting(t *testing.T) {
 	v := mustValidator(t, testDescriptor())
 	m := sent()
