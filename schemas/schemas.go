@@ -2,10 +2,10 @@
 // contract between the hub, its plugins and its configuration, and the
 // registry of error codes the hub answers with.
 //
-// Every *.json file in this directory except errors.json is a schema whose
-// $id is BaseURL followed by the file name; schemas may $ref one another by
-// relative file name. A schema is addressed by its file stem: the schema in
-// card-product.json is "card-product".
+// Every *.json file in this directory except errors.json and openapi.json
+// is a schema whose $id is BaseURL followed by the file name; schemas may
+// $ref one another by relative file name. A schema is addressed by its file
+// stem: the schema in card-product.json is "card-product".
 package schemas
 
 import (
@@ -29,6 +29,10 @@ const BaseURL = "https://citycard.example/schemas/"
 
 // registryFile is data, not a schema.
 const registryFile = "errors.json"
+
+// openAPIFile describes the HTTP API; it references the api-*.json schemas
+// but is not one itself.
+const openAPIFile = "openapi.json"
 
 //go:embed *.json
 var files embed.FS
@@ -93,7 +97,7 @@ func Names() ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e == registryFile {
+		if e == registryFile || e == openAPIFile {
 			continue
 		}
 		names = append(names, strings.TrimSuffix(e, ".json"))
