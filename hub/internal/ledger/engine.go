@@ -193,8 +193,20 @@ func (e *Engine) Submit(ctx context.Context, op Op, opts SubmitOptions) (Outcome
 	case <-ctx.Done():
 		return Outcome{}, fault.Wrap(fault.Timeout, ctx.Err())
 	}
-	rep := <-r.done
-	return rep.out, rep.err
+	select {
+	case rep := <-r.done:
+		return rep.out, rep.err
+	case <-e.stopped:
+		// A request queued just as the writer stopped was never taken.
+		// Every request the writer took is answered before it stops, so
+		// no answer now means nothing was written.
+		select {
+		case rep := <-r.done:
+			return rep.out, rep.err
+		default:
+			return Outcome{}, ErrClosed
+		}
+	}
 }
 
 // Close stops taking requests, commits what is queued, and stops the writer.

@@ -286,3 +286,41 @@ func TestTamperEvident(t *testing.T) {
 }
 
 var zeroTime time.Time
+
+// TestSubmitDuringClose: callers racing a shutdown are all answered, either
+// with their result or with ErrClosed, and what was answered is written.
+func TestSubmitDuringClose(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		eng, err := ledger.Open(ctx, st, ledger.Config{MaxBatch: 16, QueueSize: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok atomic.Int64
+		var wg sync.WaitGroup
+		for g := 0; g < 32; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 20; i++ {
+					_, err := eng.Submit(ctx, move{"cash", fmt.Sprintf("purse:c%d", g), 1, false}, ledger.SubmitOptions{})
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case errors.Is(err, ledger.ErrClosed) || ledger.IsRetryable(err):
+						return
+					default:
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(5 * time.Millisecond)
+		eng.Close()
+		wg.Wait() // a caller left hanging fails the test by timeout
+		if r := mustVerify(t, st); r.Transfers != ok.Load() {
+			t.Fatalf("%d transfers written, %d acknowledged", r.Transfers, ok.Load())
+		}
+	})
+}
