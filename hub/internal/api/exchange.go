@@ -164,9 +164,9 @@ func (s *server) admit(x *exchange, write bool) error {
 	return nil
 }
 
-// replay answers from a stored idempotency record, if there is one: the
-// fast path that spares the writer a retry. The writer checks again
-// authoritatively, so a race between two retries is still safe.
+// replay answers from a stored idempotency record, if there is one. It
+// serves the writes that do not go through the ledger writer (merchants,
+// terminals), so that a key used for a ledger write is not reused for them.
 func (x *exchange) replay() (bool, error) {
 	recs, err := x.s.st.LoadIdempotency(x.r.Context(), []store.IdemKey{{Operator: x.op.Name, Key: x.key}})
 	if err != nil {
@@ -258,12 +258,10 @@ func encoder(status int) ledger.Encoder {
 	}
 }
 
-// write runs a ledger write: the replay fast path, then do with the
-// request's Call, then the answer (fresh or replayed).
+// write runs a ledger write with the request's Call and sends the answer,
+// fresh or replayed. The ledger writer looks the Idempotency-Key up itself,
+// in the batch that would write it, so the API does not read it first.
 func (x *exchange) write(status int, do func(cards.Call) (ledger.Outcome, error)) error {
-	if done, err := x.replay(); done || err != nil {
-		return err
-	}
 	out, err := do(x.call(status))
 	if err != nil {
 		return err
