@@ -581,11 +581,8 @@ func (e *Engine) prefetch(ctx context.Context, batch []*request, live []bool) er
 				return fmt.Errorf("ledger: load hold transfer %d: %w", h.ID, err)
 			}
 			e.holds[h.ID] = &heldTransfer{Hold: h, Transfer: t}
-			for _, en := range t.Entries {
-				if e.byID[en.Account] == nil {
-					k.Accounts = append(k.Accounts, fmt.Sprintf("#%d", en.Account))
-				}
-			}
+			// The hold's purse accounts come with its card; the op names
+			// the merchant's account.
 			k.Cards = append(k.Cards, h.Card)
 		}
 	}
@@ -606,42 +603,28 @@ func (e *Engine) prefetch(ctx context.Context, batch []*request, live []bool) er
 		}
 	}
 	// A card's accounts come with it: ops address purses by code.
-	var codes []string
 	for _, n := range cards {
-		if _, ok := e.cards[n]; ok {
-			codes = append(codes, "card:"+n)
+		if _, ok := e.cards[n]; !ok {
+			continue
 		}
+		as, err := e.st.CardAccounts(ctx, n)
+		if err != nil {
+			return err
+		}
+		e.cacheAccounts(as)
 	}
-	for _, c := range k.Accounts {
+	var codes []string
+	for _, c := range dedupe(k.Accounts) {
 		if _, ok := e.accounts[c]; !ok {
 			codes = append(codes, c)
 		}
 	}
 	if len(codes) > 0 {
-		var plain []string
-		for _, c := range dedupe(codes) {
-			switch {
-			case len(c) > 5 && c[:5] == "card:":
-				as, err := e.st.CardAccounts(ctx, c[5:])
-				if err != nil {
-					return err
-				}
-				e.cacheAccounts(as)
-			case len(c) > 1 && c[0] == '#':
-				// accounts of a hold's entries, known only by id: they are
-				// purse accounts of the hold's card or merchant accounts,
-				// which the op names by code as well.
-			default:
-				plain = append(plain, c)
-			}
+		as, err := e.st.LoadAccounts(ctx, codes)
+		if err != nil {
+			return err
 		}
-		if len(plain) > 0 {
-			as, err := e.st.LoadAccounts(ctx, plain)
-			if err != nil {
-				return err
-			}
-			e.cacheAccounts(as)
-		}
+		e.cacheAccounts(as)
 	}
 	for _, id := range k.Reversals {
 		if e.checked[id] {

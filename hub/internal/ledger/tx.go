@@ -192,6 +192,11 @@ func (tx *Tx) Post(t store.Transfer, expires time.Time) (int64, error) {
 	if sum != 0 {
 		return 0, fault.E(fault.Internal, "", fmt.Sprintf("transfer does not balance: entries sum to %d", sum))
 	}
+	// A transfer is reversed at most once; the op names it in
+	// Keys.Reversals so that the engine knows.
+	if t.Kind == store.TransferReversal && (t.Ref == 0 || tx.e.reversed[t.Ref]) {
+		return 0, fault.E(fault.AlreadyReversed, "transfer", fmt.Sprintf("transfer %d is already reversed", t.Ref))
+	}
 	tx.apply(t.Entries, t.Pending, 1)
 	for _, en := range t.Entries {
 		acc := tx.e.byID[en.Account]
@@ -201,10 +206,6 @@ func (tx *Tx) Post(t store.Transfer, expires time.Time) (int64, error) {
 		}
 	}
 	if t.Kind == store.TransferReversal {
-		if t.Ref == 0 || tx.e.reversed[t.Ref] {
-			tx.apply(t.Entries, t.Pending, -1)
-			return 0, fault.E(fault.AlreadyReversed, "", fmt.Sprintf("transfer %d is already reversed", t.Ref))
-		}
 		tx.e.reversed[t.Ref] = true
 		tx.reversed = append(tx.reversed, t.Ref)
 	}
@@ -253,7 +254,8 @@ func (tx *Tx) apply(entries []store.Entry, pendingTotals bool, sign int64) {
 }
 
 // Reversed reports whether transfer id has been reversed; the op must name
-// it in Keys.Reversals.
+// it in Keys.Reversals. Post refuses a second reversal in any case; an op
+// asks first when that answer must come before its other checks.
 func (tx *Tx) Reversed(id int64) bool { return tx.e.reversed[id] }
 
 // AccountByID returns the account with this id, or nil.
