@@ -247,7 +247,9 @@ func (s *Service) prepareDebit(ctx context.Context, req PaymentRequest, hold boo
 		return nil, fault.E(fault.CurrencyMismatch, "currency", "currency is required")
 	}
 	op := &debitOp{req: req, rules: s.rules, pol: pol, hold: hold}
-	if req.Channel != "transit" && (pol.PINRequired(req.Amount) || req.PIN != "") {
+	// A PIN offered where the policy never asks for one (transit) is
+	// ignored; anywhere else an offered PIN is checked.
+	if pol.PIN.Required != catalog.PINNever && (pol.PINRequired(req.Amount) || req.PIN != "") {
 		// Only a payment that needs its PIN checked reads the card before
 		// the writer: the hash is slow and must not run there.
 		card, err := s.loadCard(ctx, req.Card, "card")

@@ -124,8 +124,8 @@ func (o *replaceOp) Apply(tx *ledger.Tx) (any, error) {
 		if from == nil {
 			continue
 		}
-		if from.DebitsPending > 0 {
-			return nil, fault.E(fault.HoldsPending, "card", fmt.Sprintf("card %s has open holds: capture or void them first", old.Number))
+		if err := noOpenHolds(old.Number, from); err != nil {
+			return nil, err
 		}
 		to := tx.Account(PurseCode(number, pu.Name))
 		if b := ledger.Balance(*from); b != 0 {
@@ -219,8 +219,8 @@ func (o *cancelOp) Apply(tx *ledger.Tx) (any, error) {
 		if a == nil {
 			continue
 		}
-		if a.DebitsPending > 0 {
-			return nil, fault.E(fault.HoldsPending, "card", fmt.Sprintf("card %s has open holds: capture or void them first", c.Number))
+		if err := noOpenHolds(c.Number, a); err != nil {
+			return nil, err
 		}
 		b := ledger.Balance(*a)
 		switch {
@@ -326,3 +326,12 @@ func (s *Service) SetPIN(ctx context.Context, c Call, req SetPINRequest) (ledger
 
 func hashPIN(p string) (string, error)    { return pin.Hash(p) }
 func verifyPIN(h, p string) (bool, error) { return pin.Verify(h, p) }
+
+// noOpenHolds refuses to move or refund a purse that money is still held
+// on: the holds must be captured or voided first.
+func noOpenHolds(card string, purse *store.Account) error {
+	if purse.DebitsPending > 0 {
+		return fault.E(fault.HoldsPending, "card", fmt.Sprintf("card %s has open holds: capture or void them first", card))
+	}
+	return nil
+}
