@@ -112,8 +112,8 @@ func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
 	if !ok {
 		return nil, fault.E(fault.ProductNotFound, "card", fmt.Sprintf("card %s has unknown product %q", c.Number, c.Product))
 	}
-	if r.Currency != p.Currency {
-		return nil, fault.E(fault.CurrencyMismatch, "currency", fmt.Sprintf("currency must be %s, got %q", p.Currency, r.Currency))
+	if err := checkCurrency(r.Currency, p.Currency); err != nil {
+		return nil, err
 	}
 	o.p = p
 	o.order = o.rules.purseOrder(p, r.Channel)
@@ -240,8 +240,8 @@ func (s *Service) prepareDebit(ctx context.Context, req PaymentRequest, hold boo
 	if err := s.checkAcceptor(ctx, req.Merchant, req.Terminal); err != nil {
 		return nil, err
 	}
-	if req.Amount <= 0 {
-		return nil, fault.E(fault.InvalidAmount, "amount", fmt.Sprintf("amount must be a positive number of minor units, got %d", req.Amount))
+	if err := checkPositive(req.Amount, "amount"); err != nil {
+		return nil, err
 	}
 	if req.Currency == "" {
 		return nil, fault.E(fault.CurrencyMismatch, "currency", "currency is required")

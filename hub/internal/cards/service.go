@@ -112,9 +112,20 @@ func (s *Service) submit(ctx context.Context, c Call, action, target string, op 
 
 // Money checks shared by every request.
 func checkAmount(amount int64, currency, want, field string) error {
+	if err := checkPositive(amount, field); err != nil {
+		return err
+	}
+	return checkCurrency(currency, want)
+}
+
+func checkPositive(amount int64, field string) error {
 	if amount <= 0 {
 		return fault.E(fault.InvalidAmount, field, fmt.Sprintf("amount must be a positive number of minor units, got %d", amount))
 	}
+	return nil
+}
+
+func checkCurrency(currency, want string) error {
 	if currency != want {
 		return fault.E(fault.CurrencyMismatch, "currency", fmt.Sprintf("currency must be %s, got %q", want, currency))
 	}
