@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/citycard/citycard/hub/internal/logtest"
 )
 
 // This file runs the real citycard binary as a separate process, for the
@@ -58,7 +60,7 @@ type server struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	url    string
-	stderr *syncBuffer
+	stderr *logtest.Buffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // Wait's result, set before done is closed
 }
@@ -69,8 +71,8 @@ var listeningLine = regexp.MustCompile(`listening on (http://\S+) `)
 // until it answers /healthz.
 func startServer(t *testing.T, bin, dsn, adminToken string) *server {
 	t.Helper()
-	s := &server{t: t, stderr: &syncBuffer{}, done: make(chan struct{})}
-	stdout := &syncBuffer{}
+	s := &server{t: t, stderr: &logtest.Buffer{}, done: make(chan struct{})}
+	stdout := &logtest.Buffer{}
 	s.cmd = exec.Command(bin, "serve", "--db", dsn, "--listen", "127.0.0.1:0")
 	s.cmd.Env = childEnv("CITYCARD_ADMIN_TOKEN=" + adminToken)
 	s.cmd.Stdout = stdout
@@ -233,24 +235,6 @@ type httpStatusError struct {
 }
 
 func (e *httpStatusError) Error() string { return fmt.Sprintf("status %d: %s", e.status, e.body) }
-
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func tail(s string, n int) string {
 	if len(s) <= n {

@@ -19,6 +19,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/cards"
 	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/logtest"
 	"github.com/citycard/citycard/hub/internal/operators"
 	"github.com/citycard/citycard/hub/internal/store"
 )
@@ -42,24 +43,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects the server's JSON log lines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 const adminToken = "admin-token-for-the-api-suite"
 
 // harness is a hub serving on a real loopback listener over one store.
@@ -69,7 +52,7 @@ type harness struct {
 	app    *hub.App
 	base   string
 	clk    *clock
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	http   *http.Client
 	tokens map[string]string // by role, and "admin"
 	keys   atomic.Int64
@@ -79,7 +62,7 @@ func newHarness(t *testing.T, st store.Store) *harness {
 	t.Helper()
 	ctx := context.Background()
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	app, err := hub.New(ctx, st, hub.Config{
 		AdminToken: adminToken,
 		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),

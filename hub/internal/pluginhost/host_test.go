@@ -1,7 +1,6 @@
 package pluginhost
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/citycard/citycard/hub/internal/logtest"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -49,23 +49,12 @@ func (h *recordingHub) messages() []sdk.Message {
 }
 
 // logSink collects the host's JSON log records.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
+type logSink struct{ logtest.Buffer }
 
 // records returns the records with plugin=name whose msg contains text.
 func (s *logSink) records(name, text string) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(s.buf.String(), "\n") {
+	for _, line := range strings.Split(s.String(), "\n") {
 		var r map[string]any
 		if json.Unmarshal([]byte(line), &r) != nil {
 			continue
