@@ -171,23 +171,33 @@ func (o *issueOp) Apply(tx *ledger.Tx) (any, error) {
 		PinHash: o.pinHash, Deposit: o.p.Deposit, Currency: cur}
 	tx.PutCard(c)
 	openAccounts(tx, number, o.p)
-	r := Receipt{Kind: "issue", Card: number, Method: methodOr(o.req.Method), Amount: o.p.Deposit, Currency: cur, Teller: o.teller, At: tx.Now()}
-	if o.p.Deposit > 0 {
-		id, err := tx.Post(store.Transfer{Kind: store.TransferIssue, Currency: cur, Card: number, Operator: o.teller,
-			Entries: []store.Entry{
-				{Account: fundingAccount(tx, o.req.Method, cur).ID, Amount: o.p.Deposit},
-				{Account: tx.Account(DepositCode(number)).ID, Amount: -o.p.Deposit},
-			}}, time.Time{})
-		if err != nil {
-			return nil, err
-		}
-		r.Transfer = strconv.FormatInt(id, 10)
-		r.Number = receiptNo(id)
+	r, err := takeDeposit(tx, "issue", number, o.p, o.req.Method, o.teller)
+	if err != nil {
+		return nil, err
 	}
 	c, _ = tx.Card(number)
 	v := viewInTx(tx, c, o.p)
 	r.BalanceAfter = v.Balance
 	return &IssueResult{CardView: v, Receipt: r}, nil
+}
+
+// takeDeposit posts a new card's deposit, paid at the counter, and
+// returns the receipt (numbered after the transfer when there is one).
+func takeDeposit(tx *ledger.Tx, kind, number string, p catalog.Product, method, teller string) (Receipt, error) {
+	r := Receipt{Kind: kind, Card: number, Method: methodOr(method), Amount: p.Deposit, Currency: p.Currency, Teller: teller, At: tx.Now()}
+	if p.Deposit == 0 {
+		return r, nil
+	}
+	id, err := tx.Post(store.Transfer{Kind: store.TransferIssue, Currency: p.Currency, Card: number, Operator: teller,
+		Entries: []store.Entry{
+			{Account: fundingAccount(tx, method, p.Currency).ID, Amount: p.Deposit},
+			{Account: tx.Account(DepositCode(number)).ID, Amount: -p.Deposit},
+		}}, time.Time{})
+	if err != nil {
+		return r, err
+	}
+	r.Number, r.Transfer = receiptNo(id), strconv.FormatInt(id, 10)
+	return r, nil
 }
 
 func openAccounts(tx *ledger.Tx, number string, p catalog.Product) {

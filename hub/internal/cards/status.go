@@ -146,17 +146,9 @@ func (o *replaceOp) Apply(tx *ledger.Tx) (any, error) {
 			return nil, err
 		}
 	}
-	r := Receipt{Kind: "replace", Card: number, Method: methodOr(o.method), Amount: o.p.Deposit, Currency: cur, Teller: o.teller, At: tx.Now()}
-	if o.p.Deposit > 0 {
-		id, err := tx.Post(store.Transfer{Kind: store.TransferIssue, Currency: cur, Card: number, Operator: o.teller,
-			Entries: []store.Entry{
-				{Account: fundingAccount(tx, o.method, cur).ID, Amount: o.p.Deposit},
-				{Account: tx.Account(DepositCode(number)).ID, Amount: -o.p.Deposit},
-			}}, time.Time{})
-		if err != nil {
-			return nil, err
-		}
-		r.Number, r.Transfer = receiptNo(id), strconv.FormatInt(id, 10)
+	r, err := takeDeposit(tx, "replace", number, o.p, o.method, o.teller)
+	if err != nil {
+		return nil, err
 	}
 	old.Status, old.ReplacedBy = store.CardReplaced, number
 	tx.PutCard(old)
