@@ -10,6 +10,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 )
 
@@ -204,6 +206,35 @@ type Batch struct {
 	Idempotency []IdemRecord
 	Audit       []AuditEntry
 	CardSerial  int64 // new highest card serial, 0 if unchanged
+}
+
+// Check refuses a batch that lists an account or a card twice: the totals
+// and states it carries are absolute, so two versions of one row mean the
+// engine lost track, and which one should win is unknowable. Every driver
+// calls it before writing.
+func (b *Batch) Check() error {
+	seen := make(map[int64]bool, len(b.Accounts))
+	for _, a := range b.Accounts {
+		if seen[a.ID] {
+			return fmt.Errorf("account %d listed twice", a.ID)
+		}
+		seen[a.ID] = true
+	}
+	cards := make(map[string]bool, len(b.Cards))
+	for _, c := range b.Cards {
+		if cards[c.Number] {
+			return fmt.Errorf("card %s listed twice", c.Number)
+		}
+		cards[c.Number] = true
+	}
+	// Entry positions are a smallint in PostgreSQL; both drivers take the
+	// same batches.
+	for i := range b.Transfers {
+		if len(b.Transfers[i].Entries) > math.MaxInt16 {
+			return fmt.Errorf("transfer %d: %d entries is too many", b.Transfers[i].ID, len(b.Transfers[i].Entries))
+		}
+	}
+	return nil
 }
 
 // Operator is a person or system that calls the API.

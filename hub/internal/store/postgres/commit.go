@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
@@ -46,7 +45,7 @@ func (s *Store) Head(ctx context.Context) (store.Head, error) {
 // statement over unnest()ed arrays, so a batch costs a handful of round
 // trips whatever its size.
 func (s *Store) CommitBatch(ctx context.Context, b *store.Batch) error {
-	if err := checkBatch(b); err != nil {
+	if err := b.Check(); err != nil {
 		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, err)
 	}
 	tx, err := s.pool.Begin(ctx)
@@ -59,32 +58,6 @@ func (s *Store) CommitBatch(ctx context.Context, b *store.Batch) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, constraint(err))
-	}
-	return nil
-}
-
-// checkBatch refuses a batch that lists an account or a card twice: the
-// totals and states it carries are absolute, so two versions of one row
-// mean the engine lost track, and which one should win is unknowable.
-func checkBatch(b *store.Batch) error {
-	seen := make(map[int64]bool, len(b.Accounts))
-	for _, a := range b.Accounts {
-		if seen[a.ID] {
-			return fmt.Errorf("account %d listed twice", a.ID)
-		}
-		seen[a.ID] = true
-	}
-	cards := make(map[string]bool, len(b.Cards))
-	for _, c := range b.Cards {
-		if cards[c.Number] {
-			return fmt.Errorf("card %s listed twice", c.Number)
-		}
-		cards[c.Number] = true
-	}
-	for i := range b.Transfers {
-		if len(b.Transfers[i].Entries) > math.MaxInt16 {
-			return fmt.Errorf("transfer %d: %d entries is too many", b.Transfers[i].ID, len(b.Transfers[i].Entries))
-		}
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
@@ -200,7 +199,7 @@ func (s *Store) prepareBatch(ctx context.Context, b *store.Batch) error {
 // CommitBatch writes b in one IMMEDIATE transaction; on any error it rolls
 // back and nothing of b is written.
 func (s *Store) CommitBatch(ctx context.Context, b *store.Batch) error {
-	if err := checkBatch(b); err != nil {
+	if err := b.Check(); err != nil {
 		return fmt.Errorf("sqlite: commit batch %d: %w", b.Record.Seq, err)
 	}
 	if err := s.prepareBatch(ctx, b); err != nil {
@@ -219,34 +218,6 @@ func (s *Store) CommitBatch(ctx context.Context, b *store.Batch) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit batch %d: %w", b.Record.Seq, err)
-	}
-	return nil
-}
-
-// checkBatch refuses a batch that lists an account or a card twice: the
-// totals and states it carries are absolute, so two versions of one row
-// mean the engine lost track, and which one should win is unknowable.
-func checkBatch(b *store.Batch) error {
-	seen := make(map[int64]bool, len(b.Accounts))
-	for _, a := range b.Accounts {
-		if seen[a.ID] {
-			return fmt.Errorf("account %d listed twice", a.ID)
-		}
-		seen[a.ID] = true
-	}
-	cards := make(map[string]bool, len(b.Cards))
-	for _, c := range b.Cards {
-		if cards[c.Number] {
-			return fmt.Errorf("card %s listed twice", c.Number)
-		}
-		cards[c.Number] = true
-	}
-	// Entry positions are a smallint in PostgreSQL; both drivers take the
-	// same batches.
-	for i := range b.Transfers {
-		if len(b.Transfers[i].Entries) > math.MaxInt16 {
-			return fmt.Errorf("transfer %d: %d entries is too many", b.Transfers[i].ID, len(b.Transfers[i].Entries))
-		}
 	}
 	return nil
 }
