@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -279,6 +280,64 @@ type TrialLine struct {
 	Credits int64
 }
 
+// DeadLetter is a bus message whose handler failed for good, kept for
+// operators to look into and replay. The bus's dead letter store is built on
+// it; the message bus itself lives above the store.
+type DeadLetter struct {
+	ID          int64  // assigned by the store, increasing in the order letters are put
+	Handler     string // the handler that failed on the message
+	Topic       string // where the message was published
+	MessageUUID string
+	Payload     []byte            // as published; empty reads back nil
+	Metadata    map[string]string // as published; empty reads back nil
+	Reason      string            // the handler's final error
+	Code        string            // the final error's registry code, "" if it had none
+	Attempts    int               // attempts made, 0 when not recorded
+	FailedAt    time.Time         // when the handler gave up
+	ReplayedAt  *time.Time        // the last replay, nil until the first
+	Replays     int               // how many times the letter was replayed
+}
+
+// Check refuses a letter the drivers could not store alike: PostgreSQL text
+// cannot hold a NUL byte, so SQLite must not take one either. Every driver
+// calls it before writing.
+func (l *DeadLetter) Check() error {
+	for _, f := range []struct{ name, v string }{
+		{"handler", l.Handler}, {"topic", l.Topic}, {"message uuid", l.MessageUUID},
+		{"reason", l.Reason}, {"code", l.Code},
+	} {
+		if strings.IndexByte(f.v, 0) >= 0 {
+			return fmt.Errorf("dead letter %s holds a NUL byte", f.name)
+		}
+	}
+	if l.Attempts < 0 {
+		return fmt.Errorf("dead letter attempts is %d, want 0 or more", l.Attempts)
+	}
+	return nil
+}
+
+// DeadLetterPage selects a page of dead letters, ordered by ID.
+type DeadLetterPage struct {
+	// Cursor is the ID of the last letter of the previous page, 0 for the
+	// first page. Oldest first, the page holds IDs above it; newest first,
+	// IDs below it.
+	Cursor int64
+	// Limit bounds the page; zero or less means no limit.
+	Limit int
+	// NewestFirst lists in decreasing ID order.
+	NewestFirst bool
+}
+
+// DedupClaim asks for a key of the message bus's de-duplication: while
+// claimed or completed, nobody else may claim it, and a key nobody
+// completes or releases lapses at Until.
+type DedupClaim struct {
+	Key    string    // the bus's key, scoped by handler
+	Holder string    // who claims it: only the holder may release it
+	At     time.Time // now, by the claimer's clock
+	Until  time.Time // when the claim lapses, after At
+}
+
 // Store is implemented by each driver.
 type Store interface {
 	// Driver names the driver: "sqlite" or "postgres".
@@ -331,4 +390,40 @@ type Store interface {
 	ListTerminals(ctx context.Context, merchant string) ([]Terminal, error)
 	PutProduct(ctx context.Context, p Product) error
 	ListProducts(ctx context.Context) ([]Product, error)
+
+	// Dead letters of the message bus. A dead letter is kept until deleted
+	// by hand; only its replay is recorded afterwards.
+	//
+	// PutDeadLetter stores l under a new ID (l.ID, ReplayedAt and Replays
+	// are ignored) and returns the ID. Dead letters arrive at least once, so
+	// a letter of a Handler and MessageUUID already stored is not stored
+	// again: the first one's ID is returned.
+	PutDeadLetter(ctx context.Context, l DeadLetter) (int64, error)
+	// ListDeadLetters returns a page of letters in ID order.
+	ListDeadLetters(ctx context.Context, p DeadLetterPage) ([]DeadLetter, error)
+	// GetDeadLetter returns one letter or an error wrapping ErrNotFound.
+	GetDeadLetter(ctx context.Context, id int64) (DeadLetter, error)
+	// MarkDeadLetterReplayed sets the letter's ReplayedAt to at and counts
+	// the replay, or returns an error wrapping ErrNotFound.
+	MarkDeadLetterReplayed(ctx context.Context, id int64, at time.Time) error
+
+	// De-duplication keys of the message bus, shared by the hub nodes of one
+	// database. Times come from the caller, so the store needs no clock; a
+	// key is free again from its Until on.
+	//
+	// ClaimDedupKey claims c.Key until c.Until and reports true, when the
+	// key is unknown or its earlier claim or completion lapsed by c.At. It
+	// reports false when the key is claimed or completed and not lapsed.
+	// Of several claimers racing for one key, exactly one gets true.
+	ClaimDedupKey(ctx context.Context, c DedupClaim) (bool, error)
+	// CompleteDedupKey marks key handled, taken until until (at is when),
+	// whoever claimed it and even if its claim lapsed or was purged: the
+	// handler's effect happened.
+	CompleteDedupKey(ctx context.Context, key string, at, until time.Time) error
+	// ReleaseDedupKey frees a key claimed by holder and not completed. A key
+	// claimed by another holder, completed, or unknown is left as it is.
+	ReleaseDedupKey(ctx context.Context, key, holder string) error
+	// PurgeDedupKeys deletes the keys that lapsed by before and returns how
+	// many.
+	PurgeDedupKeys(ctx context.Context, before time.Time) (int64, error)
 }

@@ -27,6 +27,31 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return storetest.OpenPostgres(t) })
 }
 
+// TestShared runs the two-node cases on two stores, each with its own
+// pool, on one schema.
+func TestShared(t *testing.T) {
+	url := testURL(t)
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		a, drop, err := postgres.OpenTestSchema(t.Context(), url)
+		if err != nil {
+			t.Fatalf("open postgres store: %v", err)
+		}
+		t.Cleanup(drop)
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ConnConfig.RuntimeParams["search_path"] = a.Schema()
+		cfg.MaxConns = 4
+		b, err := postgres.OpenConfig(t.Context(), cfg)
+		if err != nil {
+			t.Fatalf("open second postgres store: %v", err)
+		}
+		t.Cleanup(func() { b.Close() }) // runs before drop
+		return a, b
+	})
+}
+
 // TestReopen checks that data survives a reopen and that migrating an
 // up-to-date schema, from several hubs at once, is harmless.
 func TestReopen(t *testing.T) {

@@ -16,6 +16,24 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return storetest.OpenSQLite(t) })
 }
 
+// TestShared runs the two-node cases on two stores opened on one file, as
+// two processes would.
+func TestShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		path := filepath.Join(t.TempDir(), "citycard.db")
+		var ss [2]store.Store
+		for i := range ss {
+			s, err := sqlite.Open(t.Context(), path)
+			if err != nil {
+				t.Fatalf("open sqlite store %d: %v", i, err)
+			}
+			t.Cleanup(func() { s.Close() })
+			ss[i] = s
+		}
+		return ss[0], ss[1]
+	})
+}
+
 // TestOpenCreatesAndReopens checks that Open creates the directory and the
 // file, and that data survives a reopen, which re-runs the (up-to-date)
 // migrations.

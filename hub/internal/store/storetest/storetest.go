@@ -56,6 +56,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MerchantsTerminals", testMerchantsTerminals},
 		{"Products", testProducts},
 		{"ConcurrentReadsDuringCommits", testConcurrentReads},
+		{"DeadLetters", testDeadLetters},
+		{"DeadLetterPages", testDeadLetterPages},
+		{"DedupClaims", testDedupClaims},
+		{"DedupPurge", testDedupPurge},
+		{"DedupConcurrentClaims", testDedupConcurrentClaims},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,210 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/citycard/citycard/hub/internal/store"
+)
+
+const deadLetterCols = `id, handler, topic, message_uuid, payload, metadata::text, reason, code, attempts,
+	failed_at, replayed_at, replays`
+
+func scanDeadLetter(sc scanner) (store.DeadLetter, error) {
+	var (
+		l  store.DeadLetter
+		md string
+	)
+	if err := sc.Scan(&l.ID, &l.Handler, &l.Topic, &l.MessageUUID, &l.Payload, &md, &l.Reason, &l.Code,
+		&l.Attempts, &l.FailedAt, &l.ReplayedAt, &l.Replays); err != nil {
+		return l, err
+	}
+	l.FailedAt = l.FailedAt.UTC()
+	if l.ReplayedAt != nil {
+		at := l.ReplayedAt.UTC()
+		l.ReplayedAt = &at
+	}
+	var err error
+	l.Metadata, err = decodeMetadata(md)
+	return l, err
+}
+
+// encodeMetadata stores a letter's metadata as a JSON object.
+func encodeMetadata(md map[string]string) (string, error) {
+	if len(md) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(md)
+	return string(b), err
+}
+
+func decodeMetadata(s string) (map[string]string, error) {
+	var md map[string]string
+	if err := json.Unmarshal([]byte(s), &md); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	if len(md) == 0 {
+		return nil, nil
+	}
+	return md, nil
+}
+
+// PutDeadLetter stores l and returns its ID, or the ID of the letter of the
+// same handler and message stored before.
+func (s *Store) PutDeadLetter(ctx context.Context, l store.DeadLetter) (int64, error) {
+	fail := func(err error) (int64, error) {
+		return 0, fmt.Errorf("postgres: put dead letter of handler %q, message %q: %w", l.Handler, l.MessageUUID, err)
+	}
+	if err := l.Check(); err != nil {
+		return fail(err)
+	}
+	md, err := encodeMetadata(l.Metadata)
+	if err != nil {
+		return fail(err)
+	}
+	var id int64
+	// A racing insert of the same letter makes this one wait for it, then
+	// do nothing; the SELECT, a new snapshot, then sees the winner's row.
+	err = s.pool.QueryRow(ctx, `INSERT INTO dead_letters
+		(handler, topic, message_uuid, payload, metadata, reason, code, attempts, failed_at)
+		VALUES ($1, $2, $3, $4, $5::text::json, $6, $7, $8, $9)
+		ON CONFLICT (handler, message_uuid) DO NOTHING RETURNING id`,
+		l.Handler, l.Topic, l.MessageUUID, nullBytes(l.Payload), md, l.Reason, l.Code, l.Attempts,
+		l.FailedAt).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = s.pool.QueryRow(ctx, `SELECT id FROM dead_letters WHERE handler = $1 AND message_uuid = $2`,
+			l.Handler, l.MessageUUID).Scan(&id)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return id, nil
+}
+
+// ListDeadLetters returns a page of letters in ID order.
+func (s *Store) ListDeadLetters(ctx context.Context, p store.DeadLetterPage) ([]store.DeadLetter, error) {
+	q, args := `SELECT `+deadLetterCols+` FROM dead_letters`, []any{}
+	switch {
+	case p.NewestFirst && p.Cursor > 0:
+		q, args = q+` WHERE id < $1`, append(args, p.Cursor)
+	case !p.NewestFirst:
+		q, args = q+` WHERE id > $1`, append(args, p.Cursor)
+	}
+	if p.NewestFirst {
+		q += ` ORDER BY id DESC`
+	} else {
+		q += ` ORDER BY id`
+	}
+	var lim *int64 // NULL: LIMIT ALL
+	if p.Limit > 0 {
+		l := int64(p.Limit)
+		lim = &l
+	}
+	q += ` LIMIT $` + strconv.Itoa(len(args)+1)
+	out, err := collect(ctx, s, scanDeadLetter, q, append(args, lim)...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// GetDeadLetter returns one letter or an error wrapping store.ErrNotFound.
+func (s *Store) GetDeadLetter(ctx context.Context, id int64) (store.DeadLetter, error) {
+	l, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterCols+` FROM dead_letters WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.DeadLetter{}, fmt.Errorf("postgres: dead letter %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.DeadLetter{}, fmt.Errorf("postgres: dead letter %d: %w", id, err)
+	}
+	return l, nil
+}
+
+// MarkDeadLetterReplayed records a replay of letter id at at.
+func (s *Store) MarkDeadLetterReplayed(ctx context.Context, id int64, at time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE dead_letters SET replayed_at = $1, replays = replays + 1 WHERE id = $2`,
+		at, id)
+	if err != nil {
+		return fmt.Errorf("postgres: mark dead letter %d replayed: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: mark dead letter %d replayed: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// ClaimDedupKey claims c.Key unless it is claimed or completed and not
+// lapsed by c.At. Of racing claimers, the first to insert or lock the row
+// wins; the others then see its new expiry, fail the WHERE and get no row.
+func (s *Store) ClaimDedupKey(ctx context.Context, c store.DedupClaim) (bool, error) {
+	if err := checkClaim(c.Key, c.At, c.Until); err != nil {
+		return false, fmt.Errorf("postgres: claim dedup key: %w", err)
+	}
+	var key string
+	err := s.pool.QueryRow(ctx, `INSERT INTO bus_dedup AS d (key, state, holder, claimed_at, expires_at)
+		VALUES ($1, 'claimed', $2, $3, $4)
+		ON CONFLICT (key) DO UPDATE SET state = 'claimed', holder = excluded.holder,
+			claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
+		WHERE d.expires_at <= excluded.claimed_at
+		RETURNING key`, c.Key, c.Holder, c.At, c.Until).Scan(&key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("postgres: claim dedup key %q: %w", c.Key, err)
+	}
+	return true, nil
+}
+
+// checkClaim refuses what no caller means: an empty key, or a claim or
+// completion that lapses before it is made.
+func checkClaim(key string, at, until time.Time) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	if !until.After(at) {
+		return fmt.Errorf("key %q: lapses at %s, not after %s", key, until.Format(time.RFC3339Nano),
+			at.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// CompleteDedupKey marks key handled until until.
+func (s *Store) CompleteDedupKey(ctx context.Context, key string, at, until time.Time) error {
+	if err := checkClaim(key, at, until); err != nil {
+		return fmt.Errorf("postgres: complete dedup key: %w", err)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO bus_dedup (key, state, holder, claimed_at, expires_at)
+		VALUES ($1, 'completed', '', $2, $3)
+		ON CONFLICT (key) DO UPDATE SET state = 'completed', expires_at = excluded.expires_at`,
+		key, at, until)
+	if err != nil {
+		return fmt.Errorf("postgres: complete dedup key %q: %w", key, err)
+	}
+	return nil
+}
+
+// ReleaseDedupKey frees key if holder claimed it and did not complete it.
+func (s *Store) ReleaseDedupKey(ctx context.Context, key, holder string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM bus_dedup WHERE key = $1 AND holder = $2 AND state = 'claimed'`,
+		key, holder)
+	if err != nil {
+		return fmt.Errorf("postgres: release dedup key %q: %w", key, err)
+	}
+	return nil
+}
+
+// PurgeDedupKeys deletes the keys lapsed by before.
+func (s *Store) PurgeDedupKeys(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM bus_dedup WHERE expires_at <= $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: purge dedup keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

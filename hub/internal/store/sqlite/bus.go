@@ -1,0 +1,211 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/store"
+)
+
+const deadLetterCols = `id, handler, topic, message_uuid, payload, metadata, reason, code, attempts,
+	failed_at, replayed_at, replays`
+
+func scanDeadLetter(sc scanner) (store.DeadLetter, error) {
+	var (
+		l        store.DeadLetter
+		md       string
+		failed   int64
+		replayed sql.NullInt64
+	)
+	if err := sc.Scan(&l.ID, &l.Handler, &l.Topic, &l.MessageUUID, &l.Payload, &md, &l.Reason, &l.Code,
+		&l.Attempts, &failed, &replayed, &l.Replays); err != nil {
+		return l, err
+	}
+	l.FailedAt = fromDB(failed)
+	if replayed.Valid {
+		at := fromDB(replayed.Int64)
+		l.ReplayedAt = &at
+	}
+	var err error
+	l.Metadata, err = decodeMetadata(md)
+	return l, err
+}
+
+// encodeMetadata stores a letter's metadata as a JSON object.
+func encodeMetadata(md map[string]string) (string, error) {
+	if len(md) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(md)
+	return string(b), err
+}
+
+func decodeMetadata(s string) (map[string]string, error) {
+	var md map[string]string
+	if err := json.Unmarshal([]byte(s), &md); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	if len(md) == 0 {
+		return nil, nil
+	}
+	return md, nil
+}
+
+// PutDeadLetter stores l and returns its ID, or the ID of the letter of the
+// same handler and message stored before.
+func (s *Store) PutDeadLetter(ctx context.Context, l store.DeadLetter) (int64, error) {
+	fail := func(err error) (int64, error) {
+		return 0, fmt.Errorf("sqlite: put dead letter of handler %q, message %q: %w", l.Handler, l.MessageUUID, err)
+	}
+	if err := l.Check(); err != nil {
+		return fail(err)
+	}
+	md, err := encodeMetadata(l.Metadata)
+	if err != nil {
+		return fail(err)
+	}
+	var id int64
+	err = s.w.QueryRowContext(ctx, `INSERT INTO dead_letters
+		(handler, topic, message_uuid, payload, metadata, reason, code, attempts, failed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (handler, message_uuid) DO NOTHING RETURNING id`,
+		l.Handler, l.Topic, l.MessageUUID, nullBytes(l.Payload), md, l.Reason, l.Code, l.Attempts,
+		toDB(l.FailedAt)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Stored before; rows are never deleted by the hub, so it is there.
+		err = s.w.QueryRowContext(ctx, `SELECT id FROM dead_letters WHERE handler = ? AND message_uuid = ?`,
+			l.Handler, l.MessageUUID).Scan(&id)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return id, nil
+}
+
+// ListDeadLetters returns a page of letters in ID order.
+func (s *Store) ListDeadLetters(ctx context.Context, p store.DeadLetterPage) ([]store.DeadLetter, error) {
+	q, args := `SELECT `+deadLetterCols+` FROM dead_letters`, []any{}
+	switch {
+	case p.NewestFirst && p.Cursor > 0:
+		q, args = q+` WHERE id < ?`, append(args, p.Cursor)
+	case !p.NewestFirst:
+		q, args = q+` WHERE id > ?`, append(args, p.Cursor)
+	}
+	if p.NewestFirst {
+		q += ` ORDER BY id DESC`
+	} else {
+		q += ` ORDER BY id`
+	}
+	limit := int64(-1) // no limit
+	if p.Limit > 0 {
+		limit = int64(p.Limit)
+	}
+	out, err := collect(ctx, s, scanDeadLetter, q+` LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// GetDeadLetter returns one letter or an error wrapping store.ErrNotFound.
+func (s *Store) GetDeadLetter(ctx context.Context, id int64) (store.DeadLetter, error) {
+	l, err := scanDeadLetter(s.r.QueryRowContext(ctx, `SELECT `+deadLetterCols+` FROM dead_letters WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.DeadLetter{}, fmt.Errorf("sqlite: dead letter %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.DeadLetter{}, fmt.Errorf("sqlite: dead letter %d: %w", id, err)
+	}
+	return l, nil
+}
+
+// MarkDeadLetterReplayed records a replay of letter id at at.
+func (s *Store) MarkDeadLetterReplayed(ctx context.Context, id int64, at time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE dead_letters SET replayed_at = ?, replays = replays + 1 WHERE id = ?`,
+		toDB(at), id)
+	if err != nil {
+		return fmt.Errorf("sqlite: mark dead letter %d replayed: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("sqlite: mark dead letter %d replayed: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// ClaimDedupKey claims c.Key unless it is claimed or completed and not
+// lapsed by c.At. The upsert takes the key over only when its row lapsed,
+// in one statement, so two claimers never both win.
+func (s *Store) ClaimDedupKey(ctx context.Context, c store.DedupClaim) (bool, error) {
+	if err := checkClaim(c.Key, c.At, c.Until); err != nil {
+		return false, fmt.Errorf("sqlite: claim dedup key: %w", err)
+	}
+	var key string
+	err := s.w.QueryRowContext(ctx, `INSERT INTO bus_dedup (key, state, holder, claimed_at, expires_at)
+		VALUES (?, 'claimed', ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET state = 'claimed', holder = excluded.holder,
+			claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
+		WHERE bus_dedup.expires_at <= excluded.claimed_at
+		RETURNING key`, c.Key, c.Holder, toDB(c.At), toDB(c.Until)).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlite: claim dedup key %q: %w", c.Key, err)
+	}
+	return true, nil
+}
+
+// checkClaim refuses what no caller means: an empty key, or a claim or
+// completion that lapses before it is made.
+func checkClaim(key string, at, until time.Time) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	if !until.After(at) {
+		return fmt.Errorf("key %q: lapses at %s, not after %s", key, until.Format(time.RFC3339Nano),
+			at.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// CompleteDedupKey marks key handled until until.
+func (s *Store) CompleteDedupKey(ctx context.Context, key string, at, until time.Time) error {
+	if err := checkClaim(key, at, until); err != nil {
+		return fmt.Errorf("sqlite: complete dedup key: %w", err)
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO bus_dedup (key, state, holder, claimed_at, expires_at)
+		VALUES (?, 'completed', '', ?, ?)
+		ON CONFLICT (key) DO UPDATE SET state = 'completed', expires_at = excluded.expires_at`,
+		key, toDB(at), toDB(until))
+	if err != nil {
+		return fmt.Errorf("sqlite: complete dedup key %q: %w", key, err)
+	}
+	return nil
+}
+
+// ReleaseDedupKey frees key if holder claimed it and did not complete it.
+func (s *Store) ReleaseDedupKey(ctx context.Context, key, holder string) error {
+	_, err := s.w.ExecContext(ctx, `DELETE FROM bus_dedup WHERE key = ? AND holder = ? AND state = 'claimed'`,
+		key, holder)
+	if err != nil {
+		return fmt.Errorf("sqlite: release dedup key %q: %w", key, err)
+	}
+	return nil
+}
+
+// PurgeDedupKeys deletes the keys lapsed by before.
+func (s *Store) PurgeDedupKeys(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM bus_dedup WHERE expires_at <= ?`, toDB(before))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purge dedup keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purge dedup keys: %w", err)
+	}
+	return n, nil
+}
