@@ -29,6 +29,10 @@ const (
 	envDB         = "CITYCARD_DB"
 	envListen     = "CITYCARD_LISTEN"
 	envAdminToken = "CITYCARD_ADMIN_TOKEN"
+	envPlugins    = "CITYCARD_PLUGINS"
+	envBus        = "CITYCARD_BUS"
+	envHub        = "CITYCARD_HUB"
+	envToken      = "CITYCARD_TOKEN"
 )
 
 // exitError carries a non-default exit code up to run.
@@ -76,7 +80,8 @@ default, created on first use) or postgres://USER@HOST:PORT/DB.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError("%v (see %s --help)", err, cmd.CommandPath())
 	})
-	root.AddCommand(newServeCmd(), newOperatorsCmd(), newLedgerCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newOperatorsCmd(), newLedgerCmd(), newVersionCmd(),
+		newPluginCmd(), newDeadLettersCmd(), newDemoCmd())
 	return group(root)
 }
 

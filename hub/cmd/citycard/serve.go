@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/citycard/citycard/hub/internal/hub"
+	"github.com/citycard/citycard/hub/internal/pluginhost"
 )
 
 func newServeCmd() *cobra.Command {
@@ -27,12 +28,28 @@ finishes the ones in flight: no write that was acknowledged is lost.
 The store is created and migrated on first use. If ` + envAdminToken + ` is set
 (at least 16 characters), an operator "admin" holding that token is ensured,
 for unattended set-ups; otherwise add operators with "citycard operators add".
-Logs are JSON lines on stderr.`,
+Logs are JSON lines on stderr.
+
+--plugins names a JSON file listing the plugins the hub launches and
+supervises:
+
+  {"plugins": [
+    {"name": "utilities", "bundled": true, "config": {…}},
+    {"name": "parking", "path": "bin/citycard-plugin-parking",
+     "sha256": "<sha256sum of the binary>", "channel": "retail", "config": {…}}
+  ]}
+
+A bundled plugin is run from this binary; any other is checked against its
+sha256 before it runs. Messages between the hub and its plugins travel
+through a router: in process by default, or --bus nats://HOST:PORT (NATS
+JetStream, for several hub nodes) or --bus postgres://… (durable, in
+PostgreSQL).`,
 		Args: noArgs,
 		RunE: runServe,
 	}
 	addDBFlag(cmd.Flags())
 	cmd.Flags().String("listen", hub.DefaultListen, "address to listen on, host:port (env "+envListen+")")
+	addPluginFlags(cmd)
 	return cmd
 }
 
@@ -44,11 +61,17 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	dsn := setting(cmd, "db", envDB)
 	listen := setting(cmd, "listen", envListen)
 
+	specs, busURL, err := pluginSettings(cmd)
+	if err != nil {
+		return err
+	}
 	app, err := hub.Open(ctx, hub.Config{
 		DB:         dsn,
 		Listen:     listen,
 		AdminToken: os.Getenv(envAdminToken),
 		Logger:     log,
+		Plugins:    specs,
+		Bus:        busURL,
 	})
 	if err != nil {
 		return fmt.Errorf("start on store %s: %w", describeStore(dsn), err)
@@ -61,6 +84,32 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// addPluginFlags adds --plugins and --bus.
+func addPluginFlags(cmd *cobra.Command) {
+	cmd.Flags().String("plugins", "", "JSON file listing the plugins to run (env "+envPlugins+")")
+	cmd.Flags().String("bus", "gochannel", "message router: gochannel, nats://HOST:PORT or postgres://… (env "+envBus+")")
+}
+
+// pluginSettings reads --plugins and --bus.
+func pluginSettings(cmd *cobra.Command) ([]pluginhost.Spec, string, error) {
+	busURL := setting(cmd, "bus", envBus)
+	if _, _, err := hub.ParseBus(busURL); err != nil {
+		return nil, "", usageError("--%v", err)
+	}
+	file := setting(cmd, "plugins", envPlugins)
+	if file == "" {
+		return nil, busURL, nil
+	}
+	specs, err := pluginhost.LoadSpecs(file)
+	if err != nil {
+		return nil, "", usageError("--plugins: %v", err)
+	}
+	if err := resolveBundled(specs); err != nil {
+		return nil, "", usageError("--plugins %s: %v", file, err)
+	}
+	return specs, busURL, nil
 }
 
 // serve listens and serves until ctx is done.

@@ -48,6 +48,8 @@ type Options struct {
 	Metrics *Metrics
 	// Now is the clock for audit entries (default time.Now).
 	Now func() time.Time
+	// Plugins, if set, serves /v1/plugins and /v1/dead-letters.
+	Plugins Plugins
 }
 
 type server struct {
@@ -58,6 +60,7 @@ type server struct {
 	tokens  *tokenCache
 	now     func() time.Time
 	mux     *http.ServeMux
+	plugins Plugins
 }
 
 // New returns the hub's HTTP handler: /v1, /healthz, /readyz and /metrics.
@@ -74,6 +77,7 @@ func New(opts Options) http.Handler {
 	s := &server{
 		st: opts.Store, svc: opts.Service, log: opts.Logger, metrics: opts.Metrics,
 		tokens: newTokenCache(TokenCacheTTL, opts.Now), now: opts.Now, mux: http.NewServeMux(),
+		plugins: opts.Plugins,
 	}
 	s.routes()
 	return s
@@ -107,6 +111,8 @@ func (s *server) routes() {
 	s.handle("GET /v1/terminals", "terminals.read", s.listTerminals)
 	s.handle("GET /v1/products", "products.read", s.listProducts)
 	s.handle("GET /v1/audit", "audit.read", s.listAudit)
+	// Plugins and the message router's dead letters.
+	s.pluginRoutes()
 	// Operations: no token, so that probes and scrapers need no secret.
 	s.plain("GET /healthz", s.healthz)
 	s.plain("GET /readyz", s.readyz)

@@ -264,6 +264,10 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 // Backend returns the backend in use.
 func (r *Router) Backend() string { return r.cfg.Backend }
 
+// InProcess reports whether messages live only in this process
+// (GoChannel): then Publish returns only after the handlers are done.
+func (r *Router) InProcess() bool { return r.be.inProcess() }
+
 // DeadLetters returns the store the poison queue fills, for listing.
 func (r *Router) DeadLetters() DeadLetterStore { return r.dead }
 

@@ -214,3 +214,16 @@ func systemAccount(tx *ledger.Tx, code, currency string) *store.Account {
 func merchantAccount(tx *ledger.Tx, id, currency string) *store.Account {
 	return tx.EnsureAccount(store.Account{Code: MerchantCode(id), Kind: store.KindMerchant, Currency: currency})
 }
+
+// Answer returns the stored answer to operator's write with idempotency
+// key, and whether there is one.
+func (s *Service) Answer(ctx context.Context, operator, key string) ([]byte, bool, error) {
+	recs, err := s.st.LoadIdempotency(ctx, []store.IdemKey{{Operator: operator, Key: key}})
+	if err != nil {
+		return nil, false, fault.Wrap(fault.Unavailable, err)
+	}
+	if len(recs) == 0 {
+		return nil, false, nil
+	}
+	return recs[0].Response, true, nil
+}

@@ -17,12 +17,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/citycard/citycard/hub/internal/api"
+	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/cards"
 	"github.com/citycard/citycard/hub/internal/catalog"
+	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/operators"
+	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/drivers"
+	"github.com/citycard/citycard/sdk"
 )
 
 // Defaults of `citycard serve`.
@@ -52,6 +56,19 @@ type Config struct {
 	// HoldSweep is the period of the hold-expiry sweeper (default
 	// DefaultHoldSweep).
 	HoldSweep time.Duration
+
+	// Plugins are launched, configured and supervised by the hub; their
+	// messages travel through the router. None by default.
+	Plugins []pluginhost.Spec
+	// Bus selects the router's backend: "" or "gochannel" (in process),
+	// "nats://…" or "postgres://…" (see ParseBus).
+	Bus string
+	// Router tunes the router (retries, timeouts, dead-letter store);
+	// zero fields take the hub's defaults.
+	Router bus.Config
+	// PluginHost tunes the plugin host (health checks, backoff); its
+	// Logger, Hub and Registerer are set by the hub.
+	PluginHost pluginhost.Options
 }
 
 // App is a running hub: its store is open and its ledger writer started.
@@ -64,6 +81,8 @@ type App struct {
 	handler http.Handler
 	// ownStore: Close closes the store (Open opened it; New's caller did).
 	ownStore bool
+	// plugins is nil when the hub runs none.
+	plugins *plugins
 
 	closeOnce sync.Once
 	closeErr  error
@@ -131,7 +150,14 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 	}
 	svc := cards.New(eng, cat, cfg.Cards)
 	a := &App{cfg: cfg, log: cfg.Logger, st: st, eng: eng, svc: svc}
-	a.handler = api.New(api.Options{Store: st, Service: svc, Logger: cfg.Logger, Metrics: metrics})
+	var pl api.Plugins
+	if len(cfg.Plugins) > 0 {
+		if err := a.startPlugins(ctx, reg); err != nil {
+			return nil, errors.Join(err, eng.Close())
+		}
+		pl = a.plugins
+	}
+	a.handler = api.New(api.Options{Store: st, Service: svc, Logger: cfg.Logger, Metrics: metrics, Plugins: pl})
 	return a, nil
 }
 
@@ -143,6 +169,23 @@ func (a *App) Store() store.Store { return a.st }
 
 // Service is the card service.
 func (a *App) Service() *cards.Service { return a.svc }
+
+// Send hands m to the named plugin through the router, as the hub's
+// services do, and returns the plugin's replies.
+func (a *App) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk.Message, error) {
+	if a.plugins == nil {
+		return nil, fault.E(fault.NotFound, "plugin", "this hub runs no plugins")
+	}
+	return a.plugins.Send(ctx, plugin, m)
+}
+
+// Plugins lists the hub's plugins; nil when it runs none.
+func (a *App) Plugins() []api.PluginView {
+	if a.plugins == nil {
+		return nil
+	}
+	return a.plugins.Status()
+}
 
 // Serve serves the API on ln until ctx is done, and runs the hold-expiry
 // sweeper meanwhile. Then it shuts down in order: it stops accepting
@@ -208,11 +251,14 @@ func (a *App) sweep(ctx context.Context) {
 	}
 }
 
-// Close stops the ledger writer (committing what it has queued) and closes
-// the store if Open opened it. It is safe to call more than once.
+// Close stops the plugins and the router, then the ledger writer
+// (committing what it has queued), and closes the store if Open opened it. It is safe to call more than once.
 func (a *App) Close() error {
 	a.closeOnce.Do(func() {
-		a.closeErr = a.eng.Close()
+		if a.plugins != nil {
+			a.closeErr = a.plugins.close(context.Background())
+		}
+		a.closeErr = errors.Join(a.closeErr, a.eng.Close())
 		if a.ownStore {
 			a.closeErr = errors.Join(a.closeErr, a.st.Close())
 		}

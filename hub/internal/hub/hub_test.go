@@ -37,6 +37,11 @@ type client struct {
 }
 
 func (c *client) do(method, path string, body any) (int, map[string]any, error) {
+	return c.doKey(method, path, "", body)
+}
+
+// doKey is do with the given Idempotency-Key ("" makes a fresh one).
+func (c *client) doKey(method, path, key string, body any) (int, map[string]any, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -48,10 +53,13 @@ func (c *client) do(method, path string, body any) (int, map[string]any, error) 
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if method == "POST" {
-		c.mu.Lock()
-		c.n++
-		req.Header.Set("Idempotency-Key", fmt.Sprintf("k%d", c.n))
-		c.mu.Unlock()
+		if key == "" {
+			c.mu.Lock()
+			c.n++
+			key = fmt.Sprintf("k%d", c.n)
+			c.mu.Unlock()
+		}
+		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -43,7 +43,8 @@ var permissions = map[string][]string{
 
 // Read actions every role may take.
 var reads = map[string]bool{"cards.read": true, "merchants.read": true, "terminals.read": true,
-	"ledger.read": true, "products.read": true, "transfers.read": true, "holds.read": true}
+	"ledger.read": true, "products.read": true, "transfers.read": true, "holds.read": true,
+	"plugins.read": true}
 
 // auditOnly actions: only auditors and admins read the audit log.
 var auditOnly = map[string]bool{"audit.read": true}

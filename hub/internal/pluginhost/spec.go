@@ -31,6 +31,14 @@ type Spec struct {
 	// Env is the plugin's whole environment ("KEY=value"): it never inherits
 	// the hub's, which holds credentials a partner's code must not read.
 	Env []string `json:"env,omitempty"`
+	// Channel is the channel policy (channels/*.json) under which the hub
+	// makes the card payments the plugin submits; without one the plugin
+	// cannot submit payments.
+	Channel string `json:"channel,omitempty"`
+	// Bundled names a reference plugin shipped inside the citycard binary:
+	// the hub runs `citycard plugin serve NAME` and fills Path, Args and
+	// SHA256 itself, so they are left out.
+	Bundled bool `json:"bundled,omitempty"`
 }
 
 // specFile is the layout of a plugin configuration file.
@@ -68,7 +76,7 @@ func LoadSpecs(file string) ([]Spec, error) {
 			return nil, fmt.Errorf("%s: plugins[%d].name: plugin %q is listed twice", file, i, s.Name)
 		}
 		seen[s.Name] = true
-		if !filepath.IsAbs(s.Path) {
+		if !s.Bundled && !filepath.IsAbs(s.Path) {
 			s.Path = filepath.Join(filepath.Dir(file), s.Path)
 		}
 	}
@@ -106,6 +114,12 @@ func jsonError(data []byte, err error) error {
 func (s *Spec) validate() error {
 	if !nameRE.MatchString(s.Name) {
 		return fmt.Errorf(".name: %q is not a plugin name (lower case, digits and single dashes)", s.Name)
+	}
+	if s.Bundled {
+		if s.Path != "" || s.SHA256 != "" || len(s.Args) > 0 {
+			return fmt.Errorf(".bundled: plugin %s is bundled, so it takes no path, args or sha256", s.Name)
+		}
+		return nil
 	}
 	if s.Path == "" {
 		return fmt.Errorf(".path: plugin %s has no path", s.Name)

@@ -1,0 +1,525 @@
+// Package gateway joins the plugin host to the hub's services through the
+// message router.
+//
+// Messages a plugin submits are checked against the hub's own schema for
+// their type (a plugin cannot loosen it by carrying a schema of its own),
+// published on the topic plugin.<plugin>.<type>, and applied by the hub
+// service subscribed there; the answer goes back to the plugin's Submit.
+// Messages the hub sends a plugin take the opposite way: published on
+// hub.to-<plugin>.<type>, handed to the plugin by a router handler, so a
+// plugin that is down or restarting is retried with backoff and a message
+// that keeps failing lands in the dead letters, from where it can be
+// replayed.
+//
+// Every write a plugin asks for is idempotent in the ledger under the key
+// (operator "plugin:<name>", the envelope's idempotency key), committed in
+// the same transaction as its effect. That, not the router's in-memory
+// de-duplication, is what makes a message delivered twice, or resubmitted
+// by a plugin that crashed before it heard the answer, one effect.
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citycard/citycard/hub/internal/bus"
+	"github.com/citycard/citycard/hub/internal/cards"
+	"github.com/citycard/citycard/hub/internal/fault"
+	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/schemas"
+	"github.com/citycard/citycard/sdk"
+)
+
+// Message types the hub's services handle, with the schema (a file stem of
+// package schemas) their payload must meet whatever the plugin declared.
+const (
+	TypeCardPayment  = "card.payment.v1"
+	TypeCardReversal = "card.reversal.v1"
+)
+
+// HubTypes maps each message type a hub service handles to its schema.
+var HubTypes = map[string]string{
+	TypeCardPayment:  "msg-card-payment-v1",
+	TypeCardReversal: "msg-card-reversal-v1",
+}
+
+// Metadata keys the gateway sets on router messages.
+const (
+	metaWaiter = "waiter" // id of the call waiting for the answer
+	metaNode   = "node"   // the hub node that waits
+	metaPlugin = "plugin" // plugin a hub message is for
+)
+
+// OperatorPrefix starts the operator name under which a plugin's writes
+// are idempotent and audited: "plugin:transit".
+const OperatorPrefix = "plugin:"
+
+// Plugins is the part of the plugin host the gateway uses.
+type Plugins interface {
+	Handle(ctx context.Context, plugin string, m sdk.Message) ([]sdk.Message, error)
+	Describe(plugin string) (sdk.Descriptor, bool)
+}
+
+// Options configure a Gateway.
+type Options struct {
+	Router  *bus.Router
+	Service *cards.Service
+	Logger  *slog.Logger
+	// Channels maps a plugin's name to the channel policy its card
+	// payments are made under. A plugin with none cannot submit payments.
+	Channels map[string]string
+	// Registerer receives the gateway's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Gateway is the hub side of every plugin: it implements sdk.Hub for each
+// (see For) and sends hub messages to plugins (see Send).
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	node    string
+	plugins Plugins
+
+	mu      sync.Mutex
+	waiters map[string]chan answer
+
+	// submissions counts plugins' messages by plugin, type and outcome:
+	// "published" (on its topic) or "refused" (checked and sent back).
+	submissions *prometheus.CounterVec
+}
+
+// answer is what a router handler hands back to the call waiting for it.
+type answer struct {
+	result  sdk.Result
+	replies []sdk.Message
+	err     error
+}
+
+// New returns a gateway on opts.Router. Register its handlers with
+// HandleSubmissions and HandleDeliveries before the router starts.
+func New(opts Options) *Gateway {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	g := &Gateway{opts: opts, log: opts.Logger, node: uuid.NewString(), waiters: map[string]chan answer{},
+		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "citycard_gateway_submissions_total",
+			Help: "Messages plugins submitted to the hub, by plugin, type and outcome (published on a topic, or refused).",
+		}, []string{"plugin", "type", "outcome"})}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(g.submissions)
+	}
+	return g
+}
+
+// SetPlugins gives the gateway the plugin host, which is built after it
+// (the host needs the gateway's sdk.Hub for each plugin).
+func (g *Gateway) SetPlugins(p Plugins) { g.plugins = p }
+
+// handlerName makes a router handler name from parts: at most 64
+// characters of a-z0-9_-, stable for the same parts.
+func handlerName(parts ...string) string {
+	s := strings.NewReplacer(".", "_").Replace(strings.Join(parts, "-"))
+	if len(s) <= 64 {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return s[:47] + "-" + hex.EncodeToString(sum[:8])
+}
+
+// HandleSubmissions registers the hub services' handlers of every hub
+// message type on the named plugin's topics.
+func (g *Gateway) HandleSubmissions(plugin string) error {
+	for typ := range HubTypes {
+		topic := bus.Topic(plugin, typ)
+		if err := g.opts.Router.Handle(handlerName("svc", plugin, typ), topic, g.serviceHandler(plugin, typ)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HandleDeliveries registers a handler for each message type the plugin
+// handles, which hands the hub's messages of that type to it.
+func (g *Gateway) HandleDeliveries(plugin string, d sdk.Descriptor) error {
+	for _, mt := range d.Handles {
+		topic := bus.ServiceTopic("to-"+plugin, mt.Type)
+		if err := g.opts.Router.Handle(handlerName("to", plugin, mt.Type), topic, g.deliveryHandler(plugin)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// For returns the sdk.Hub the named plugin submits to and queries.
+func (g *Gateway) For(plugin string) sdk.Hub { return &pluginHub{g: g, plugin: plugin} }
+
+// wait registers a waiter and returns its id and channel.
+func (g *Gateway) wait() (string, chan answer) {
+	id := uuid.NewString()
+	ch := make(chan answer, 1)
+	g.mu.Lock()
+	g.waiters[id] = ch
+	g.mu.Unlock()
+	return id, ch
+}
+
+func (g *Gateway) forget(id string) {
+	g.mu.Lock()
+	delete(g.waiters, id)
+	g.mu.Unlock()
+}
+
+// resolve hands a to the call waiting under msg's waiter id, if it waits
+// on this node. An answer nobody waits for any more (the caller gave up, or
+// the message is a replayed dead letter) is dropped: the effect is in the
+// ledger and a resubmission with the same key returns it.
+func (g *Gateway) resolve(msg *message.Message, a answer) {
+	if msg.Metadata.Get(metaNode) != g.node {
+		return
+	}
+	id := msg.Metadata.Get(metaWaiter)
+	g.mu.Lock()
+	ch := g.waiters[id]
+	delete(g.waiters, id)
+	g.mu.Unlock()
+	if ch != nil {
+		ch <- a
+	}
+}
+
+// publish sends m on topic and waits for the answer of its handler.
+func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plugin string) (answer, error) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return answer{}, sdk.Errorf(sdk.CodeInternal, "encode message %s: %v", m.ID, err)
+	}
+	id, ch := g.wait()
+	defer g.forget(id)
+	msg := message.NewMessage(watermill.NewUUID(), body)
+	msg.Metadata.Set(metaWaiter, id)
+	msg.Metadata.Set(metaNode, g.node)
+	if plugin != "" {
+		msg.Metadata.Set(metaPlugin, plugin)
+	}
+	if m.CorrelationID != "" {
+		ctx = bus.WithCorrelationID(ctx, m.CorrelationID)
+	} else {
+		ctx = bus.WithCorrelationID(ctx, m.ID)
+	}
+	if err := g.opts.Router.Publish(ctx, topic, msg); err != nil {
+		if errors.Is(err, bus.ErrClosed) || errors.Is(err, bus.ErrNotStarted) {
+			return answer{}, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true, Message: "the hub is not routing messages now: " + err.Error()}
+		}
+		return answer{}, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true, Message: err.Error()}
+	}
+	select {
+	case a := <-ch:
+		return a, nil
+	default:
+	}
+	if g.opts.Router.InProcess() {
+		// In process, Publish returns when the handler is done: no answer
+		// means the message went to the dead letters.
+		return answer{}, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true,
+			Message: fmt.Sprintf("message %s could not be handled and was put in the dead letters", m.ID)}
+	}
+	select {
+	case a := <-ch:
+		return a, nil
+	case <-ctx.Done():
+		return answer{}, &sdk.Error{Code: sdk.CodeTimeout, Retryable: true,
+			Message: fmt.Sprintf("no answer to message %s before the deadline; resend it with the same idempotency key", m.ID)}
+	}
+}
+
+// Send hands m to the named plugin through the router and returns the
+// plugin's replies. A plugin that is restarting is retried with backoff; a
+// message that fails for good is answered with its error and, if it failed
+// for a reason other than the plugin's own answer, kept in the dead letters.
+func (g *Gateway) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk.Message, error) {
+	if g.plugins == nil {
+		return nil, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true, Message: "no plugins are running"}
+	}
+	d, ok := g.plugins.Describe(plugin)
+	if !ok {
+		return nil, fault.E(fault.NotFound, "plugin", fmt.Sprintf("no plugin named %q", plugin))
+	}
+	if !handles(d, m.Type) {
+		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Field: "/type",
+			Message: fmt.Sprintf("plugin %s does not handle message type %q", plugin, m.Type)}
+	}
+	if m.ID == "" {
+		m.ID = sdk.NewID()
+	}
+	m.Source = sdk.HubSource
+	a, err := g.publish(ctx, bus.ServiceTopic("to-"+plugin, m.Type), m, plugin)
+	if err != nil {
+		return nil, err
+	}
+	return a.replies, a.err
+}
+
+func handles(d sdk.Descriptor, typ string) bool {
+	for _, mt := range d.Handles {
+		if mt.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// deliveryHandler hands the hub's messages to plugin. A retryable failure
+// (the plugin crashed or is restarting) is returned for the router to
+// retry; any other error is the plugin's answer and goes back to the
+// sender, except an internal one, which marks a poison message.
+func (g *Gateway) deliveryHandler(plugin string) bus.HandlerFunc {
+	return func(ctx context.Context, msg *message.Message) error {
+		var m sdk.Message
+		if err := json.Unmarshal(msg.Payload, &m); err != nil {
+			return fmt.Errorf("gateway: undecodable message for %s: %w", plugin, err)
+		}
+		replies, err := g.plugins.Handle(ctx, plugin, m)
+		if err != nil {
+			e := sdk.AsError(err)
+			if e.Retryable {
+				return bus.Retryable(err)
+			}
+			if e.Code == sdk.CodeInternal {
+				return err
+			}
+		}
+		g.resolve(msg, answer{replies: replies, err: err})
+		return nil
+	}
+}
+
+// pluginHub is the sdk.Hub of one plugin.
+type pluginHub struct {
+	g      *Gateway
+	plugin string
+}
+
+// check refuses a message the hub's services cannot take: a type no
+// service handles, a payload that breaks the hub's schema of its type, a
+// write without an idempotency key.
+func (h *pluginHub) check(m sdk.Message) error {
+	stem, ok := HubTypes[m.Type]
+	if !ok {
+		return &sdk.Error{Code: sdk.CodeUnsupportedMessage, Field: "/type",
+			Message: fmt.Sprintf("the hub has no service for message type %q; it takes %s", m.Type, strings.Join(hubTypeList(), ", "))}
+	}
+	if err := schemas.Validate(stem, m.Payload); err != nil {
+		var ve *schemas.ValidationError
+		if errors.As(err, &ve) && len(ve.Violations) > 0 {
+			v := ve.Violations[0]
+			return &sdk.Error{Code: sdk.CodeSchemaInvalid, Field: "/payload" + v.InstancePath,
+				Message: fmt.Sprintf("%s payload breaks schema %s at %q (%s): %s", m.Type, stem, "/payload"+v.InstancePath, v.Keyword, v.Message)}
+		}
+		return &sdk.Error{Code: sdk.CodeSchemaInvalid, Field: "/payload", Message: fmt.Sprintf("%s payload: %v", m.Type, err)}
+	}
+	if m.IdempotencyKey == "" {
+		return &sdk.Error{Code: fault.IdempotencyKeyRequired, Field: "/idempotency_key",
+			Message: m.Type + " changes the ledger and needs an idempotency key"}
+	}
+	return nil
+}
+
+// metricType keeps a label from growing without bound: a type the hub does
+// not know is counted as "other".
+func metricType(t string) string {
+	if _, ok := HubTypes[t]; ok {
+		return t
+	}
+	return "other"
+}
+
+func hubTypeList() []string {
+	out := make([]string, 0, len(HubTypes))
+	for t := range HubTypes {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (h *pluginHub) Submit(ctx context.Context, m sdk.Message) (sdk.Result, error) {
+	if err := h.check(m); err != nil {
+		h.g.submissions.WithLabelValues(h.plugin, metricType(m.Type), "refused").Inc()
+		return sdk.Result{}, err
+	}
+	h.g.submissions.WithLabelValues(h.plugin, m.Type, "published").Inc()
+	a, err := h.g.publish(ctx, bus.Topic(h.plugin, m.Type), m, "")
+	if err != nil {
+		return sdk.Result{}, err
+	}
+	if a.err != nil {
+		return sdk.Result{}, a.err
+	}
+	a.result.MessageID = m.ID
+	return a.result, nil
+}
+
+// SubmitBatch applies the messages concurrently, so that the ledger writer
+// commits them together, and answers each in order. A message the hub
+// refuses has its Result.Error set; the others are applied.
+func (h *pluginHub) SubmitBatch(ctx context.Context, ms []sdk.Message) ([]sdk.Result, error) {
+	out := make([]sdk.Result, len(ms))
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r, err := h.Submit(ctx, m)
+			if err != nil {
+				r = sdk.Result{MessageID: m.ID, Error: sdk.AsError(toSDK(err))}
+			}
+			out[i] = r
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (h *pluginHub) Query(ctx context.Context, kind, key string) (json.RawMessage, error) {
+	switch kind {
+	case sdk.QueryCardStatus:
+		c, err := h.g.opts.Service.Get(ctx, key)
+		if err != nil {
+			return nil, toSDK(err)
+		}
+		return json.Marshal(map[string]string{"card": c.Number, "status": c.Status, "product": c.Product})
+	}
+	return nil, &sdk.Error{Code: fault.NotFound, Field: "kind", Message: fmt.Sprintf("the hub answers no query of kind %q", kind)}
+}
+
+// serviceHandler applies plugin's messages of type typ with the card
+// service. Refusals (an unknown card, a conflicting key) are answers, sent
+// back to the plugin; only a failure to reach the ledger is returned for
+// the router to retry.
+func (g *Gateway) serviceHandler(plugin, typ string) bus.HandlerFunc {
+	return func(ctx context.Context, msg *message.Message) error {
+		var m sdk.Message
+		if err := json.Unmarshal(msg.Payload, &m); err != nil {
+			return fmt.Errorf("gateway: undecodable message from %s: %w", plugin, err)
+		}
+		out, err := g.apply(ctx, plugin, typ, m)
+		if err != nil && ledger.IsRetryable(err) {
+			return bus.Retryable(err)
+		}
+		if err != nil {
+			g.resolve(msg, answer{err: toSDK(err)})
+			return nil
+		}
+		g.resolve(msg, answer{result: sdk.Result{MessageID: m.ID, Body: out.Body, Duplicate: out.Replayed}})
+		return nil
+	}
+}
+
+func (g *Gateway) call(plugin string, m sdk.Message) cards.Call {
+	sum := sha256.Sum256([]byte(m.Type + "\n" + string(m.Payload)))
+	return cards.Call{Operator: OperatorPrefix + plugin, Role: "plugin", RequestID: m.ID,
+		IdempotencyKey: m.IdempotencyKey, RequestHash: hex.EncodeToString(sum[:]), Encode: encode}
+}
+
+func encode(result any) (int, []byte, error) {
+	b, err := json.Marshal(result)
+	if err != nil {
+		return 0, nil, fault.Wrap(fault.Internal, err)
+	}
+	return 200, b, nil
+}
+
+func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) (ledger.Outcome, error) {
+	c := g.call(plugin, m)
+	switch typ {
+	case TypeCardPayment:
+		channel := g.opts.Channels[plugin]
+		if channel == "" {
+			return ledger.Outcome{}, fault.E(fault.InvalidRequest, "channel",
+				fmt.Sprintf("plugin %s has no channel in the hub's plugin configuration, so it cannot take card payments", plugin))
+		}
+		var p struct {
+			Card, Merchant, Terminal, Currency, PIN string
+			Amount                                  int64
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+		}
+		return g.opts.Service.Pay(ctx, c, cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
+			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN})
+	case TypeCardReversal:
+		var p struct {
+			PaymentKey string `json:"payment_key"`
+			Memo       string `json:"memo"`
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+		}
+		id, err := g.paymentByKey(ctx, plugin, p.PaymentKey)
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return g.opts.Service.Reverse(ctx, c, cards.ReverseRequest{Transfer: id, Memo: p.Memo})
+	}
+	return ledger.Outcome{}, fault.E(fault.InvalidRequest, "type", "no service for "+typ)
+}
+
+// paymentByKey finds the transfer a plugin's approved payment made, by the
+// payment message's idempotency key.
+func (g *Gateway) paymentByKey(ctx context.Context, plugin, key string) (int64, error) {
+	body, ok, err := g.opts.Service.Answer(ctx, OperatorPrefix+plugin, key)
+	if err != nil {
+		return 0, err
+	}
+	notFound := fault.E(fault.TransferNotFound, "payment_key",
+		fmt.Sprintf("plugin %s made no approved payment with idempotency key %q", plugin, key))
+	if !ok {
+		return 0, notFound
+	}
+	var r cards.PaymentResult
+	if err := json.Unmarshal(body, &r); err != nil || r.Status != cards.Approved || r.ID == "" {
+		return 0, notFound
+	}
+	var id int64
+	if _, err := fmt.Sscan(r.ID, &id); err != nil {
+		return 0, notFound
+	}
+	return id, nil
+}
+
+// toSDK turns a hub error into the plugin protocol's error, keeping its
+// registry code, field and whether it may be retried.
+func toSDK(err error) error {
+	var se *sdk.Error
+	if errors.As(err, &se) {
+		return se
+	}
+	code := fault.CodeOf(err)
+	var fe *fault.Error
+	e := &sdk.Error{Code: code, Message: err.Error(), Retryable: ledger.IsRetryable(err)}
+	if errors.As(err, &fe) {
+		e.Field = fe.Field
+		if fe.Detail != "" {
+			e.Message = fe.Detail
+		}
+	}
+	if code == fault.Internal {
+		e.Message = "the hub failed to apply the message"
+	}
+	return e
+}

@@ -1,0 +1,239 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citycard/citycard/hub/internal/api"
+	"github.com/citycard/citycard/hub/internal/bus"
+	"github.com/citycard/citycard/hub/internal/fault"
+	"github.com/citycard/citycard/hub/internal/gateway"
+	"github.com/citycard/citycard/hub/internal/pluginhost"
+	"github.com/citycard/citycard/sdk"
+)
+
+// Router defaults for the hub: a plugin that crashed is back within about a
+// second (the host's first restart backoff plus its launch), so a message
+// for it is retried for longer than that before it becomes a dead letter.
+const (
+	routerMaxRetries   = 6
+	routerRetryInitial = 100 * time.Millisecond
+	routerRetryMax     = 2 * time.Second
+	routerHandlerLimit = 15 * time.Second
+)
+
+// plugins is the hub's plugin host, message router and gateway.
+type plugins struct {
+	log      *slog.Logger
+	router   *bus.Router
+	gw       *gateway.Gateway
+	host     *pluginhost.Host
+	channels map[string]string
+	pgPool   *pgxpool.Pool // the router's own pool, for a postgres:// bus
+}
+
+// ParseBus turns the --bus flag into the router's backend: "" or
+// "gochannel" (in process), "nats://…" (NATS JetStream, for several hub
+// nodes) or "postgres://…" (watermill-sql on PostgreSQL).
+// The URL is returned for the two servers.
+func ParseBus(s string) (backend, url string, err error) {
+	switch {
+	case s == "" || s == bus.BackendGoChannel:
+		return bus.BackendGoChannel, "", nil
+	case strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://"):
+		return bus.BackendNATS, s, nil
+	case strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://"):
+		return bus.BackendPostgres, s, nil
+	}
+	return "", "", fmt.Errorf("bus %q: want gochannel, nats://HOST:PORT or postgres://…", s)
+}
+
+// startPlugins builds the router and gateway, launches and configures the
+// plugins, registers the handlers of every plugin's topics and starts the
+// router. On failure everything started is stopped again.
+func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err error) {
+	cfg := a.cfg
+	rc := cfg.Router
+	backend, url, err := ParseBus(cfg.Bus)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	if rc.Backend == "" {
+		rc.Backend = backend
+	}
+	if rc.Backend == bus.BackendNATS && rc.NATSURL == "" {
+		rc.NATSURL = url
+	}
+	if rc.Logger == nil {
+		rc.Logger = a.log
+	}
+	if rc.MaxRetries == 0 {
+		rc.MaxRetries = routerMaxRetries
+	}
+	if rc.RetryInitialInterval == 0 {
+		rc.RetryInitialInterval = routerRetryInitial
+	}
+	if rc.RetryMaxInterval == 0 {
+		rc.RetryMaxInterval = routerRetryMax
+	}
+	if rc.HandlerTimeout == 0 {
+		rc.HandlerTimeout = routerHandlerLimit
+	}
+	p := &plugins{log: a.log, channels: map[string]string{}}
+	defer func() {
+		if err != nil {
+			_ = p.close(context.WithoutCancel(ctx))
+		}
+	}()
+	if rc.Backend == bus.BackendPostgres && rc.PostgresPool == nil {
+		pool, perr := pgxpool.New(ctx, url)
+		if perr != nil {
+			return fmt.Errorf("hub: bus: %w", perr)
+		}
+		p.pgPool, rc.PostgresPool = pool, pool
+	}
+	if p.router, err = bus.New(ctx, rc); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	for _, s := range cfg.Plugins {
+		if s.Channel != "" {
+			p.channels[s.Name] = s.Channel
+		}
+	}
+	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Channels: p.channels, Registerer: reg})
+	for _, s := range cfg.Plugins {
+		if err := p.gw.HandleSubmissions(s.Name); err != nil {
+			return fmt.Errorf("hub: plugin %s: %w", s.Name, err)
+		}
+	}
+	ho := cfg.PluginHost
+	if ho.Logger == nil {
+		ho.Logger = a.log
+	}
+	ho.Hub = p.gw.For
+	ho.Registerer = reg
+	prev := ho.OnCrash
+	ho.OnCrash = func(plugin string, inFlight []sdk.Message) {
+		p.crashed(plugin, inFlight)
+		if prev != nil {
+			prev(plugin, inFlight)
+		}
+	}
+	p.host = pluginhost.New(ho)
+	if err := p.host.Start(ctx, cfg.Plugins...); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	p.gw.SetPlugins(p.host)
+	for _, s := range cfg.Plugins {
+		d, _ := p.host.Describe(s.Name)
+		if err := p.gw.HandleDeliveries(s.Name, d); err != nil {
+			return fmt.Errorf("hub: plugin %s: %w", s.Name, err)
+		}
+	}
+	if err := p.router.Start(ctx); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	a.plugins = p
+	return nil
+}
+
+// crashed logs what was in flight to a plugin that died. Nothing is lost
+// with it: a message the hub sent is retried by the router once the plugin
+// is back (plugins apply an idempotency key once, which the conformance kit
+// checks), and what the plugin submitted is either committed in the ledger
+// or was never applied; the plugin resends it with the same key.
+func (p *plugins) crashed(plugin string, inFlight []sdk.Message) {
+	ids := make([]string, len(inFlight))
+	for i, m := range inFlight {
+		ids[i] = m.ID
+	}
+	p.log.Warn("hub: plugin crashed with messages in flight; they are retried when it is back",
+		"plugin", plugin, "in_flight", len(inFlight), "messages", ids)
+}
+
+// close stops the plugins (which finish what they are doing, their last
+// submissions still routed), then the router.
+func (p *plugins) close(ctx context.Context) error {
+	var errs []error
+	if p.host != nil {
+		sctx, cancel := context.WithTimeout(ctx, ShutdownTimeout)
+		errs = append(errs, p.host.Stop(sctx))
+		cancel()
+	}
+	if p.router != nil {
+		errs = append(errs, p.router.Close())
+	}
+	if p.pgPool != nil {
+		p.pgPool.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Status implements api.Plugins.
+func (p *plugins) Status() []api.PluginView {
+	st := p.host.Status()
+	out := make([]api.PluginView, 0, len(st))
+	for _, s := range st {
+		v := api.PluginView{Name: s.Name, State: string(s.State), PID: s.PID, Restarts: s.Restarts,
+			LastError: s.LastError, Since: s.Since, Channel: p.channels[s.Name], Handles: []string{}, Sends: []string{}}
+		if d, ok := p.host.Describe(s.Name); ok {
+			v.Version = d.Version
+			for _, mt := range d.Handles {
+				v.Handles = append(v.Handles, mt.Type)
+			}
+			for _, mt := range d.Sends {
+				v.Sends = append(v.Sends, mt.Type)
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// Send implements api.Plugins.
+func (p *plugins) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk.Message, error) {
+	return p.gw.Send(ctx, plugin, m)
+}
+
+// DeadLetters implements api.Plugins.
+func (p *plugins) DeadLetters(ctx context.Context, after int64, limit int) ([]api.DeadLetterView, error) {
+	ls, err := p.router.DeadLetters().List(ctx, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.DeadLetterView, len(ls))
+	for i, l := range ls {
+		msg := json.RawMessage(l.Payload)
+		if !json.Valid(msg) {
+			msg, _ = json.Marshal(string(l.Payload))
+		}
+		out[i] = api.DeadLetterView{ID: l.ID, Topic: l.Topic, Handler: l.Handler, Reason: l.Reason,
+			MessageUUID: l.MessageUUID, Message: msg, Metadata: l.Metadata, At: l.At, ReplayedAt: l.ReplayedAt}
+		if out[i].Metadata == nil {
+			out[i].Metadata = map[string]string{}
+		}
+	}
+	return out, nil
+}
+
+// Replay implements api.Plugins.
+func (p *plugins) Replay(ctx context.Context, id int64) error {
+	err := p.router.Replay(ctx, id)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bus.ErrDeadLetterNotFound):
+		return fault.E(fault.NotFound, "id", fmt.Sprintf("no dead letter %d", id))
+	case errors.Is(err, bus.ErrAlreadyReplayed):
+		return fault.E(fault.Conflict, "id", fmt.Sprintf("dead letter %d was replayed already", id))
+	}
+	return fault.Wrap(fault.Unavailable, err)
+}

@@ -1,0 +1,333 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/hub"
+	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/pin"
+	"github.com/citycard/citycard/hub/internal/pluginhost"
+	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/storetest"
+)
+
+var payer struct {
+	once     sync.Once
+	bin, sum string
+	err      error
+}
+
+// payerPlugin builds testdata/payer once per test binary.
+func payerPlugin(t *testing.T) (bin, sum string) {
+	t.Helper()
+	payer.once.Do(func() {
+		dir, err := osMkdirTemp()
+		if err != nil {
+			payer.err = err
+			return
+		}
+		payer.bin = filepath.Join(dir, "payer")
+		out, err := exec.Command("go", "build", "-o", payer.bin, "./testdata/payer").CombinedOutput()
+		if err != nil {
+			payer.err = fmt.Errorf("build payer: %v\n%s", err, out)
+			return
+		}
+		payer.sum, payer.err = pluginhost.FileSHA256(payer.bin)
+	})
+	if payer.err != nil {
+		t.Fatal(payer.err)
+	}
+	return payer.bin, payer.sum
+}
+
+// pluginHub is a hub serving the payer plugin, with a merchant and a card
+// holding 1,000.00.
+type pluginHub struct {
+	app  *hub.App
+	c    *client
+	card string
+	st   store.Store
+}
+
+func startPluginHub(t *testing.T, st store.Store) *pluginHub {
+	t.Helper()
+	t.Cleanup(pin.SetCostForTesting(1, 8))
+	bin, sum := payerPlugin(t)
+	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
+		Plugins: []pluginhost.Spec{{Name: "payer", Path: bin, SHA256: sum, Channel: "retail",
+			Config: json.RawMessage(`{"merchant": "M-PAYER"}`)}},
+		PluginHost: pluginhost.Options{RestartBackoff: pluginhost.Backoff{Initial: 50 * time.Millisecond}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, stop, done := serve(t, app)
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	c.must("POST", "/v1/merchants", map[string]any{"id": "M-PAYER", "name": "Payer", "mcc": "5411", "settlement_account": "1"}, 201)
+	card := c.must("POST", "/v1/cards", map[string]any{"holder": map[string]any{"name": "Li", "id_type": "passport", "id_number": "E1"}}, 201)["number"].(string)
+	c.must("POST", "/v1/cards/"+card+"/topups", map[string]any{"amount": 100000, "currency": "CNY"}, 201)
+	return &pluginHub{app: app, c: c, card: card, st: st}
+}
+
+// send posts a message for the payer plugin with the given idempotency key.
+func (h *pluginHub) send(typ, key string, payload map[string]any) (int, map[string]any) {
+	h.c.t.Helper()
+	body := map[string]any{"type": typ, "payload": payload}
+	st, m, err := h.c.doKey("POST", "/v1/plugins/payer/messages", key, body)
+	if err != nil {
+		h.c.t.Fatal(err)
+	}
+	return st, m
+}
+
+// receipt returns the hub's answer carried in the plugin's receipt.
+func receipt(t *testing.T, m map[string]any) (hubBody map[string]any, duplicate bool) {
+	t.Helper()
+	replies, _ := m["replies"].([]any)
+	if len(replies) != 1 {
+		t.Fatalf("want one reply, got %v", m)
+	}
+	p := replies[0].(map[string]any)["payload"].(map[string]any)
+	return p["hub"].(map[string]any), p["duplicate"].(bool)
+}
+
+func (h *pluginHub) balance() float64 {
+	return h.c.must("GET", "/v1/cards/"+h.card, nil, 200)["balance"].(float64)
+}
+
+func (h *pluginHub) verify(t *testing.T) {
+	t.Helper()
+	rep, err := ledger.Verify(context.Background(), h.st)
+	if err != nil || !rep.OK() {
+		t.Fatalf("ledger verify: %v %v", err, rep.Problems)
+	}
+}
+
+func (h *pluginHub) metric(t *testing.T, line string) bool {
+	t.Helper()
+	resp, err := http.Get(h.c.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Contains(string(b), line)
+}
+
+// TestPluginMessagesReachTheLedger sends the payer plugin a charge through
+// the API and the router; the plugin submits card.payment.v1, which the hub
+// applies. The same message delivered twice is one payment; a reversal by
+// the payment's key undoes it.
+func TestPluginMessagesReachTheLedger(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		h := startPluginHub(t, st)
+		status, m := h.send("payer.charge.v1", "c1", map[string]any{"key": "r1", "card": h.card, "amount": 1250})
+		if status != 200 {
+			t.Fatalf("charge: %d %v", status, m)
+		}
+		body, dup := receipt(t, m)
+		if body["status"] != "approved" || body["balance"].(float64) != 98750 || body["channel"] != "retail" || dup {
+			t.Fatalf("hub answer %v duplicate=%v", body, dup)
+		}
+		// Delivered again: the plugin submits the same key, the hub answers
+		// the first payment again.
+		_, m = h.send("payer.charge.v1", "c1", map[string]any{"key": "r1", "card": h.card, "amount": 1250})
+		body2, dup := receipt(t, m)
+		if !dup || body2["id"] != body["id"] {
+			t.Fatalf("second delivery: %v duplicate=%v, want the first payment %v replayed", body2, dup, body["id"])
+		}
+		if b := h.balance(); b != 98750 {
+			t.Fatalf("balance after two deliveries of one charge: %v", b)
+		}
+		// The plugin's writes are audited and idempotent under its own name.
+		audit := h.c.must("GET", "/v1/audit?limit=50", nil, 200)["entries"].([]any)
+		found := false
+		for _, e := range audit {
+			if e.(map[string]any)["operator"] == "plugin:payer" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no audit entry by plugin:payer in %v", audit)
+		}
+
+		_, m = h.send("payer.reverse.v1", "rv1", map[string]any{"key": "r1"})
+		rev, _ := receipt(t, m)
+		if rev["reverses"] != body["id"] {
+			t.Fatalf("reversal %v does not reverse %v", rev, body["id"])
+		}
+		if b := h.balance(); b != 100000 {
+			t.Fatalf("balance after the reversal: %v", b)
+		}
+		// Reversing a payment that never happened names the problem.
+		status, m = h.send("payer.reverse.v1", "rv2", map[string]any{"key": "never"})
+		if status != 404 || m["code"] != "transfer_not_found" || m["field"] != "payment_key" {
+			t.Fatalf("reversal of an unknown payment: %d %v", status, m)
+		}
+		h.verify(t)
+
+		plugins := h.c.must("GET", "/v1/plugins", nil, 200)["plugins"].([]any)
+		if len(plugins) != 1 || plugins[0].(map[string]any)["state"] != "running" || plugins[0].(map[string]any)["channel"] != "retail" {
+			t.Fatalf("plugins: %v", plugins)
+		}
+	})
+}
+
+// TestPluginSchemaRefusal: the payer declares card.payment.v1 with a lax
+// schema of its own and sends an amount as a string. The hub checks the
+// payload against its own schema, refuses it with the schema error, and
+// publishes nothing.
+func TestPluginSchemaRefusal(t *testing.T) {
+	h := startPluginHub(t, storetest.OpenSQLite(t))
+	before := h.balance()
+	status, m := h.send("payer.smuggle.v1", "s1", map[string]any{"key": "s1", "card": h.card})
+	if status != 422 || m["code"] != "schema_invalid" || m["field"] != "/payload/amount" ||
+		!strings.Contains(m["detail"].(string), "msg-card-payment-v1") {
+		t.Fatalf("smuggled payment: %d %v", status, m)
+	}
+	if h.balance() != before {
+		t.Fatal("a refused message changed the balance")
+	}
+	if !h.metric(t, `citycard_gateway_submissions_total{outcome="refused",plugin="payer",type="card.payment.v1"} 1`) {
+		t.Error("the refusal is not counted")
+	}
+	if h.metric(t, `citycard_gateway_submissions_total{outcome="published",plugin="payer",type="card.payment.v1"}`) {
+		t.Error("the refused message was published on a topic")
+	}
+	// A message type the plugin does not handle never reaches it.
+	status, m = h.send("payer.nothing.v1", "n1", map[string]any{})
+	if status != 422 || m["code"] != "unsupported_message_type" {
+		t.Fatalf("unknown type: %d %v", status, m)
+	}
+}
+
+// TestPoisonMessageReplay: the payer panics on a message the first time it
+// sees it. The router puts it in the dead letters, the API lists it, and a
+// replay delivers it again: the plugin, "fixed", charges the card once.
+func TestPoisonMessageReplay(t *testing.T) {
+	h := startPluginHub(t, storetest.OpenSQLite(t))
+	status, m := h.send("payer.flaky.v1", "f1", map[string]any{"key": "f1", "card": h.card, "amount": 700})
+	if status != 503 || m["code"] != "unavailable" || !strings.Contains(m["detail"].(string), "dead letters") {
+		t.Fatalf("poison message: %d %v", status, m)
+	}
+	letters := h.c.must("GET", "/v1/dead-letters", nil, 200)["dead_letters"].([]any)
+	if len(letters) != 1 {
+		t.Fatalf("dead letters: %v", letters)
+	}
+	l := letters[0].(map[string]any)
+	if l["topic"] != "hub.to-payer.payer.flaky.v1" || !strings.Contains(l["reason"].(string), "panicked") {
+		t.Fatalf("dead letter %v", l)
+	}
+	if h.balance() != 100000 {
+		t.Fatal("the poison message charged the card")
+	}
+	id := fmt.Sprint(l["id"])
+	h.c.must("POST", "/v1/dead-letters/"+id+"/replay", map[string]any{}, 200)
+	if b := h.balance(); b != 99300 {
+		t.Fatalf("balance after the replay: %v, want 99300", b)
+	}
+	l = h.c.must("GET", "/v1/dead-letters", nil, 200)["dead_letters"].([]any)[0].(map[string]any)
+	if l["replayed_at"] == nil {
+		t.Fatalf("the letter is not marked replayed: %v", l)
+	}
+	if st, m, _ := h.c.do("POST", "/v1/dead-letters/"+id+"/replay", map[string]any{}); st != 409 || m["code"] != "conflict" {
+		t.Fatalf("second replay: %d %v", st, m)
+	}
+	if st, m, _ := h.c.do("POST", "/v1/dead-letters/999/replay", map[string]any{}); st != 404 {
+		t.Fatalf("replay of no letter: %d %v", st, m)
+	}
+	h.verify(t)
+}
+
+// TestPluginKilledUnderTraffic SIGKILLs the payer plugin while charges
+// stream through it. Every charge is answered, completed or with a
+// retryable error; resent with the same key, each is completed; in the end
+// every charge is in the ledger exactly once and the ledger verifies.
+func TestPluginKilledUnderTraffic(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		h := startPluginHub(t, st)
+		const workers, each, amount = 8, 25, 10
+		var (
+			mu      sync.Mutex
+			retry   []string
+			done    int
+			unknown []string
+		)
+		var wg sync.WaitGroup
+		started := make(chan struct{})
+		var once sync.Once
+		for w := range workers {
+			wg.Go(func() {
+				for i := range each {
+					key := fmt.Sprintf("w%d-%d", w, i)
+					status, m := h.send("payer.charge.v1", key, map[string]any{"key": key, "card": h.card, "amount": amount})
+					mu.Lock()
+					switch {
+					case status == 200:
+						done++
+					case status == 503 || status == 504:
+						retry = append(retry, key)
+					default:
+						unknown = append(unknown, fmt.Sprintf("%s: %d %v", key, status, m))
+					}
+					mu.Unlock()
+					once.Do(func() { close(started) })
+				}
+			})
+		}
+		<-started
+		var pid int
+		for _, p := range h.app.Plugins() {
+			pid = p.PID
+		}
+		if pid == 0 {
+			t.Fatal("no plugin process")
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if len(unknown) > 0 {
+			t.Fatalf("answers that are neither done nor retryable: %v", unknown)
+		}
+		t.Logf("%d charges completed through the crash, %d answered retryable", done, len(retry))
+		for _, key := range retry {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				status, m := h.send("payer.charge.v1", key, map[string]any{"key": key, "card": h.card, "amount": amount})
+				if status == 200 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("charge %s never completed: %d %v", key, status, m)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		if b := h.balance(); b != 100000-workers*each*amount {
+			t.Fatalf("balance %v after %d charges of %d, want %d", b, workers*each, amount, 100000-workers*each*amount)
+		}
+		ps := h.app.Plugins()
+		if ps[0].Restarts < 1 || ps[0].PID == pid {
+			t.Fatalf("the plugin was not restarted: %+v", ps[0])
+		}
+		h.verify(t)
+	})
+}
