@@ -177,9 +177,9 @@ func New(opts Options) *Biller {
 // Handler returns the HTTP API.
 func (b *Biller) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /health", b.slow(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	}))
 	mux.HandleFunc("GET /billers", b.slow(b.listBillers))
 	mux.HandleFunc("GET /billers/{biller}/accounts/{account}/bill", b.slow(b.getBill))
 	mux.HandleFunc("POST /payments", b.slow(b.pay))
