@@ -1,0 +1,119 @@
+package utilities_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/citycard/citycard/plugins/utilities"
+	"github.com/citycard/citycard/plugins/utilities/sim"
+	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/plugintest"
+)
+
+// TestProcess builds citycard-plugin-utilities and runs it as the hub's
+// plugin host does (checksum, AutoMTLS, gRPC), against the simulator.
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the plugin binary")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the plugin")
+	}
+	bin := filepath.Join(t.TempDir(), "citycard-plugin-utilities")
+	if out, err := exec.Command(goTool, "build", "-o", bin, "./cmd/citycard-plugin-utilities").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+
+	biller := sim.New(sim.Options{Now: clock})
+	srv := httptest.NewServer(biller.Handler())
+	defer srv.Close()
+
+	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum[:]))
+	defer pc.Kill()
+	c, err := sdk.Dispense(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	d, err := c.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "utilities" || len(d.Handles) != 2 || len(d.Sends) != 4 {
+		t.Fatalf("descriptor = %+v", d)
+	}
+	cfg, err := json.Marshal(config(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := plugintest.NewFakeHub()
+	bk := newBank()
+	hub.RespondWith(bk.respond)
+	if err := c.Configure(ctx, cfg, hub); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(ctx); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+
+	b, err := biller.Bill("water", "10020031")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := plugintest.NewMessage(utilities.TypeBillPay, map[string]any{"biller": "water", "account": "10020031",
+		"bill_id": b.ID, "card": alice, "amount": b.Outstanding, "currency": "CNY"})
+	m.IdempotencyKey, m.CorrelationID = "proc-000001", "corr-proc-1"
+	var receipts []utilities.Receipt
+	for range 2 { // a delivery and a redelivery
+		replies, err := c.Handle(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(replies) != 1 || replies[0].Type != utilities.TypeReceipt || replies[0].Source != "utilities" || replies[0].CorrelationID != "corr-proc-1" {
+			t.Fatalf("replies = %+v", replies)
+		}
+		var r utilities.Receipt
+		if err := json.Unmarshal(replies[0].Payload, &r); err != nil {
+			t.Fatal(err)
+		}
+		receipts = append(receipts, r)
+	}
+	if receipts[0].Status != utilities.Approved || asJSON(t, receipts[0]) != asJSON(t, receipts[1]) {
+		t.Errorf("receipts = %+v", receipts)
+	}
+	if n, p := len(hub.Submitted()), len(biller.Payments()); n != 1 || p != 1 {
+		t.Errorf("hub got %d messages, biller %d payments; want 1 and 1", n, p)
+	}
+
+	// A bad message is refused with its code and field across the process boundary.
+	bad := plugintest.NewMessage(utilities.TypeBillPay, map[string]any{"biller": "gas", "account": "10020031",
+		"bill_id": b.ID, "card": alice, "amount": 100, "currency": "CNY"})
+	bad.IdempotencyKey = "proc-000002"
+	_, err = c.Handle(ctx, bad)
+	wantError(t, err, "not_found", "/payload/biller")
+
+	srv.Close()
+	if err := c.Health(ctx); err == nil {
+		t.Error("healthy with the billers' host gone")
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
