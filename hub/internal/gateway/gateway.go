@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -201,8 +202,11 @@ func (g *Gateway) resolve(msg *message.Message, a answer) {
 	}
 }
 
-// publish sends m on topic and waits for the answer of its handler.
-func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plugin string) (answer, error) {
+// publish sends m on topic and waits for the answer of its handler, or,
+// when stored is set and the bus is durable, for the answer stored in the
+// ledger by whichever node handled it.
+func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plugin string,
+	stored func(context.Context) (answer, bool)) (answer, error) {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return answer{}, sdk.Errorf(sdk.CodeInternal, "encode message %s: %v", m.ID, err)
@@ -237,14 +241,33 @@ func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plug
 		return answer{}, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true,
 			Message: fmt.Sprintf("message %s could not be handled and was put in the dead letters", m.ID)}
 	}
-	select {
-	case a := <-ch:
-		return a, nil
-	case <-ctx.Done():
-		return answer{}, &sdk.Error{Code: sdk.CodeTimeout, Retryable: true,
-			Message: fmt.Sprintf("no answer to message %s before the deadline; resend it with the same idempotency key", m.ID)}
+	// A durable backend may hand the message to another hub node, which
+	// cannot answer here; what it committed is in the shared ledger under
+	// the message's idempotency key, so look there too.
+	var poll <-chan time.Time
+	if stored != nil {
+		t := time.NewTicker(pollStored)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case a := <-ch:
+			return a, nil
+		case <-poll:
+			if a, ok := stored(ctx); ok {
+				return a, nil
+			}
+		case <-ctx.Done():
+			return answer{}, &sdk.Error{Code: sdk.CodeTimeout, Retryable: true,
+				Message: fmt.Sprintf("no answer to message %s before the deadline; resend it with the same idempotency key", m.ID)}
+		}
 	}
 }
+
+// pollStored is how often a submission waiting on a durable bus looks for
+// its answer in the ledger.
+const pollStored = 25 * time.Millisecond
 
 // Send hands m to the named plugin through the router and returns the
 // plugin's replies. A plugin that is restarting is retried with backoff; a
@@ -266,7 +289,7 @@ func (g *Gateway) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk
 		m.ID = sdk.NewID()
 	}
 	m.Source = sdk.HubSource
-	a, err := g.publish(ctx, bus.ServiceTopic("to-"+plugin, m.Type), m, plugin)
+	a, err := g.publish(ctx, bus.ServiceTopic("to-"+plugin, m.Type), m, plugin, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +385,7 @@ func (h *pluginHub) Submit(ctx context.Context, m sdk.Message) (sdk.Result, erro
 		return sdk.Result{}, err
 	}
 	h.g.submissions.WithLabelValues(h.plugin, m.Type, "published").Inc()
-	a, err := h.g.publish(ctx, bus.Topic(h.plugin, m.Type), m, "")
+	a, err := h.g.publish(ctx, bus.Topic(h.plugin, m.Type), m, "", h.stored(m))
 	if err != nil {
 		return sdk.Result{}, err
 	}
@@ -371,6 +394,20 @@ func (h *pluginHub) Submit(ctx context.Context, m sdk.Message) (sdk.Result, erro
 	}
 	a.result.MessageID = m.ID
 	return a.result, nil
+}
+
+// stored returns m's answer as the ledger keeps it under its idempotency
+// key, once a hub node has committed it.
+func (h *pluginHub) stored(m sdk.Message) func(context.Context) (answer, bool) {
+	return func(ctx context.Context) (answer, bool) {
+		body, ok, err := h.g.opts.Service.Answer(ctx, OperatorPrefix+h.plugin, m.IdempotencyKey)
+		if err != nil || !ok {
+			return answer{}, false
+		}
+		// Whether this was the first delivery is known only to the node
+		// that applied it.
+		return answer{result: sdk.Result{MessageID: m.ID, Body: body}}, true
+	}
 }
 
 // SubmitBatch applies the messages concurrently, so that the ledger writer

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
@@ -61,10 +65,14 @@ type pluginHub struct {
 }
 
 func startPluginHub(t *testing.T, st store.Store) *pluginHub {
+	return startPluginHubOn(t, st, bus.Config{})
+}
+
+func startPluginHubOn(t *testing.T, st store.Store, router bus.Config) *pluginHub {
 	t.Helper()
 	t.Cleanup(pin.SetCostForTesting(1, 8))
 	bin, sum := payerPlugin(t)
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, Router: router,
 		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{{Name: "payer", Path: bin, SHA256: sum, Channel: "retail",
 			Config: json.RawMessage(`{"merchant": "M-PAYER"}`)}},
@@ -188,6 +196,40 @@ func TestPluginMessagesReachTheLedger(t *testing.T) {
 			t.Fatalf("plugins: %v", plugins)
 		}
 	})
+}
+
+// TestPluginOverNATS routes a plugin's payment through NATS JetStream, as
+// hub nodes sharing one store would.
+func TestPluginOverNATS(t *testing.T) {
+	url := os.Getenv("CITYCARD_TEST_NATS")
+	if url == "" {
+		t.Skip("CITYCARD_TEST_NATS not set: skipping the NATS JetStream routing test")
+	}
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("CITYCARD_TEST_NATS is set but NATS is unreachable: %v", err)
+	}
+	stream := fmt.Sprintf("HUBTEST_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		defer nc.Close()
+		if js, err := nc.JetStream(); err == nil {
+			_ = js.DeleteStream(stream)
+		}
+	})
+	h := startPluginHubOn(t, storetest.OpenSQLite(t), bus.Config{Backend: bus.BackendNATS, NATSURL: url, NATSStream: stream})
+	for range 2 {
+		status, m := h.send("payer.charge.v1", "n1", map[string]any{"key": "n1", "card": h.card, "amount": 300})
+		if status != 200 {
+			t.Fatalf("charge over NATS: %d %v", status, m)
+		}
+		if body, _ := receipt(t, m); body["status"] != "approved" {
+			t.Fatalf("hub answer %v", body)
+		}
+	}
+	if b := h.balance(); b != 99700 {
+		t.Fatalf("balance %v after one charge sent twice, want 99700", b)
+	}
+	h.verify(t)
 }
 
 // TestPluginSchemaRefusal: the payer declares card.payment.v1 with a lax
