@@ -81,7 +81,7 @@ default, created on first use) or postgres://USER@HOST:PORT/DB.`,
 		return usageError("%v (see %s --help)", err, cmd.CommandPath())
 	})
 	root.AddCommand(newServeCmd(), newOperatorsCmd(), newLedgerCmd(), newVersionCmd(),
-		newPluginCmd(), newDeadLettersCmd(), newDemoCmd())
+		newPluginCmd(), newDeadLettersCmd(), newDemoCmd(), newConformanceCmd())
 	return group(root)
 }
 
