@@ -14,8 +14,9 @@ func main() { sdk.Serve(&Dock{}) }
 // Dock is a bike-share dock. When a bike comes back it charges the ride to
 // the rider's card through the hub and answers with a receipt.
 type Dock struct {
-	hub  sdk.Hub
-	fare int64 // per started half hour, in fen
+	hub      sdk.Hub
+	fare     int64  // per started half hour, in fen
+	merchant string // the bike-share operator's merchant id at the hub
 }
 
 // Describe declares the messages the dock handles and sends, each with the
@@ -39,18 +40,10 @@ func (d *Dock) Describe() sdk.Descriptor {
 			}`),
 		}},
 		Sends: []sdk.MessageType{{
-			Type:     "bikes.fare.v1",
-			SchemaID: "https://bikes.example/schemas/fare.v1.json",
-			Schema: json.RawMessage(`{
-				"type": "object",
-				"required": ["card", "amount", "currency"],
-				"properties": {
-					"card": {"type": "string", "pattern": "^[0-9]{16,19}$"},
-					"amount": {"type": "integer", "minimum": 1},
-					"currency": {"const": "CNY"}
-				},
-				"additionalProperties": false
-			}`),
+			// The hub's own message type for charging a card, with the
+			// hub's schema: named, not carried.
+			Type:     "card.payment.v1",
+			SchemaID: "msg-card-payment-v1",
 		}, {
 			Type:     "bikes.receipt.v1",
 			SchemaID: "https://bikes.example/schemas/receipt.v1.json",
@@ -65,25 +58,27 @@ func (d *Dock) Describe() sdk.Descriptor {
 		}},
 		ConfigSchema: json.RawMessage(`{
 			"type": "object",
-			"required": ["fare_per_half_hour"],
+			"required": ["fare_per_half_hour", "merchant"],
 			"properties": {
-				"fare_per_half_hour": {"type": "integer", "minimum": 1}
+				"fare_per_half_hour": {"type": "integer", "minimum": 1},
+				"merchant": {"type": "string", "minLength": 1}
 			},
 			"additionalProperties": false
 		}`),
 	}
 }
 
-// Configure keeps the fare and the hub. The sdk has already checked the
+// Configure keeps the fare, the merchant and the hub. The sdk has already checked the
 // configuration against ConfigSchema.
 func (d *Dock) Configure(ctx context.Context, config json.RawMessage, hub sdk.Hub) error {
 	var c struct {
-		FarePerHalfHour int64 `json:"fare_per_half_hour"`
+		FarePerHalfHour int64  `json:"fare_per_half_hour"`
+		Merchant        string `json:"merchant"`
 	}
 	if err := json.Unmarshal(config, &c); err != nil {
 		return err
 	}
-	d.hub, d.fare = hub, c.FarePerHalfHour
+	d.hub, d.fare, d.merchant = hub, c.FarePerHalfHour, c.Merchant
 	return nil
 }
 
@@ -98,13 +93,13 @@ func (d *Dock) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error)
 		return nil, err
 	}
 	amount := (ride.Minutes/30 + 1) * d.fare
-	fare, err := json.Marshal(map[string]any{"card": ride.Card, "amount": amount, "currency": "CNY"})
+	fare, err := json.Marshal(map[string]any{"card": ride.Card, "merchant": d.merchant, "amount": amount, "currency": "CNY"})
 	if err != nil {
 		return nil, err
 	}
 	// The ride id makes the charge idempotent: if this message is delivered
 	// again, the hub answers with the first charge instead of a second one.
-	res, err := d.hub.Submit(ctx, sdk.Message{Type: "bikes.fare.v1", IdempotencyKey: "bikes-" + ride.Ride, Payload: fare})
+	res, err := d.hub.Submit(ctx, sdk.Message{Type: "card.payment.v1", IdempotencyKey: "bikes-" + ride.Ride, Payload: fare})
 	if err != nil {
 		return nil, err
 	}

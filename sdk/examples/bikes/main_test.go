@@ -8,7 +8,7 @@ import (
 
 func TestDockChargesTheRide(t *testing.T) {
 	h := plugintest.Start(t, &Dock{})
-	if err := h.Configure(map[string]any{"fare_per_half_hour": 150}); err != nil {
+	if err := h.Configure(map[string]any{"fare_per_half_hour": 150, "merchant": "M-BIKES"}); err != nil {
 		t.Fatal(err)
 	}
 	replies, err := h.Handle(plugintest.NewMessage("bikes.return.v1",
@@ -20,14 +20,14 @@ func TestDockChargesTheRide(t *testing.T) {
 		t.Errorf("replies = %+v", replies)
 	}
 	fares := h.Submitted()
-	if len(fares) != 1 || string(fares[0].Payload) != `{"amount":300,"card":"8860001234567890","currency":"CNY"}` {
+	if len(fares) != 1 || string(fares[0].Payload) != `{"amount":300,"card":"8860001234567890","currency":"CNY","merchant":"M-BIKES"}` {
 		t.Errorf("the hub got %+v", fares)
 	}
 }
 
 func TestDockRefusesAFreeRide(t *testing.T) {
 	h := plugintest.Start(t, &Dock{})
-	if err := h.Configure(map[string]any{"fare_per_half_hour": 0}); err == nil {
+	if err := h.Configure(map[string]any{"fare_per_half_hour": 0, "merchant": "M-BIKES"}); err == nil {
 		t.Error("a zero fare was accepted")
 	}
 }
