@@ -35,18 +35,20 @@ type bank struct {
 	mu       sync.Mutex
 	balances map[string]int64
 	byKey    map[string]*payment // card.payment.v1 idempotency key → payment
+	byID     map[string]*payment
 	nextID   int64
 }
 
 type payment struct {
 	id       string
 	card     string
+	merchant string
 	amount   int64
 	reversed bool
 }
 
 func newBank() *bank {
-	return &bank{balances: map[string]int64{alice: 50000, bob: 300}, byKey: map[string]*payment{}, nextID: 1000}
+	return &bank{balances: map[string]int64{alice: 50000, bob: 300}, byKey: map[string]*payment{}, byID: map[string]*payment{}, nextID: 1000}
 }
 
 func (b *bank) balance(card string) int64 {
@@ -81,7 +83,8 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 		b.nextID++
 		id := strconv.FormatInt(b.nextID, 10)
 		b.balances[p.Card] = bal - p.Amount
-		b.byKey[m.IdempotencyKey] = &payment{id: id, card: p.Card, amount: p.Amount}
+		b.byKey[m.IdempotencyKey] = &payment{id: id, card: p.Card, merchant: p.Merchant, amount: p.Amount}
+		b.byID[id] = b.byKey[m.IdempotencyKey]
 		ans["status"], ans["id"], ans["balance"] = "approved", id, bal-p.Amount
 		ans["legs"] = []any{map[string]any{"purse": "cash", "amount": p.Amount}}
 		return json.Marshal(ans)

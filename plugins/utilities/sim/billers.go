@@ -80,7 +80,8 @@ type Bill struct {
 	ID string `json:"bill_id"`
 	// Period is the billed month, YYYY-MM.
 	Period string `json:"period"`
-	// DueDate is YYYY-MM-DD in the billers' zone.
+	// DueDate is YYYY-MM-DD in the billers' zone: the 25th of the month
+	// after Period.
 	DueDate string `json:"due_date"`
 	// Amount is what the bill was issued for, in fen.
 	Amount int64 `json:"amount"`
@@ -122,7 +123,8 @@ func newBill(spec BillerSpec, account string, now time.Time) Bill {
 	sum := sha256.Sum256([]byte(spec.Code + "/" + account + "/" + period))
 	span := uint64(spec.MaxBill - spec.MinBill + 1)
 	amount := spec.MinBill + int64(binary.BigEndian.Uint64(sum[:8])%span)
-	due := time.Date(now.Year(), now.Month(), 25, 0, 0, 0, 0, Zone)
+	// The month is billed in full and due on the 25th of the next.
+	due := time.Date(now.Year(), now.Month()+1, 25, 0, 0, 0, 0, Zone)
 	b := Bill{
 		Biller: spec.Code, Name: spec.Name, Account: account,
 		ID:     fmt.Sprintf("%s-%s-%X", strings.ToUpper(strings.ReplaceAll(spec.Code, "-", "")), now.Format("200601"), sum[8:12]),

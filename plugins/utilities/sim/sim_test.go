@@ -73,7 +73,7 @@ func TestBillsAreDeterministic(t *testing.T) {
 	if got != again {
 		t.Errorf("two billers disagree: %+v and %+v", got, again)
 	}
-	if got.Period != "2026-11" || got.DueDate != "2026-11-25" || got.Currency != "CNY" || got.Status != sim.StatusUnpaid ||
+	if got.Period != "2026-11" || got.DueDate != "2026-12-25" || got.Currency != "CNY" || got.Status != sim.StatusUnpaid ||
 		got.Amount < 2000 || got.Amount > 20000 || got.Outstanding != got.Amount || !strings.HasPrefix(got.ID, "WATER-202611-") {
 		t.Errorf("bill = %+v", got)
 	}
