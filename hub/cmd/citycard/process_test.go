@@ -67,13 +67,13 @@ type server struct {
 
 var listeningLine = regexp.MustCompile(`listening on (http://\S+) `)
 
-// startServer starts `citycard serve` on a free loopback port and waits
-// until it answers /healthz.
-func startServer(t *testing.T, bin, dsn, adminToken string) *server {
+// startServer starts `citycard serve` on a free loopback port, with extra
+// arguments, and waits until it answers /healthz.
+func startServer(t *testing.T, bin, dsn, adminToken string, extra ...string) *server {
 	t.Helper()
 	s := &server{t: t, stderr: &logtest.Buffer{}, done: make(chan struct{})}
 	stdout := &logtest.Buffer{}
-	s.cmd = exec.Command(bin, "serve", "--db", dsn, "--listen", "127.0.0.1:0")
+	s.cmd = exec.Command(bin, append([]string{"serve", "--db", dsn, "--listen", "127.0.0.1:0"}, extra...)...)
 	s.cmd.Env = childEnv("CITYCARD_ADMIN_TOKEN=" + adminToken)
 	s.cmd.Stdout = stdout
 	s.cmd.Stderr = s.stderr
