@@ -11,12 +11,13 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/plugins/demo"
+	"github.com/citycard/citycard/plugins/utilities"
 	"github.com/citycard/citycard/sdk"
 )
 
 // bundles are the reference plugins shipped inside the citycard binary, in
 // the order the demo runs them.
-var bundles = []func() demo.Bundle{}
+var bundles = []func() demo.Bundle{utilities.Bundle}
 
 // bundle returns the bundled plugin named name.
 func bundle(name string) (demo.Bundle, bool) {

@@ -174,6 +174,11 @@ func newClient(url, token string) *client {
 // Writes carry a fresh Idempotency-Key. A transport error is returned as
 // is; any answer, whatever its status, is not an error.
 func (c *client) do(method, path string, body, out any) (int, error) {
+	return c.doKey(method, path, "", body, out)
+}
+
+// doKey is do with the given Idempotency-Key ("" makes a fresh one).
+func (c *client) doKey(method, path, key string, body, out any) (int, error) {
 	var rd io.Reader
 	var buf []byte
 	if body != nil {
@@ -190,10 +195,12 @@ func (c *client) do(method, path string, body, out any) (int, error) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
-		c.mu.Lock()
-		c.keys++
-		key := fmt.Sprintf("test-%d-%d", time.Now().UnixNano(), c.keys)
-		c.mu.Unlock()
+		if key == "" {
+			c.mu.Lock()
+			c.keys++
+			key = fmt.Sprintf("test-%d-%d", time.Now().UnixNano(), c.keys)
+			c.mu.Unlock()
+		}
 		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := c.http.Do(req)

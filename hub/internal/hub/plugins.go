@@ -87,6 +87,11 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 	if rc.HandlerTimeout == 0 {
 		rc.HandlerTimeout = routerHandlerLimit
 	}
+	if rc.DeadLetters == nil {
+		// Kept with the ledger, so they outlive a restart and every hub
+		// node on one PostgreSQL database lists the same letters.
+		rc.DeadLetters = bus.NewStoreDeadLetters(a.st)
+	}
 	p := &plugins{log: a.log, channels: map[string]string{}}
 	defer func() {
 		if err != nil {

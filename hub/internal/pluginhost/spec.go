@@ -69,6 +69,9 @@ func LoadSpecs(file string) ([]Spec, error) {
 	seen := map[string]bool{}
 	for i := range f.Plugins {
 		s := &f.Plugins[i]
+		if s.Bundled && (s.Path != "" || s.SHA256 != "" || len(s.Args) > 0) {
+			return nil, fmt.Errorf("%s: plugins[%d].bundled: plugin %s is bundled, so it takes no path, args or sha256", file, i, s.Name)
+		}
 		if err := s.validate(); err != nil {
 			return nil, fmt.Errorf("%s: plugins[%d]%s", file, i, err)
 		}
@@ -115,10 +118,9 @@ func (s *Spec) validate() error {
 	if !nameRE.MatchString(s.Name) {
 		return fmt.Errorf(".name: %q is not a plugin name (lower case, digits and single dashes)", s.Name)
 	}
-	if s.Bundled {
-		if s.Path != "" || s.SHA256 != "" || len(s.Args) > 0 {
-			return fmt.Errorf(".bundled: plugin %s is bundled, so it takes no path, args or sha256", s.Name)
-		}
+	if s.Bundled && s.Path == "" {
+		// Not resolved yet: the citycard command fills Path, Args and
+		// SHA256 from its own binary.
 		return nil
 	}
 	if s.Path == "" {
