@@ -124,4 +124,3 @@ func guideBlock(t *testing.T, guide, file string) string {
 	}
 	return m[1]
 }
-
