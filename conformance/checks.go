@@ -647,11 +647,11 @@ func checkConcurrent(ctx context.Context, s *session) (Status, string) {
 			replies, e := s.deliver(ctx, m)
 			var bad []string
 			if e != nil {
-				bad = append(bad, fmt.Sprintf("request %d (%s): %v", i, sm.label, e))
+				bad = append(bad, fmt.Sprintf("request %d, %s: %v", i, sm.label, e))
 			}
 			for j, r := range replies {
 				if err := s.val.CheckSent(r); err != nil {
-					bad = append(bad, fmt.Sprintf("request %d (%s), reply %d: %v", i, sm.label, j, err))
+					bad = append(bad, fmt.Sprintf("request %d, %s, reply %d: %v", i, sm.label, j, err))
 				}
 			}
 			mu.Lock()

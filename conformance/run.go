@@ -110,7 +110,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{opts: opts, sum: sum, hub: newHub(opts.File.Hub, opts.SlowDeadline+3*time.Second)}
+	s := &session{opts: opts, sum: sum, hub: newHub(opts.File.Hub, opts.SlowDeadline+2*time.Second)}
 	defer s.closeAll()
 
 	r := &Report{Binary: bin, Started: time.Now()}
