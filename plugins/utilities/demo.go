@@ -134,17 +134,27 @@ func (d *demoRun) payWaterBill(ctx context.Context, env demo.Env) error {
 	if err := wantBalance(ctx, env, card, before-r.Amount); err != nil {
 		return err
 	}
-	again, err := payBill(ctx, env, m)
+	replies, err := env.Send(ctx, Name, m)
 	if err != nil {
 		return err
 	}
-	if again.Payment != r.Payment || again.BillerReceipt != r.BillerReceipt {
-		return fmt.Errorf("the same message sent again paid again: %+v, first %+v", again, r)
+	if len(replies) == 0 {
+		// The router's deduplication may keep a repeat from the plugin.
+		env.Logf("the same message sent again was recognised by the hub as a repeat")
+	} else {
+		var again Receipt
+		if err := onlyReply(replies, TypeReceipt, &again); err != nil {
+			return err
+		}
+		if again.Payment != r.Payment || again.BillerReceipt != r.BillerReceipt {
+			return fmt.Errorf("the same message sent again paid again: %+v, first %+v", again, r)
+		}
+		env.Logf("the same message delivered again answers the same receipt")
 	}
 	if err := wantBalance(ctx, env, card, before-r.Amount); err != nil {
 		return err
 	}
-	env.Logf("the same message delivered again answers the same receipt; the card was charged once")
+	env.Logf("the card was charged once")
 	after, err := queryBill(ctx, env, "water", "10020031")
 	if err != nil {
 		return err

@@ -80,6 +80,7 @@ func TestBillerRules(t *testing.T) {
 	} {
 		name := tc.biller + map[bool]string{true: " over", false: " partial"}[tc.delta > 0]
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			w := setup(t)
 			b := w.bill(tc.biller, "20030041")
 			m := w.payMsg("k-"+strings.ReplaceAll(name, " ", "-"), tc.biller, "20030041", alice, b.Outstanding+tc.delta)
