@@ -4,46 +4,79 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/citycard/citycard/conformance"
 	"github.com/citycard/citycard/plugins/utilities"
 	"github.com/citycard/citycard/plugins/utilities/sim"
 	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/plugintest"
 )
 
-// TestProcess builds citycard-plugin-utilities and runs it as the hub's
-// plugin host does (checksum, AutoMTLS, gRPC), against the simulator.
-func TestProcess(t *testing.T) {
+// pluginBinary builds citycard-plugin-utilities once per test run and
+// returns its path and SHA-256 sum.
+func pluginBinary(t *testing.T) (string, []byte) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the plugin binary")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the plugin")
+	built.once.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			built.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "citycard-utilities-test-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir = dir
+		built.path = filepath.Join(dir, "citycard-plugin-utilities")
+		if out, err := exec.Command(goTool, "build", "-o", built.path, "./cmd/citycard-plugin-utilities").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		raw, err := os.ReadFile(built.path)
+		if err != nil {
+			built.err = err
+			return
+		}
+		sum := sha256.Sum256(raw)
+		built.sum = sum[:]
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	bin := filepath.Join(t.TempDir(), "citycard-plugin-utilities")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "./cmd/citycard-plugin-utilities").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	raw, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(raw)
+	return built.path, built.sum
+}
 
+var built struct {
+	once      sync.Once
+	dir, path string
+	sum       []byte
+	err       error
+}
+
+// TestProcess runs the plugin binary as the hub's plugin host does
+// (checksum, AutoMTLS, gRPC), against the simulator.
+func TestProcess(t *testing.T) {
+	bin, sum := pluginBinary(t)
 	biller := sim.New(sim.Options{Now: clock})
 	srv := httptest.NewServer(biller.Handler())
 	defer srv.Close()
 
-	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum[:]))
+	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
 	defer pc.Kill()
 	c, err := sdk.Dispense(pc)
 	if err != nil {
@@ -115,5 +148,48 @@ func TestProcess(t *testing.T) {
 	}
 	if err := c.Stop(ctx); err != nil {
 		t.Errorf("stop: %v", err)
+	}
+}
+
+// TestConformance proves the plugin binary with the conformance kit, as a
+// partner proves theirs, against the simulator.
+func TestConformance(t *testing.T) {
+	bin, _ := pluginBinary(t)
+	biller := sim.New(sim.Options{Now: clock})
+	srv := httptest.NewServer(biller.Handler())
+	defer srv.Close()
+	b, err := biller.Bill("power", "10020031")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustJSON := func(v any) json.RawMessage {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	f := &conformance.File{
+		Config: mustJSON(config(srv.URL)),
+		Samples: []conformance.Sample{
+			{Type: utilities.TypeBillQuery, Payload: mustJSON(map[string]any{"biller": "power", "account": "10020031"})},
+			{Type: utilities.TypeBillPay, IdempotencyKey: "conformance-pay-1", Payload: mustJSON(map[string]any{"biller": "power",
+				"account": "10020031", "bill_id": b.ID, "card": alice, "amount": 1000, "currency": "CNY"})},
+		},
+		Hub: conformance.HubAnswers{Answers: map[string]json.RawMessage{
+			utilities.TypeCardPayment: mustJSON(map[string]any{"id": "42", "status": "approved", "card": alice, "channel": "utilities",
+				"merchant": "M-POWER", "amount": 1000, "currency": "CNY", "legs": []any{}, "balance": 49000, "at": "2026-11-26T02:00:00Z"}),
+		}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	r, err := conformance.Run(ctx, conformance.Options{Binary: bin, File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Count(conformance.Fail)+r.Count(conformance.Error) > 0 {
+		var table strings.Builder
+		_ = r.WriteTable(&table)
+		t.Errorf("the plugin does not conform:\n%s", table.String())
 	}
 }
