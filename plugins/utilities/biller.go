@@ -60,9 +60,6 @@ type billerPayRequest struct {
 // billerPayment is the billers' host's answer to a payment it applied.
 type billerPayment struct {
 	Receipt        string `json:"receipt"`
-	Reference      string `json:"reference"`
-	Amount         int64  `json:"amount"`
-	Currency       string `json:"currency"`
 	Outstanding    int64  `json:"outstanding"`
 	SettlementDate string `json:"settlement_date"`
 }

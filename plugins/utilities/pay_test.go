@@ -480,3 +480,21 @@ func TestConfig(t *testing.T) {
 	_, err := h.Handle(plugintest.NewMessage(utilities.TypeBillQuery, map[string]any{"biller": "water", "account": "10020031"}))
 	wantError(t, err, "not_configured", "")
 }
+
+func TestLongIdempotencyKey(t *testing.T) {
+	w := setup(t)
+	b := w.bill("water", "10020031")
+	key := strings.Repeat("k", 128) // the longest an envelope allows
+	m := w.payMsg(key, "water", "10020031", alice, b.Outstanding)
+	first, again := w.receipt(m), w.receipt(m)
+	if first.Status != utilities.Approved || asJSON(t, first) != asJSON(t, again) {
+		t.Errorf("receipts = %+v, %+v", first, again)
+	}
+	c := w.submitted(utilities.TypeCardPayment)
+	if len(c) != 1 || !strings.HasPrefix(c[0].IdempotencyKey, "utilities.payment#") || len(c[0].IdempotencyKey) > 128 {
+		t.Errorf("hub payments = %+v", c)
+	}
+	if paid := w.biller.Payments(); len(paid) != 1 || len(paid[0].Reference) != 34 {
+		t.Errorf("biller payments = %+v", paid)
+	}
+}

@@ -56,8 +56,8 @@ const (
 	// ReplayedHeader is set on an answer replayed for a reference seen before.
 	ReplayedHeader = "Idempotent-Replayed"
 	maxBody        = 64 << 10
-	// MaxReference is the longest payment reference the billers take.
-	MaxReference = 64
+	// maxReference is the longest payment reference the billers take.
+	maxReference = 64
 )
 
 // Error is the body of every error answer.
@@ -509,13 +509,13 @@ func decodePayment(w http.ResponseWriter, r *http.Request) (PaymentRequest, *Err
 	}
 	if !validReference(req.Reference) {
 		return req, &Error{Code: CodeInvalidRequest, Field: "reference",
-			Message: fmt.Sprintf("a reference is 1 to %d printable ASCII characters without spaces", MaxReference)}
+			Message: fmt.Sprintf("a reference is 1 to %d printable ASCII characters without spaces", maxReference)}
 	}
 	return req, nil
 }
 
 func validReference(s string) bool {
-	if len(s) == 0 || len(s) > MaxReference {
+	if len(s) == 0 || len(s) > maxReference {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
