@@ -343,3 +343,31 @@ func TestMutations(t *testing.T) {
 		t.Errorf("mutations:\n got %q\nwant %q", got, want)
 	}
 }
+
+// TestPluginThatDoesNotStart: every check is accounted for, and those
+// that need a running plugin are skipped, not run on nothing.
+func TestPluginThatDoesNotStart(t *testing.T) {
+	t.Parallel()
+	r := run(t, Options{Binary: binary(t, "broken"), Args: []string{"no-such-flaw"}})
+	if len(r.Results) != len(checks) {
+		t.Fatalf("%d results for %d checks", len(r.Results), len(checks))
+	}
+	for _, res := range r.Results {
+		want := Skip
+		switch res.ID {
+		case "CC-PLUGIN-001":
+			want = Fail
+		case "CC-PLUGIN-002":
+			want = Pass // it exits without a handshake: a clean refusal
+		}
+		if res.Status != want {
+			t.Errorf("%s: %s, want %s", res.ID, res.Status, want)
+		}
+	}
+	if got, _ := r.Result("CC-PLUGIN-001"); !strings.Contains(got.Message, `no flaw "no-such-flaw"`) {
+		t.Errorf("the failure does not quote the plugin's stderr: %s", got.Message)
+	}
+	if r.OK() {
+		t.Error("OK with a failed handshake")
+	}
+}

@@ -123,6 +123,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		start := time.Now()
 		if blocked := c.blockedBy(status); blocked != "" {
 			res.Status, res.Message = Skip, fmt.Sprintf("not run: %s did not pass", blocked)
+			status[c.ID] = notRun
 		} else if err := ctx.Err(); err != nil {
 			res.Status, res.Message = Error, "not run: "+err.Error()
 		} else {
@@ -130,7 +131,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			res.Status, res.Message = c.run(ctx, s)
 		}
 		res.Duration = time.Since(start)
-		status[c.ID] = res.Status
+		if status[c.ID] != notRun {
+			status[c.ID] = res.Status
+		}
 		if s.desc.Name != "" {
 			r.Plugin, r.Version = s.desc.Name, s.desc.Version
 		}
@@ -180,6 +183,11 @@ func selection(only []string) (map[string]bool, error) {
 	}
 	return out, nil
 }
+
+// notRun marks, among the statuses Run keeps, a check skipped because a
+// dependency did not pass: unlike a skip for having nothing to check, it
+// blocks the checks that depend on it in turn.
+const notRun Status = "not run"
 
 // blockedBy returns the first dependency of c that did not pass, or "".
 // A dependency skipped for having nothing to check does not block: c then

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -56,6 +57,11 @@ func runConformance(cmd *cobra.Command, args []string) error {
 	opts := conformance.Options{Binary: args[0], Args: args[1:]}
 	opts.Env, _ = cmd.Flags().GetStringArray("env")
 	opts.Only, _ = cmd.Flags().GetStringSlice("only")
+	for _, id := range opts.Only {
+		if !slices.ContainsFunc(conformance.Requirements(), func(r conformance.Requirement) bool { return r.ID == id }) {
+			return usageError("--only: no requirement %s (see conformance/SPEC.md)", id)
+		}
+	}
 	if path, _ := cmd.Flags().GetString("config"); path != "" {
 		f, err := conformance.LoadFile(path)
 		if err != nil {
