@@ -187,9 +187,23 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var table strings.Builder
+	_ = r.WriteTable(&table)
+	t.Logf("conformance of the utilities plugin:\n%s", table.String())
+	// CI keeps the JUnit report of every reference plugin.
+	if dir := os.Getenv("CITYCARD_CONFORMANCE_OUT"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, "utilities.xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WriteJUnit(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if !r.OK() || r.Count(conformance.Fail)+r.Count(conformance.Error) > 0 {
-		var table strings.Builder
-		_ = r.WriteTable(&table)
 		t.Errorf("the plugin does not conform:\n%s", table.String())
 	}
 }
