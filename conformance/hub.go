@@ -66,7 +66,6 @@ type hubEvent struct {
 	hasDeadline bool
 	deadline    time.Time
 	start, end  time.Time
-	abandoned   bool // the plugin gave up on a slow call
 	done        bool
 }
 
@@ -155,7 +154,7 @@ func (h *hub) check(m sdk.Message) *sdk.Error {
 }
 
 // stall plays out the slow and failing modes.
-func (h *hub) stall(ctx context.Context, ev *hubEvent) *sdk.Error {
+func (h *hub) stall(ctx context.Context) *sdk.Error {
 	h.mu.Lock()
 	mode, code := h.mode, h.failCode
 	h.mu.Unlock()
@@ -165,9 +164,6 @@ func (h *hub) stall(ctx context.Context, ev *hubEvent) *sdk.Error {
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			h.mu.Lock()
-			ev.abandoned = true
-			h.mu.Unlock()
 			return &sdk.Error{Code: sdk.CodeTimeout, Retryable: true, Message: "the hub did not answer in time"}
 		case <-t.C:
 			return &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true, Message: "the hub did not answer in time"}
@@ -188,7 +184,7 @@ func (h *hub) Submit(ctx context.Context, e *pluginv1.Envelope) (*pluginv1.Submi
 		h.mu.Unlock()
 		return &pluginv1.SubmitResponse{Error: toWireError(err)}, nil
 	}
-	if err := h.stall(ctx, ev); err != nil {
+	if err := h.stall(ctx); err != nil {
 		return &pluginv1.SubmitResponse{Error: toWireError(err)}, nil
 	}
 	body, dup, err := h.apply(ev, m)
@@ -218,7 +214,7 @@ func (h *hub) SubmitBatch(ctx context.Context, b *pluginv1.Batch) (*pluginv1.Bat
 			return &pluginv1.BatchResponse{Error: toWireError(err)}, nil
 		}
 	}
-	if err := h.stall(ctx, ev); err != nil {
+	if err := h.stall(ctx); err != nil {
 		return &pluginv1.BatchResponse{Error: toWireError(err)}, nil
 	}
 	out := make([]*pluginv1.SubmitResponse, len(ms))
@@ -238,7 +234,7 @@ var cardNumber = regexp.MustCompile(`^[0-9]{16,19}$`)
 func (h *hub) Query(ctx context.Context, q *pluginv1.QueryRequest) (*pluginv1.QueryResponse, error) {
 	ev := h.begin(ctx, "query", nil, q.GetKind(), q.GetKey())
 	defer h.finish(ev)
-	if err := h.stall(ctx, ev); err != nil {
+	if err := h.stall(ctx); err != nil {
 		return &pluginv1.QueryResponse{Error: toWireError(err)}, nil
 	}
 	for _, a := range h.answers.Queries {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"sync"
@@ -218,12 +218,12 @@ func (cb *callback) stop() {
 type tail struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
-	copy interface{ Write([]byte) (int, error) }
+	copy io.Writer
 }
 
 const tailMax = 4 << 10
 
-func newTail(w interface{ Write([]byte) (int, error) }) *tail { return &tail{copy: w} }
+func newTail(w io.Writer) *tail { return &tail{copy: w} }
 
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
@@ -253,5 +253,3 @@ func (t *tail) String() string {
 	}
 	return string(b)
 }
-
-var errNotLaunched = errors.New("the plugin is not running")

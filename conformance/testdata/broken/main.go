@@ -293,7 +293,7 @@ func (p *probe) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 			return nil, sdk.Errorf("busy", "probe handles one message at a time")
 		}
 		defer p.busy.Store(false)
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	p.mu.Lock()
 	hub, merchant, fare := p.hub, p.merchant, p.fare
