@@ -371,3 +371,18 @@ func TestPluginThatDoesNotStart(t *testing.T) {
 		t.Error("OK with a failed handshake")
 	}
 }
+
+// TestSpecExampleFile keeps the conformance file shown in SPEC.md valid.
+func TestSpecExampleFile(t *testing.T) {
+	spec, err := os.ReadFile("SPEC.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```json\n(.*?)```").FindSubmatch(spec)
+	if m == nil {
+		t.Fatal("SPEC.md shows no conformance file")
+	}
+	if _, err := ParseFile("SPEC.md example", m[1]); err != nil {
+		t.Error(err)
+	}
+}

@@ -48,6 +48,7 @@ passes; a failed SHOULD is reported but does not fail the run.`,
 	cmd.Flags().String("junit", "", "also write the results as JUnit XML to this file")
 	cmd.Flags().StringArray("env", nil, "KEY=VALUE for the plugin's environment, which inherits nothing (repeatable)")
 	cmd.Flags().StringSlice("only", nil, "check only these requirement ids (and those they depend on), e.g. CC-PLUGIN-013")
+	cmd.Flags().Bool("plugin-logs", false, "copy what the plugin writes on stderr (its logs) to stderr")
 	return cmd
 }
 
@@ -71,6 +72,9 @@ func runConformance(cmd *cobra.Command, args []string) error {
 	}
 	junit, _ := cmd.Flags().GetString("junit")
 	errw := cmd.ErrOrStderr()
+	if logs, _ := cmd.Flags().GetBool("plugin-logs"); logs {
+		opts.PluginStderr = errw
+	}
 	opts.Progress = func(r conformance.Result) { fmt.Fprintln(errw, r) }
 
 	fmt.Fprintf(errw, "checking %s\n", opts.Binary)
