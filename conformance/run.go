@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -128,7 +129,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			res.Status, res.Message = Error, "not run: "+err.Error()
 		} else {
 			s.hub.setPhase(c.ID)
-			res.Status, res.Message = c.run(ctx, s)
+			res.Status, res.Message = s.runCheck(ctx, c)
 		}
 		res.Duration = time.Since(start)
 		if status[c.ID] != notRun {
@@ -144,6 +145,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	r.Duration = time.Since(r.Started)
 	return r, nil
+}
+
+// runCheck runs one check; a panic in the kit is the kit's error, not the
+// plugin's failure, and must not take the other checks with it.
+func (s *session) runCheck(ctx context.Context, c check) (st Status, msg string) {
+	defer func() {
+		if r := recover(); r != nil {
+			st, msg = Error, fmt.Sprintf("the conformance kit failed: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return c.run(ctx, s)
 }
 
 // selection expands the requested ids with their dependencies.
