@@ -386,3 +386,29 @@ func TestSpecExampleFile(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestNothingToCheck: a plugin that handles no message types conforms;
+// the checks that need a message are skipped for having nothing to check.
+func TestNothingToCheck(t *testing.T) {
+	t.Parallel()
+	f := load(t, "probe.json")
+	f.Samples = nil
+	r := run(t, quick(Options{Binary: binary(t, "broken"), Args: []string{"handles-nothing"}, File: f}))
+	skipped := []string{"CC-PLUGIN-004", "CC-PLUGIN-009", "CC-PLUGIN-010", "CC-PLUGIN-011", "CC-PLUGIN-013",
+		"CC-PLUGIN-014", "CC-PLUGIN-015", "CC-PLUGIN-016"}
+	for _, res := range r.Results {
+		want := Pass
+		if slices.Contains(skipped, res.ID) {
+			want = Skip
+		}
+		if res.Status != want {
+			t.Errorf("%s: %s, want %s (%s)", res.ID, res.Status, want, res.Message)
+		}
+		if res.Status == Skip && !strings.HasPrefix(res.Message, "nothing to check") {
+			t.Errorf("%s skipped with %q, want nothing to check", res.ID, res.Message)
+		}
+	}
+	if !r.OK() {
+		t.Errorf("not OK:\n%s", table(r))
+	}
+}

@@ -116,6 +116,13 @@ var flaws = map[string]func(p *probe, o *serveOptions){
 	"CC-PLUGIN-018/child": func(p *probe, _ *serveOptions) { p.child = true },
 }
 
+// variants are not flaws: plugins that conform but give some checks
+// nothing to check.
+var variants = map[string]func(p *probe){
+	// Handles no message type, as a plugin that only uploads on its own.
+	"handles-nothing": func(p *probe) { p.handlesNothing = true },
+}
+
 // childArg makes the program a child process that only sleeps.
 const childArg = "child-sleep"
 
@@ -127,12 +134,14 @@ func main() {
 			time.Sleep(5 * time.Minute)
 			return
 		}
-		f, ok := flaws[os.Args[1]]
-		if !ok {
+		if v, ok := variants[os.Args[1]]; ok {
+			v(p)
+		} else if f, ok := flaws[os.Args[1]]; ok {
+			f(p, o)
+		} else {
 			fmt.Fprintf(os.Stderr, "broken: no flaw %q\n", os.Args[1])
 			os.Exit(2)
 		}
-		f(p, o)
 	}
 	d := p.Describe()
 	d.ProtocolVersions = []uint32{sdk.ProtocolVersion}
@@ -211,7 +220,7 @@ const typeCharge = "probe.charge.v1"
 // card.payment.v1, like sdk/examples/bikes, with switches for the flaws.
 type probe struct {
 	openConfig, refuseConfig, unhealthy, failHandle, randomKey, detach,
-	wrapErrors, single, remember, hangStop, child bool
+	wrapErrors, single, remember, hangStop, child, handlesNothing bool
 
 	mu       sync.Mutex
 	hub      sdk.Hub
@@ -227,7 +236,7 @@ func (p *probe) Describe() sdk.Descriptor {
 	if p.openConfig {
 		closed = ""
 	}
-	return sdk.Descriptor{
+	d := sdk.Descriptor{
 		Name:    "probe",
 		Version: "1.0.0",
 		Handles: []sdk.MessageType{{Type: typeCharge, SchemaID: "https://probe.example/charge.v1.json", Schema: json.RawMessage(`{
@@ -255,6 +264,10 @@ func (p *probe) Describe() sdk.Descriptor {
 				"fare": {"type": "integer", "minimum": 1}
 			}` + closed + `}`),
 	}
+	if p.handlesNothing {
+		d.Handles = nil
+	}
+	return d
 }
 
 func (p *probe) Configure(_ context.Context, raw json.RawMessage, hub sdk.Hub) error {
