@@ -6,20 +6,22 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 )
 
-// goChannelBackend keeps messages in memory. Publish blocks until every
-// subscriber acknowledged the message, which, through the middleware, means
-// handled, dropped as a duplicate or dead-lettered: the caller (a plugin
+// goChannelBackend keeps messages in memory. The router's Publish waits
+// until every handler is done with a message (see Router.publishWait):
+// handled, dropped as a duplicate or dead-lettered, so the caller (a plugin
 // waiting on the hub) gets an answer only once the hub is done, and a
 // message is never left sitting in memory where a crash would lose it
-// unnoticed. It is not persistent: a persistent GoChannel keeps every
-// message forever to replay to late subscribers, which only grows.
+// unnoticed. GoChannel's own wait is off: it holds a lock per topic while it
+// waits, which would let one message of a topic through at a time. It is not
+// persistent: a persistent GoChannel keeps every message forever to replay
+// to late subscribers, which only grows.
 type goChannelBackend struct {
 	gc *gochannel.GoChannel
 }
 
 func newGoChannelBackend(log watermill.LoggerAdapter) *goChannelBackend {
 	return &goChannelBackend{gc: gochannel.NewGoChannel(gochannel.Config{
-		BlockPublishUntilSubscriberAck: true,
+		BlockPublishUntilSubscriberAck: false,
 	}, log)}
 }
 

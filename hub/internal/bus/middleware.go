@@ -93,6 +93,10 @@ func (r *Router) correlation(name, topic string, next step) message.NoPublishHan
 		attrs := []any{"handler", name, "topic", topic, "message_uuid", msg.UUID, "duration", time.Since(start)}
 		if err != nil {
 			attrs = append(attrs, "error", err)
+		} else {
+			// Acknowledged: this handler is done with it. (A failure is
+			// delivered again, and counted when that ends.)
+			r.delivered(msg)
 		}
 		r.log.DebugContext(ctx, "bus: message done", attrs...)
 		return err
@@ -129,7 +133,7 @@ func (r *Router) poison(name, topic string, next step) step {
 			return err
 		}
 		dead := deadLetterMessage(msg, name, topic, err)
-		if perr := r.be.publishDeadLetter(msg, dead); perr != nil {
+		if perr := r.publishDeadLetter(msg, dead); perr != nil {
 			r.log.ErrorContext(ctx, "bus: cannot dead-letter message; leaving it for redelivery", "handler", name,
 				"topic", topic, "message_uuid", msg.UUID, "error", err, "publish_error", perr)
 			return errors.Join(err, perr)
@@ -284,7 +288,7 @@ func deadLetterFromMessage(msg *message.Message) DeadLetter {
 	if at, err := time.Parse(time.RFC3339Nano, md[metaDeadAt]); err == nil {
 		l.At = at
 	}
-	for _, k := range []string{metaDeadReason, metaDeadTopic, metaDeadHandler, metaDeadUUID, metaDeadAt} {
+	for _, k := range []string{metaDeadReason, metaDeadTopic, metaDeadHandler, metaDeadUUID, metaDeadAt, metaDelivery} {
 		delete(md, k)
 	}
 	l.Metadata = md

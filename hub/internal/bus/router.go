@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -186,7 +187,7 @@ type Router struct {
 	state    routerState
 	handlers []handlerSpec
 	names    map[string]bool
-	topics   map[string]bool
+	topics   map[string]int // handlers per topic
 	wm       *message.Router
 	runErr   chan error
 	closing  chan struct{}
@@ -196,6 +197,10 @@ type Router struct {
 	// pubMu keeps the backend from closing under a Publish: watermill's
 	// publishers are not safe to close while publishing.
 	pubMu sync.RWMutex
+
+	// waiting holds, for each in-process delivery, the handlers still to
+	// finish with it (see publishWait).
+	waiting sync.Map // delivery id → *delivery
 
 	// halt cancels the handlers still running when Close stops waiting.
 	halt       context.Context
@@ -255,7 +260,7 @@ func New(ctx context.Context, cfg Config) (*Router, error) {
 		keys:       cfg.Idempotency,
 		dead:       cfg.DeadLetters,
 		names:      map[string]bool{deadLettersHandler: true},
-		topics:     map[string]bool{},
+		topics:     map[string]int{TopicDeadLetters: 1},
 		runErr:     make(chan error, 1),
 		closing:    make(chan struct{}),
 	}, nil
@@ -298,7 +303,7 @@ func (r *Router) Handle(name, topic string, h HandlerFunc) error {
 		return fmt.Errorf("bus: handler name %q already taken", name)
 	}
 	r.names[name] = true
-	r.topics[topic] = true
+	r.topics[topic]++
 	r.handlers = append(r.handlers, handlerSpec{name, topic, h})
 	return nil
 }
@@ -407,13 +412,18 @@ func (d drainSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 				continue
 			}
 			out <- m
-			// Every backend hands a handler its next message only after the
-			// previous one is acknowledged, so waiting here costs nothing.
-			select {
-			case <-m.Acked():
-			case <-m.Nacked():
-			}
-			d.r.done()
+			// GoChannel hands over the next message without waiting for
+			// this one's acknowledgement, and watermill runs each in a
+			// goroutine of its own, so an in-process handler works on many
+			// messages at once (the ledger commits them in one group); the
+			// durable backends wait for the acknowledgement themselves.
+			go func() {
+				select {
+				case <-m.Acked():
+				case <-m.Nacked():
+				}
+				d.r.done()
+			}()
 		}
 	}()
 	return out, nil
@@ -549,21 +559,17 @@ func (r *Router) Publish(ctx context.Context, topic string, msgs ...*message.Mes
 		if state != stateRunning {
 			return ErrNotStarted
 		}
-		if !handled {
+		if handled == 0 {
 			return fmt.Errorf("%w %s", ErrNoHandler, topic)
 		}
 	}
 	stamp(ctx, msgs)
-	// With GoChannel this read lock is held until the handlers are done;
-	// Close takes the write lock only after GoChannel let them go.
+	if r.be.inProcess() {
+		return r.publishWait(topic, handled, msgs)
+	}
 	r.pubMu.RLock()
 	err := r.be.publish(topic, msgs...)
 	r.pubMu.RUnlock()
-	if r.be.inProcess() && r.closed() {
-		// GoChannel lets a publish waiting for its handlers go when it
-		// closes, without saying whether they finished.
-		return ErrClosed
-	}
 	if err != nil {
 		if r.closed() {
 			return ErrClosed
@@ -571,6 +577,77 @@ func (r *Router) Publish(ctx context.Context, topic string, msgs ...*message.Mes
 		return fmt.Errorf("bus: publish to %s: %w", topic, err)
 	}
 	return nil
+}
+
+// metaDelivery names one in-process delivery, so that its handlers can say
+// they are done with it (a message's UUID may be published more than once).
+const metaDelivery = "bus_delivery"
+
+// delivery is one in-process message on its way through its handlers.
+type delivery struct {
+	left atomic.Int32 // handlers still to finish
+	done chan struct{}
+}
+
+// publishWait publishes in process and returns once each of the topic's
+// handlers is done with each message: handled, acknowledged as a duplicate,
+// or dead-lettered. GoChannel itself would wait too, but holding a lock per
+// topic, which lets one message through at a time; this way many messages
+// of a topic are handled at once (and the ledger commits them together).
+func (r *Router) publishWait(topic string, handlers int, msgs []*message.Message) error {
+	ds := make([]*delivery, len(msgs))
+	for i, m := range msgs {
+		d := &delivery{done: make(chan struct{})}
+		d.left.Store(int32(handlers))
+		id := watermill.NewULID()
+		m.Metadata.Set(metaDelivery, id)
+		r.waiting.Store(id, d)
+		defer r.waiting.Delete(id)
+		ds[i] = d
+	}
+	r.pubMu.RLock()
+	err := r.be.publish(topic, msgs...)
+	r.pubMu.RUnlock()
+	if err != nil {
+		if r.closed() {
+			return ErrClosed
+		}
+		return fmt.Errorf("bus: publish to %s: %w", topic, err)
+	}
+	for _, d := range ds {
+		select {
+		case <-d.done:
+		case <-r.closing:
+			// Closing lets a publish go without saying whether its handlers
+			// finished.
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
+// delivered records that one handler is done with msg.
+func (r *Router) delivered(msg *message.Message) {
+	id := msg.Metadata.Get(metaDelivery)
+	if id == "" {
+		return
+	}
+	if v, ok := r.waiting.Load(id); ok {
+		d := v.(*delivery)
+		if d.left.Add(-1) == 0 {
+			close(d.done)
+		}
+	}
+}
+
+// publishDeadLetter puts dead on TopicDeadLetters; in process it returns
+// once the letter is stored, so a publisher that hears its message is done
+// can find the letter.
+func (r *Router) publishDeadLetter(orig, dead *message.Message) error {
+	if r.be.inProcess() {
+		return r.publishWait(TopicDeadLetters, 1, []*message.Message{dead})
+	}
+	return r.be.publishDeadLetter(orig, dead)
 }
 
 // stamp gives each message a correlation ID and ctx.

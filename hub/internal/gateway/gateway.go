@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -345,6 +346,15 @@ func (h *pluginHub) check(m sdk.Message) error {
 		return &sdk.Error{Code: sdk.CodeUnsupportedMessage, Field: "/type",
 			Message: fmt.Sprintf("the hub has no service for message type %q; it takes %s", m.Type, strings.Join(hubTypeList(), ", "))}
 	}
+	// The sdk's hub side has checked the payload against the schema the
+	// plugin declared; when that is the hub's own, once is enough.
+	if m.SchemaID == stem || m.SchemaID == schemas.BaseURL+stem+".json" {
+		if m.IdempotencyKey == "" {
+			return &sdk.Error{Code: fault.IdempotencyKeyRequired, Field: "/idempotency_key",
+				Message: m.Type + " changes the ledger and needs an idempotency key"}
+		}
+		return nil
+	}
 	if err := schemas.Validate(stem, m.Payload); err != nil {
 		var ve *schemas.ValidationError
 		if errors.As(err, &ve) && len(ve.Violations) > 0 {
@@ -410,22 +420,33 @@ func (h *pluginHub) stored(m sdk.Message) func(context.Context) (answer, bool) {
 	}
 }
 
+// batchWorkers is how many messages of one batch are in flight at once:
+// enough to fill a ledger group commit.
+const batchWorkers = 128
+
 // SubmitBatch applies the messages concurrently, so that the ledger writer
 // commits them together, and answers each in order. A message the hub
 // refuses has its Result.Error set; the others are applied.
 func (h *pluginHub) SubmitBatch(ctx context.Context, ms []sdk.Message) ([]sdk.Result, error) {
 	out := make([]sdk.Result, len(ms))
-	sem := make(chan struct{}, 256)
+	// A few workers, each taking the next message, rather than a goroutine
+	// per message: checking a payload needs a deep stack, which a fresh
+	// goroutine would grow again every time.
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for i, m := range ms {
-		sem <- struct{}{}
+	for range min(len(ms), batchWorkers) {
 		wg.Go(func() {
-			defer func() { <-sem }()
-			r, err := h.Submit(ctx, m)
-			if err != nil {
-				r = sdk.Result{MessageID: m.ID, Error: sdk.AsError(toSDK(err))}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ms) {
+					return
+				}
+				r, err := h.Submit(ctx, ms[i])
+				if err != nil {
+					r = sdk.Result{MessageID: ms[i].ID, Error: sdk.AsError(toSDK(err))}
+				}
+				out[i] = r
 			}
-			out[i] = r
 		})
 	}
 	wg.Wait()

@@ -85,7 +85,7 @@ func (c *client) must(method, path string, body any, want int) map[string]any {
 	return m
 }
 
-func serve(t *testing.T, app *hub.App) (*client, context.CancelFunc, <-chan error) {
+func serve(t testing.TB, app *hub.App) (*client, context.CancelFunc, <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -33,7 +33,7 @@ var payer struct {
 }
 
 // payerPlugin builds testdata/payer once per test binary.
-func payerPlugin(t *testing.T) (bin, sum string) {
+func payerPlugin(t testing.TB) (bin, sum string) {
 	t.Helper()
 	payer.once.Do(func() {
 		dir, err := osMkdirTemp()

@@ -35,6 +35,7 @@ func (p *payer) Describe() sdk.Descriptor {
 			{Type: "payer.reverse.v1", SchemaID: "https://payer.test/reverse.json", Schema: json.RawMessage(lax)},
 			{Type: "payer.smuggle.v1", SchemaID: "https://payer.test/smuggle.json", Schema: json.RawMessage(lax)},
 			{Type: "payer.flaky.v1", SchemaID: "https://payer.test/flaky.json", Schema: json.RawMessage(lax)},
+			{Type: "payer.batch.v1", SchemaID: "https://payer.test/batch.json", Schema: json.RawMessage(lax)},
 		},
 		Sends: []sdk.MessageType{
 			// Declared with a lax schema of the plugin's own, so that the
@@ -70,6 +71,29 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 	}
 	var out sdk.Message
 	switch m.Type {
+	case "payer.batch.v1":
+		// n charges of amount, keys <key>-0 … <key>-(n-1), in one SubmitBatch.
+		var b struct {
+			N int `json:"n"`
+		}
+		_ = json.Unmarshal(m.Payload, &b)
+		ms := make([]sdk.Message, b.N)
+		for i := range ms {
+			body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"})
+			ms[i] = sdk.Message{Type: "card.payment.v1", IdempotencyKey: fmt.Sprintf("batch-%s-%d", in.Key, i), Payload: body}
+		}
+		rs, err := p.hub.SubmitBatch(ctx, ms)
+		if err != nil {
+			return nil, err
+		}
+		approved := 0
+		for _, r := range rs {
+			if r.Error == nil {
+				approved++
+			}
+		}
+		receipt, _ := json.Marshal(map[string]any{"hub": map[string]any{"answered": approved}, "duplicate": false})
+		return []sdk.Message{{Type: "payer.receipt.v1", Payload: receipt}}, nil
 	case "payer.charge.v1":
 		body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"})
 		out = sdk.Message{Type: "card.payment.v1", IdempotencyKey: "charge-" + in.Key, Payload: body}
