@@ -42,8 +42,10 @@ supervises:
 A bundled plugin is run from this binary; any other is checked against its
 sha256 before it runs. Messages between the hub and its plugins travel
 through a router: in process by default, or --bus nats://HOST:PORT (NATS
-JetStream, for several hub nodes) or --bus postgres://… (durable, in
-PostgreSQL).`,
+JetStream, for several hub nodes), --bus postgres (durable, in the hub's
+own PostgreSQL store, where every ledger batch also writes its transfer
+events in its own transaction) or --bus postgres://… (durable, in another
+database).`,
 		Args: noArgs,
 		RunE: runServe,
 	}
@@ -89,7 +91,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 // addPluginFlags adds --plugins and --bus.
 func addPluginFlags(cmd *cobra.Command) {
 	cmd.Flags().String("plugins", "", "JSON file listing the plugins to run (env "+envPlugins+")")
-	cmd.Flags().String("bus", "gochannel", "message router: gochannel, nats://HOST:PORT or postgres://… (env "+envBus+")")
+	cmd.Flags().String("bus", "gochannel", "message router: gochannel, nats://HOST:PORT, postgres (the store's database) or postgres://… (env "+envBus+")")
 }
 
 // pluginSettings reads --plugins and --bus.

@@ -136,6 +136,9 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 	if lcfg.Logger == nil {
 		lcfg.Logger = cfg.Logger
 	}
+	if err := outboxOnStore(st, &cfg, &lcfg); err != nil {
+		return nil, err
+	}
 	if prev := lcfg.Observe; prev != nil {
 		lcfg.Observe = func(size int, d time.Duration, err error) {
 			metrics.Observe(size, d, err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,7 +18,10 @@ import (
 	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/gateway"
+	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
+	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/postgres"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -40,20 +45,72 @@ type plugins struct {
 	pgPool   *pgxpool.Pool // the router's own pool, for a postgres:// bus
 }
 
+// BusStore is the --bus value that puts the router in the hub's own
+// PostgreSQL store, where the ledger writes the messages it emits in its
+// own transactions (the outbox).
+const BusStore = "postgres"
+
 // ParseBus turns the --bus flag into the router's backend: "" or
 // "gochannel" (in process), "nats://…" (NATS JetStream, for several hub
-// nodes) or "postgres://…" (watermill-sql on PostgreSQL).
-// The URL is returned for the two servers.
+// nodes), "postgres" (watermill-sql in the hub's own PostgreSQL store, with
+// the ledger's outbox) or "postgres://…" (watermill-sql in another
+// PostgreSQL database). The URL is returned for the two servers.
 func ParseBus(s string) (backend, url string, err error) {
 	switch {
 	case s == "" || s == bus.BackendGoChannel:
 		return bus.BackendGoChannel, "", nil
+	case s == BusStore:
+		return bus.BackendPostgres, "", nil
 	case strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://"):
 		return bus.BackendNATS, s, nil
 	case strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://"):
 		return bus.BackendPostgres, s, nil
 	}
-	return "", "", fmt.Errorf("bus %q: want gochannel, nats://HOST:PORT or postgres://…", s)
+	return "", "", fmt.Errorf("bus %q: want gochannel, nats://HOST:PORT, postgres (the store's own database) or postgres://…", s)
+}
+
+// outboxOnStore sets up the ledger's outbox when the router lives in the
+// hub's own PostgreSQL store: the router shares the store's pool, and every
+// ledger batch writes its transfer events in its own transaction.
+func outboxOnStore(st store.Store, cfg *Config, lcfg *ledger.Config) error {
+	backend, url, err := ParseBus(cfg.Bus)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	if backend != bus.BackendPostgres || url != "" || cfg.Router.PostgresPool != nil {
+		return nil
+	}
+	pg, ok := st.(*postgres.Store)
+	if !ok {
+		return fmt.Errorf("hub: bus %q keeps the router in the store's PostgreSQL database, but the store is %s", BusStore, st.Driver())
+	}
+	cfg.Router.Backend = bus.BackendPostgres
+	cfg.Router.PostgresPool = pg.Pool()
+	lcfg.TransferEvents = true
+	pg.SetOutbox(writeOutbox)
+	return nil
+}
+
+// writeOutbox publishes a batch's messages in its transaction.
+func writeOutbox(ctx context.Context, tx pgx.Tx, msgs []store.OutboxMessage) error {
+	byTopic := map[string][]*message.Message{}
+	var topics []string
+	for _, m := range msgs {
+		wm := message.NewMessage(m.UUID, m.Payload)
+		for k, v := range m.Metadata {
+			wm.Metadata.Set(k, v)
+		}
+		if _, ok := byTopic[m.Topic]; !ok {
+			topics = append(topics, m.Topic)
+		}
+		byTopic[m.Topic] = append(byTopic[m.Topic], wm)
+	}
+	for _, t := range topics {
+		if err := bus.PublishInTx(ctx, tx, t, byTopic[t]...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startPlugins builds the router and gateway, launches and configures the

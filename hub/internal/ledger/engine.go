@@ -12,9 +12,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,48 @@ type Config struct {
 	// Observe, if set, is told the size and commit latency of every batch.
 	Observe func(size int, commit time.Duration, err error)
 	Logger  *slog.Logger
+	// TransferEvents makes every batch emit one TopicTransferPosted
+	// message per transfer in its outbox (store.Batch.Outbox), written in
+	// the batch's own transaction where the store can (PostgreSQL with the
+	// router on the same database).
+	TransferEvents bool
+}
+
+// TopicTransferPosted is the router topic of the ledger's transfer events.
+const TopicTransferPosted = "hub.ledger.transfer.posted.v1"
+
+// TransferEvent is the payload of a TopicTransferPosted message: what
+// clearing, notifications and risk monitoring need of a committed transfer.
+type TransferEvent struct {
+	ID       string    `json:"id"`
+	Batch    int64     `json:"batch"`
+	Kind     string    `json:"kind"`
+	Card     string    `json:"card,omitempty"`
+	Pending  bool      `json:"pending,omitempty"`
+	Ref      string    `json:"ref,omitempty"`
+	Amount   int64     `json:"amount"`
+	Currency string    `json:"currency"`
+	Channel  string    `json:"channel,omitempty"`
+	Merchant string    `json:"merchant,omitempty"`
+	Terminal string    `json:"terminal,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// outbox returns the transfer events of a batch's transfers.
+func outbox(ts []store.Transfer) []store.OutboxMessage {
+	out := make([]store.OutboxMessage, len(ts))
+	for i, t := range ts {
+		ev := TransferEvent{ID: strconv.FormatInt(t.ID, 10), Batch: t.Batch, Kind: t.Kind, Card: t.Card, Pending: t.Pending,
+			Amount: t.Amount, Currency: t.Currency, Channel: t.Channel, Merchant: t.Merchant, Terminal: t.Terminal, At: t.At}
+		if t.Ref != 0 {
+			ev.Ref = strconv.FormatInt(t.Ref, 10)
+		}
+		body, _ := json.Marshal(ev) // plain strings, numbers and a time: cannot fail
+		// The transfer id makes the message id: a consumer can tell a
+		// redelivery from a new transfer.
+		out[i] = store.OutboxMessage{Topic: TopicTransferPosted, UUID: "ledger-transfer-" + ev.ID, Payload: body}
+	}
+	return out
 }
 
 // Outcome is the answer to one submitted op.
@@ -711,6 +755,9 @@ func (e *Engine) build(p *pending, now time.Time) *store.Batch {
 	}
 	b.Record = store.BatchRecord{Seq: seq, PrevHash: e.head.LastHash, Transfers: len(b.Transfers), At: now}
 	b.Record.Hash = ChainHash(e.head.LastHash, seq, b.Transfers)
+	if e.cfg.TransferEvents {
+		b.Outbox = outbox(b.Transfers)
+	}
 	return b
 }
 

@@ -207,6 +207,20 @@ type Batch struct {
 	Idempotency []IdemRecord
 	Audit       []AuditEntry
 	CardSerial  int64 // new highest card serial, 0 if unchanged
+	// Outbox holds the messages the batch emits. A driver that has an
+	// outbox writer (PostgreSQL with the hub's router on the same
+	// database) writes them in the batch's own transaction, so they are
+	// delivered if and only if the batch commits; other drivers ignore
+	// them.
+	Outbox []OutboxMessage
+}
+
+// OutboxMessage is one message a batch emits on the hub's router.
+type OutboxMessage struct {
+	Topic    string
+	UUID     string
+	Payload  []byte
+	Metadata map[string]string
 }
 
 // Check refuses a batch that lists an account or a card twice: the totals

@@ -56,6 +56,11 @@ func (s *Store) CommitBatch(ctx context.Context, b *store.Batch) error {
 	if err := s.writeBatch(ctx, tx, b); err != nil {
 		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, constraint(err))
 	}
+	if w := s.outbox; w != nil && len(b.Outbox) > 0 {
+		if err := w(ctx, tx, b.Outbox); err != nil {
+			return fmt.Errorf("postgres: commit batch %d: outbox: %w", b.Record.Seq, err)
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit batch %d: %w", b.Record.Seq, constraint(err))
 	}
