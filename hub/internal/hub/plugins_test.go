@@ -24,6 +24,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/schemas"
 )
 
 var payer struct {
@@ -116,6 +117,18 @@ func receipt(t *testing.T, m map[string]any) (hubBody map[string]any, duplicate 
 	return p["hub"].(map[string]any), p["duplicate"].(bool)
 }
 
+// matches checks a decoded answer against its published schema.
+func matches(t *testing.T, schema string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schemas.Validate(schema, b); err != nil {
+		t.Errorf("answer does not match %s: %v\n%s", schema, err, b)
+	}
+}
+
 func (h *pluginHub) balance() float64 {
 	return h.c.must("GET", "/v1/cards/"+h.card, nil, 200)["balance"].(float64)
 }
@@ -150,7 +163,9 @@ func TestPluginMessagesReachTheLedger(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("charge: %d %v", status, m)
 		}
+		matches(t, "api-plugin-message", m)
 		body, dup := receipt(t, m)
+		matches(t, "api-payment", body)
 		if body["status"] != "approved" || body["balance"].(float64) != 98750 || body["channel"] != "retail" || dup {
 			t.Fatalf("hub answer %v duplicate=%v", body, dup)
 		}
@@ -191,7 +206,9 @@ func TestPluginMessagesReachTheLedger(t *testing.T) {
 		}
 		h.verify(t)
 
-		plugins := h.c.must("GET", "/v1/plugins", nil, 200)["plugins"].([]any)
+		list := h.c.must("GET", "/v1/plugins", nil, 200)
+		matches(t, "api-plugins", list)
+		plugins := list["plugins"].([]any)
 		if len(plugins) != 1 || plugins[0].(map[string]any)["state"] != "running" || plugins[0].(map[string]any)["channel"] != "retail" {
 			t.Fatalf("plugins: %v", plugins)
 		}
@@ -269,7 +286,9 @@ func TestPoisonMessageReplay(t *testing.T) {
 	if status != 503 || m["code"] != "unavailable" || !strings.Contains(m["detail"].(string), "dead letters") {
 		t.Fatalf("poison message: %d %v", status, m)
 	}
-	letters := h.c.must("GET", "/v1/dead-letters", nil, 200)["dead_letters"].([]any)
+	page := h.c.must("GET", "/v1/dead-letters", nil, 200)
+	matches(t, "api-dead-letters", page)
+	letters := page["dead_letters"].([]any)
 	if len(letters) != 1 {
 		t.Fatalf("dead letters: %v", letters)
 	}
@@ -281,7 +300,7 @@ func TestPoisonMessageReplay(t *testing.T) {
 		t.Fatal("the poison message charged the card")
 	}
 	id := fmt.Sprint(l["id"])
-	h.c.must("POST", "/v1/dead-letters/"+id+"/replay", map[string]any{}, 200)
+	matches(t, "api-replay", h.c.must("POST", "/v1/dead-letters/"+id+"/replay", map[string]any{}, 200))
 	if b := h.balance(); b != 99300 {
 		t.Fatalf("balance after the replay: %v, want 99300", b)
 	}
