@@ -182,6 +182,7 @@ type Head struct {
 	LastAccount  int64
 	CardSerial   int64 // highest card serial issued
 	LastAudit    int64
+	DenyVersion  int64 // highest DenyChange version, 0 before the first
 }
 
 // BatchRecord is one committed batch in the hash chain.
@@ -213,6 +214,15 @@ type Batch struct {
 	// delivered if and only if the batch commits; other drivers ignore
 	// them.
 	Outbox []OutboxMessage
+
+	// Transit. Taps are inserted: a (device, seq) already stored fails the
+	// batch with ErrConflict (the engine never sends one). DenyChanges are
+	// inserted and must continue the stored versions. RiderStates are
+	// upserted by card. DeviceSeqs raise devices.last_seq, never lower it.
+	Taps        []TapRecord
+	DenyChanges []DenyChange
+	RiderStates []RiderState
+	DeviceSeqs  []DeviceSeq
 }
 
 // OutboxMessage is one message a batch emits on the hub's router.
@@ -242,6 +252,29 @@ func (b *Batch) Check() error {
 		}
 		cards[c.Number] = true
 	}
+	taps := make(map[TapKey]bool, len(b.Taps))
+	for _, t := range b.Taps {
+		k := TapKey{Device: t.Device, Seq: t.Seq}
+		if taps[k] {
+			return fmt.Errorf("tap %s/%d listed twice", t.Device, t.Seq)
+		}
+		taps[k] = true
+	}
+	riders := make(map[string]bool, len(b.RiderStates))
+	for _, r := range b.RiderStates {
+		if riders[r.Card] {
+			return fmt.Errorf("rider state of card %s listed twice", r.Card)
+		}
+		riders[r.Card] = true
+	}
+	for i := 1; i < len(b.DenyChanges); i++ {
+		if prev, v := b.DenyChanges[i-1].Version, b.DenyChanges[i].Version; v != prev+1 {
+			return fmt.Errorf("deny change version %d follows %d, want %d", v, prev, prev+1)
+		}
+	}
+	if len(b.DenyChanges) > 0 && b.DenyChanges[0].Version < 1 {
+		return fmt.Errorf("deny change version %d, want 1 or more", b.DenyChanges[0].Version)
+	}
 	// Entry positions are a smallint in PostgreSQL; both drivers take the
 	// same batches.
 	for i := range b.Transfers {
@@ -250,6 +283,104 @@ func (b *Batch) Check() error {
 		}
 	}
 	return nil
+}
+
+// Device states.
+const (
+	DeviceActive  = "active"
+	DeviceRetired = "retired"
+)
+
+// Device is a transit validator registered with the hub.
+type Device struct {
+	ID        string // e.g. "BUS-0001"
+	Operator  string // merchant id credited with its fares
+	Mode      string // "bus" | "metro" | ...
+	Route     string // its default route, may be ""
+	Key       []byte // 32-byte MAC key (secret: never logged or listed)
+	Status    string // DeviceActive | DeviceRetired
+	LastSeq   int64  // highest tap seq posted from it
+	CreatedAt time.Time
+}
+
+// CheckDevice refuses a device the drivers must not store: no id, no key,
+// or an unknown status. An empty status becomes DeviceActive. Every driver
+// calls it before AddDevice writes.
+func CheckDevice(d *Device) error {
+	if d.ID == "" {
+		return errors.New("device id is empty")
+	}
+	if len(d.Key) == 0 {
+		return errors.New("device key is empty")
+	}
+	if d.Status == "" {
+		d.Status = DeviceActive
+	}
+	return CheckDeviceStatus(d.Status)
+}
+
+// CheckDeviceStatus refuses a status other than DeviceActive and
+// DeviceRetired.
+func CheckDeviceStatus(status string) error {
+	if status != DeviceActive && status != DeviceRetired {
+		return fmt.Errorf("device status %q, want %q or %q", status, DeviceActive, DeviceRetired)
+	}
+	return nil
+}
+
+// TapKey names one tap.
+type TapKey struct {
+	Device string
+	Seq    int64
+}
+
+// Tap statuses.
+const (
+	TapCharged  = "charged"
+	TapDeclined = "declined"
+	TapRefused  = "refused"
+)
+
+// TapRecord is a tap as posted (or declined/refused) by the hub, kept so a
+// resend gets the same answer and so gaps and history can be shown.
+type TapRecord struct {
+	Device   string
+	Seq      int64
+	Card     string
+	At       time.Time
+	Kind     string
+	Route    string
+	Stop     string
+	Offline  bool
+	Status   string // TapCharged | TapDeclined | TapRefused
+	Reason   string // error code for declined/refused
+	Fare     int64  // minor units, 0 when not charged
+	Balance  int64  // the card's transit purse after it
+	Transfer int64  // ledger transfer id that posted it, 0 for none
+	Batch    int64  // ledger batch seq
+}
+
+// DenyChange is one change of the transit deny list. Versions are 1, 2, 3…
+// with no gaps; the engine assigns them in commit order.
+type DenyChange struct {
+	Version int64
+	Card    string
+	Add     bool // true puts the card on the list, false takes it off
+	Reason  string
+	At      time.Time
+}
+
+// RiderState is the fare engine's per-card state (opaque bytes, e.g. JSON).
+type RiderState struct {
+	Card      string
+	State     []byte
+	UpdatedAt time.Time
+}
+
+// DeviceSeq raises a device's LastSeq to at least LastSeq.
+type DeviceSeq struct {
+	Device  string
+	LastSeq int64
 }
 
 // Operator is a person or system that calls the API.
@@ -404,6 +535,37 @@ type Store interface {
 	ListTerminals(ctx context.Context, merchant string) ([]Terminal, error)
 	PutProduct(ctx context.Context, p Product) error
 	ListProducts(ctx context.Context) ([]Product, error)
+
+	// Transit devices (written outside the group commit; LastSeq moves
+	// with batches through Batch.DeviceSeqs).
+	//
+	// AddDevice inserts d; a taken id is ErrConflict.
+	AddDevice(ctx context.Context, d Device) error
+	// GetDevice returns one device with its key, or an error wrapping
+	// ErrNotFound.
+	GetDevice(ctx context.Context, id string) (Device, error)
+	// ListDevices lists an operator's devices by id, every device when
+	// operator is ""; their Key is left nil.
+	ListDevices(ctx context.Context, operator string) ([]Device, error)
+	// SetDeviceStatus sets a device's status, or returns an error wrapping
+	// ErrNotFound.
+	SetDeviceStatus(ctx context.Context, id, status string) error
+
+	// Transit loads for the engine; missing keys are absent from the result.
+	// LoadDevices includes each device's Key.
+	LoadDevices(ctx context.Context, ids []string) ([]Device, error)
+	LoadTaps(ctx context.Context, keys []TapKey) ([]TapRecord, error)
+	LoadRiderStates(ctx context.Context, cards []string) ([]RiderState, error)
+
+	// DenyList returns the current deny list at version: for each card whose
+	// latest change is an add, that change, ordered by card.
+	DenyList(ctx context.Context) (version int64, cards []DenyChange, err error)
+	// DenyChangesSince returns up to limit changes with versions above
+	// since, ascending; a limit of zero or less means no limit.
+	DenyChangesSince(ctx context.Context, since int64, limit int) ([]DenyChange, error)
+	// DeviceTaps returns up to limit of a device's taps with seq above
+	// afterSeq, ascending; a limit of zero or less means no limit.
+	DeviceTaps(ctx context.Context, device string, afterSeq int64, limit int) ([]TapRecord, error)
 
 	// Dead letters of the message bus. A dead letter is kept until deleted
 	// by hand; only its replay is recorded afterwards.

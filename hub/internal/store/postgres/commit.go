@@ -27,8 +27,9 @@ func (s *Store) Head(ctx context.Context) (store.Head, error) {
 		(SELECT coalesce(max(id), 0) FROM transfers),
 		(SELECT coalesce(max(id), 0) FROM accounts),
 		(SELECT value FROM meta WHERE key = $1),
-		(SELECT coalesce(max(id), 0) FROM audit_log)`, metaCardSerial).
-		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit)
+		(SELECT coalesce(max(id), 0) FROM audit_log),
+		(SELECT coalesce(max(version), 0) FROM deny_changes)`, metaCardSerial).
+		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.DenyVersion)
 	if err != nil {
 		return store.Head{}, fmt.Errorf("postgres: head: %w", err)
 	}
@@ -165,6 +166,10 @@ func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error
 			metaCardSerial, strconv.FormatInt(b.CardSerial, 10)); err != nil {
 			return fmt.Errorf("card serial: %w", err)
 		}
+	}
+
+	if err := writeTransit(ctx, tx, b); err != nil {
+		return err
 	}
 
 	// Audit rows go last: they take the audit lock, held until commit.

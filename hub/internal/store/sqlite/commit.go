@@ -26,8 +26,9 @@ func (s *Store) Head(ctx context.Context) (store.Head, error) {
 		(SELECT coalesce(max(id), 0) FROM transfers),
 		(SELECT coalesce(max(id), 0) FROM accounts),
 		(SELECT value FROM meta WHERE key = ?),
-		(SELECT coalesce(max(id), 0) FROM audit_log)`, metaCardSerial).
-		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit)
+		(SELECT coalesce(max(id), 0) FROM audit_log),
+		(SELECT coalesce(max(version), 0) FROM deny_changes)`, metaCardSerial).
+		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.DenyVersion)
 	if err != nil {
 		return store.Head{}, fmt.Errorf("sqlite: head: %w", err)
 	}
@@ -188,6 +189,7 @@ func (s *Store) prepareBatch(ctx context.Context, b *store.Batch) error {
 			queries = append(queries, x.t.sql(x.t.chunk(n)))
 		}
 	}
+	queries = append(queries, transitQueries(b)...)
 	for _, q := range queries {
 		if _, err := s.stmt(ctx, q); err != nil {
 			return err
@@ -317,7 +319,7 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *store.Batch) erro
 			return fmt.Errorf("card serial: %w", err)
 		}
 	}
-	return nil
+	return s.writeTransit(ctx, tx, b)
 }
 
 // exec runs a prepared statement inside tx.
