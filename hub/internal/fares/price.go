@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/citycard/citycard/hub/internal/catalog"
 )
 
 // Kinds of tap.
@@ -178,9 +180,9 @@ func (t *Table) Price(st RiderState, tap Tap) (Quote, RiderState, error) {
 
 func (t *Table) concession(category string) (int64, caps, error) {
 	switch category {
-	case "", "none":
+	case "", catalog.ConcessionNone:
 		return 100, t.caps, nil
-	case "senior", "student", "disabled":
+	case catalog.ConcessionSenior, catalog.ConcessionStudent, catalog.ConcessionDisabled:
 		if c, ok := t.conc[category]; ok {
 			return c.pct, c.caps, nil
 		}

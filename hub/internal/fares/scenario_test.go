@@ -53,9 +53,9 @@ func runScenario(t *testing.T, file string) {
 	}
 	defer fh.Close()
 	var (
-		tb    *Table
-		st    RiderState
-		date  string
+		tb     *Table
+		st     RiderState
+		date   string
 		tapped bool
 	)
 	table := func() *Table {
