@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 
 	"github.com/citycard/citycard/hub/internal/store"
 )
@@ -265,8 +266,18 @@ func (s *Store) LoadDevices(ctx context.Context, ids []string) ([]store.Device, 
 	return out, nil
 }
 
-// LoadTaps returns the taps with the given keys.
+// LoadTaps returns the taps with the given keys, each once however often
+// it is asked for: the keys go in several statements, and a key repeated
+// across two of them would otherwise come back twice.
 func (s *Store) LoadTaps(ctx context.Context, keys []store.TapKey) ([]store.TapRecord, error) {
+	seen := make(map[store.TapKey]bool, len(keys))
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k store.TapKey) bool {
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+		return false
+	})
 	out, err := loadIn(ctx, s, keys, 2, func(k store.TapKey) []any { return []any{k.Device, k.Seq} }, scanTap,
 		`SELECT `+tapCols+` FROM taps WHERE (device, seq) IN (%s)`)
 	if err != nil {

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DedupPurge", testDedupPurge},
 		{"DedupConcurrentClaims", testDedupConcurrentClaims},
 	}
+	tests = append(tests, transitTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
