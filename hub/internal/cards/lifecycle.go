@@ -322,6 +322,7 @@ func (o *topUpOp) Apply(tx *ledger.Tx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	SyncDenyList(tx, c, o.p)
 	after := viewInTx(tx, c, o.p)
 	return &TopUpResult{
 		Receipt: Receipt{Number: receiptNo(id), At: tx.Now(), Teller: o.teller, Kind: "topup", Card: c.Number,

@@ -39,6 +39,7 @@ func (o *statusOp) Apply(tx *ledger.Tx) (any, error) {
 		}
 		c.Status = o.to
 		tx.PutCard(c)
+		SyncDenyList(tx, c, o.p)
 	}
 	v := viewInTx(tx, c, o.p)
 	return &v, nil
@@ -152,7 +153,9 @@ func (o *replaceOp) Apply(tx *ledger.Tx) (any, error) {
 	}
 	old.Status, old.ReplacedBy = store.CardReplaced, number
 	tx.PutCard(old)
+	SyncDenyList(tx, old, o.p)
 	c, _ := tx.Card(number)
+	SyncDenyList(tx, c, o.p)
 	v := viewInTx(tx, c, o.p)
 	r.BalanceAfter = v.Balance
 	return &ReplaceResult{CardView: v, Old: old.Number, Moved: moved, Receipt: r}, nil
@@ -255,6 +258,7 @@ func (o *cancelOp) Apply(tx *ledger.Tx) (any, error) {
 	}
 	c.Status = store.CardClosed
 	tx.PutCard(c)
+	SyncDenyList(tx, c, o.p)
 	res.CardView = viewInTx(tx, c, o.p)
 	res.Receipt = r
 	return res, nil

@@ -37,6 +37,10 @@ const (
 	DescriptorInvalid      = "descriptor_invalid"       // The plugin describes itself wrongly
 	UnsupportedMessageType = "unsupported_message_type" // The plugin does not handle this message type
 	NotConfigured          = "not_configured"           // The plugin has not been configured yet
+	DeviceUnknown          = "device_unknown"           // The transit device is not registered or is retired
+	MacInvalid             = "mac_invalid"              // The MAC does not match: the message was forged or altered
+	TapInFuture            = "tap_in_future"            // The tap is dated in the future
+	TapTooOld              = "tap_too_old"              // The tap is too old to be posted
 )
 
 // Declines: the transaction was understood and refused; answered with 200.
@@ -58,4 +62,5 @@ const (
 	TerminalMerchantMismatch = "terminal_merchant_mismatch" // The terminal does not belong to the merchant
 	HoldExpired              = "hold_expired"               // The hold has expired
 	RiskDeclined             = "risk_declined"              // Declined by risk control
+	Denylisted               = "denylisted"                 // The card is on the transit deny list
 )

@@ -163,6 +163,7 @@ type Engine struct {
 	idem     map[store.IdemKey]store.IdemRecord
 	reversed map[int64]bool // transfers known to have been reversed
 	checked  map[int64]bool // transfers whose reversal state is known
+	tr       transitState
 }
 
 // Open reads the ledger head and starts the writer.
@@ -217,6 +218,9 @@ func (e *Engine) reset(ctx context.Context) error {
 	e.idem = make(map[store.IdemKey]store.IdemRecord)
 	e.reversed = make(map[int64]bool)
 	e.checked = make(map[int64]bool)
+	if err := e.resetTransit(ctx); err != nil {
+		return fmt.Errorf("ledger: read the deny list: %w", err)
+	}
 	return nil
 }
 
@@ -345,6 +349,7 @@ type pending struct {
 	idem          []store.IdemRecord
 	audit         []store.AuditEntry
 	serialChanged bool
+	tr            transitPending
 }
 
 type batchMark struct {
@@ -379,6 +384,7 @@ func (e *Engine) newBuilt() *built {
 		p: &pending{
 			touched: map[string]*store.Account{}, created: map[string]bool{},
 			cards: map[string]bool{}, newCards: map[string]bool{}, holds: map[int64]bool{},
+			tr: transitPending{riders: map[string]bool{}, devices: map[string]bool{}},
 		},
 		seen: map[store.IdemKey]int{},
 	}
@@ -459,7 +465,7 @@ func (e *Engine) handOff(bt *built) {
 	}
 	p := bt.p
 	if len(p.transfers) > 0 || len(p.touched) > 0 || len(p.cards) > 0 || len(p.holds) > 0 ||
-		len(p.idem) > 0 || len(p.audit) > 0 || p.serialChanged {
+		len(p.idem) > 0 || len(p.audit) > 0 || p.serialChanged || !p.tr.empty() {
 		bt.b = e.build(p, bt.now)
 		// The head moves now: the next batch chains onto this one. If the
 		// commit fails, the writer reloads the head from the database.
@@ -470,7 +476,7 @@ func (e *Engine) handOff(bt *built) {
 		}
 	}
 	e.commits <- bt
-	if len(e.accounts)+len(e.cards)+len(e.holds)+len(e.idem)+len(e.checked) > e.cfg.CacheLimit {
+	if len(e.accounts)+len(e.cards)+len(e.holds)+len(e.idem)+len(e.checked)+len(e.tr.taps)+len(e.tr.riders) > e.cfg.CacheLimit {
 		<-e.ready // the committer has finished this batch
 		if !e.failed.Load() {
 			if err := e.reset(context.Background()); err != nil {
@@ -683,6 +689,9 @@ func (e *Engine) prefetch(ctx context.Context, batch []*request, live []bool) er
 			e.reversed[id] = true
 		}
 	}
+	if err := e.prefetchTransit(ctx, &k); err != nil {
+		return err
+	}
 	if len(idem) > 0 {
 		recs, err := e.st.LoadIdempotency(ctx, idem)
 		if err != nil {
@@ -755,6 +764,7 @@ func (e *Engine) build(p *pending, now time.Time) *store.Batch {
 	}
 	b.Record = store.BatchRecord{Seq: seq, PrevHash: e.head.LastHash, Transfers: len(b.Transfers), At: now}
 	b.Record.Hash = ChainHash(e.head.LastHash, seq, b.Transfers)
+	e.buildTransit(p, b, now)
 	if e.cfg.TransferEvents {
 		b.Outbox = outbox(b.Transfers)
 	}

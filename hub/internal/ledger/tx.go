@@ -26,6 +26,11 @@ type Keys struct {
 	// Transfers an op may reverse: the engine learns whether each already
 	// has a reversal, so that a transfer is never reversed twice.
 	Reversals []int64
+	// Transit: taps already posted, cards whose fare state the op reads,
+	// and devices.
+	Taps    []store.TapKey
+	Riders  []string
+	Devices []string
 }
 
 // Reversal adds transfers the op may reverse.
@@ -65,6 +70,7 @@ type Tx struct {
 	serialTaken      bool
 	mark             batchMark
 	serial           int64
+	tu               transitUndo
 }
 
 // Now is the time the batch is stamped with.
@@ -350,6 +356,7 @@ func (tx *Tx) rollback() {
 		e.head.CardSerial = tx.serial
 		tx.b.serialChanged = tx.serialWasChanged
 	}
+	tx.rollbackTransit()
 	tx.b.restore(tx.mark)
 	e.head.LastTransfer = tx.mark.lastTransfer
 	e.head.LastAccount = tx.mark.lastAccount
