@@ -108,4 +108,5 @@ func BenchmarkCommitBatch(b *testing.B) {
 	b.Run("payments-1000", func(b *testing.B) { storetest.BenchCommit(b, storetest.OpenSQLite(b), 1000) })
 	b.Run("requests-1000", func(b *testing.B) { storetest.BenchCommitRequests(b, storetest.OpenSQLite(b), 1000) })
 	b.Run("local-1000", func(b *testing.B) { storetest.BenchCommitLocal(b, storetest.OpenSQLite(b), 1000) })
+	b.Run("taps-1000", func(b *testing.B) { storetest.BenchCommitTaps(b, storetest.OpenSQLite(b), 1000) })
 }

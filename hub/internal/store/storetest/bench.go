@@ -112,3 +112,68 @@ func benchCommit(b *testing.B, s store.Store, batchSize, stride int, requests bo
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "transfers/s")
 }
+
+// benchDevices is how many validators BenchCommitTaps spreads taps over.
+const benchDevices = 200
+
+// BenchCommitTaps measures CommitBatch on transit's offline upload path:
+// every batch holds batchSize taps from a few devices, each device's next
+// sequence numbers, the rider state of every card that tapped and the
+// devices' new last seqs. Cards come from a pool of benchPurses, so rider
+// states are mostly updates once the pool is warm. It reports taps/s.
+func BenchCommitTaps(b *testing.B, s store.Store, batchSize int) {
+	ctx := context.Background()
+	now := time.Now()
+	for i := range benchDevices {
+		d := store.Device{ID: fmt.Sprintf("BUS-%04d", i), Operator: "M-BUS", Mode: "bus", Route: "12",
+			Key: make([]byte, 32), CreatedAt: now}
+		if err := s.AddDevice(ctx, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var (
+		seq    int64
+		seqs   = make([]int64, benchDevices)
+		dev    int
+		card   int
+		perDev = max(1, batchSize/10) // an upload holds about ten devices' taps
+		state  = []byte(`{"day":"2025-06-01","rides":3,"spent":600,"last_route":"12","last_at":1748770245}`)
+		hash   [32]byte
+	)
+	mk := func() *store.Batch {
+		seq++
+		prev := hash
+		hash = sha256.Sum256(prev[:])
+		bt := &store.Batch{
+			Record:      store.BatchRecord{Seq: seq, PrevHash: prev[:], Hash: hash[:], At: now},
+			Taps:        make([]store.TapRecord, 0, batchSize),
+			RiderStates: make([]store.RiderState, 0, batchSize),
+		}
+		for len(bt.Taps) < batchSize {
+			d := fmt.Sprintf("BUS-%04d", dev)
+			for j := 0; j < perDev && len(bt.Taps) < batchSize; j++ {
+				seqs[dev]++
+				c := fmt.Sprintf("31000%011d", card%benchPurses+1)
+				card++
+				bt.Taps = append(bt.Taps, store.TapRecord{Device: d, Seq: seqs[dev], Card: c, At: now, Kind: "board",
+					Route: "12", Stop: "S17", Offline: true, Status: store.TapCharged, Fare: 200, Balance: 4800,
+					Transfer: seq*int64(batchSize) + int64(len(bt.Taps)), Batch: seq})
+				bt.RiderStates = append(bt.RiderStates, store.RiderState{Card: c, State: state, UpdatedAt: now})
+			}
+			bt.DeviceSeqs = append(bt.DeviceSeqs, store.DeviceSeq{Device: d, LastSeq: seqs[dev]})
+			dev = (dev + 1) % benchDevices
+		}
+		return bt
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		bt := mk()
+		b.StartTimer()
+		if err := s.CommitBatch(ctx, bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "taps/s")
+}
