@@ -106,7 +106,7 @@ const (
 	LineRefund        = "refund"          // negative: at tap-off, held minus settled
 	LineMissingTapOff = "missing_tap_off" // 0: the previous ride had no tap-off and keeps its max fare
 	LineNoTapOn       = "no_tap_on"       // 0: a tap-off matching no open ride
-	LineNoTapOffFare  = "tap_off_ignored" // 0: a tap-off on a flat-fare route
+	LineTapOffIgnored = "tap_off_ignored" // 0: a tap-off on a flat-fare route
 )
 
 // Errors a tap can be refused with, wrapped in *Error.
@@ -311,7 +311,7 @@ func (t *Table) isTransfer(j Journey, op *operator, r *route, at int64) bool {
 
 func (t *Table) tapOff(q *Quote, st *RiderState, op *operator, r *route, tap Tap, at int64, pct int64) {
 	if !r.needsTapOff() {
-		q.Lines = append(q.Lines, Line{LineNoTapOffFare, 0})
+		q.Lines = append(q.Lines, Line{LineTapOffIgnored, 0})
 		return
 	}
 	o := st.Open
