@@ -54,13 +54,15 @@ type LoadError struct {
 	Violations []schemas.Violation
 }
 
+// Error lists every fault: "fares: city-bus.json: /routes/0/fare/amount: minimum: ...; /...".
 func (e *LoadError) Error() string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "fares: %s: ", e.File)
 	for i, v := range e.Violations {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "fares: %s: %s", e.File, v)
+		b.WriteString(v.String())
 	}
 	return b.String()
 }
