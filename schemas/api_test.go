@@ -26,6 +26,15 @@ var apiSamples = map[string]string{
 		"reason": "handler panicked", "message_uuid": "01JDX", "message": {"id": "m1"}, "metadata": {"correlation_id": "c1"},
 		"at": "2026-11-26T08:00:00Z", "replayed_at": "2026-11-26T09:00:00Z"}]}`,
 	"api-replay": `{"id": 7, "replayed": true}`,
+	"api-device-request": `{"id": "BUS-0001", "operator": "city-bus", "mode": "bus", "route": "15"}`,
+	"api-device": `{"id": "BUS-0001", "operator": "city-bus", "merchant": "M-CITYBUS", "mode": "bus", "route": "15",
+		"status": "active", "last_seq": 0, "created_at": "2026-11-26T08:00:00Z",
+		"key": "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"}`,
+	"api-devices": `{"devices": [{"id": "BUS-0001", "operator": "city-bus", "merchant": "M-CITYBUS", "status": "active",
+		"last_seq": 12, "created_at": "2026-11-26T08:00:00Z"}]}`,
+	"api-taps": `{"taps": [{"device": "BUS-0001", "seq": 1, "card": "3100990000000013", "at": "2026-11-26T08:00:00Z",
+		"kind": "on", "route": "15", "offline": false, "status": "charged", "fare": 200, "balance": 800, "transfer": "12"}]}`,
+	"api-denylist": `{"version": 42, "size": 3, "since": 40, "add": ["3100990000000013"], "remove": []}`,
 	"api-issue-request": `{"holder": {"name": "Wang Fang", "id_type": "resident_id", "id_number": "310101199001011234",
 		"phone": "+8613800000001"}, "product": "standard", "pin": "123456", "method": "cash"}`,
 	"api-topup-request": `{"amount": 10000, "currency": "CNY", "purse": "cash", "method": "bank_card"}`,
@@ -293,7 +302,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		t.Errorf("openapi = %q, want 3.1.x", v)
 	}
 	var src []byte
-	for _, f := range []string{"../hub/internal/api/api.go", "../hub/internal/api/plugins.go"} {
+	for _, f := range []string{"../hub/internal/api/api.go", "../hub/internal/api/plugins.go", "../hub/internal/api/transit.go"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/cards"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/transit"
 )
 
 // MaxBodyBytes caps a request body.
@@ -50,6 +51,8 @@ type Options struct {
 	Now func() time.Time
 	// Plugins, if set, serves /v1/plugins and /v1/dead-letters.
 	Plugins Plugins
+	// Transit, if set, serves /v1/transit.
+	Transit *transit.Service
 }
 
 type server struct {
@@ -61,6 +64,7 @@ type server struct {
 	now     func() time.Time
 	mux     *http.ServeMux
 	plugins Plugins
+	transit *transit.Service
 }
 
 // New returns the hub's HTTP handler: /v1, /healthz, /readyz and /metrics.
@@ -77,7 +81,7 @@ func New(opts Options) http.Handler {
 	s := &server{
 		st: opts.Store, svc: opts.Service, log: opts.Logger, metrics: opts.Metrics,
 		tokens: newTokenCache(TokenCacheTTL, opts.Now), now: opts.Now, mux: http.NewServeMux(),
-		plugins: opts.Plugins,
+		plugins: opts.Plugins, transit: opts.Transit,
 	}
 	s.routes()
 	return s
@@ -113,6 +117,8 @@ func (s *server) routes() {
 	s.handle("GET /v1/audit", "audit.read", s.listAudit)
 	// Plugins and the message router's dead letters.
 	s.pluginRoutes()
+	// Transit validators and the deny list.
+	s.transitRoutes()
 	// Operations: no token, so that probes and scrapers need no secret.
 	s.plain("GET /healthz", s.healthz)
 	s.plain("GET /readyz", s.readyz)

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,8 @@ import (
 	"github.com/citycard/citycard/hub/internal/cards"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/transit"
+	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/schemas"
 	"github.com/citycard/citycard/sdk"
 )
@@ -50,13 +53,22 @@ import (
 const (
 	TypeCardPayment  = "card.payment.v1"
 	TypeCardReversal = "card.reversal.v1"
+	TypeTransitTaps  = "transit.taps.v1"
 )
 
 // HubTypes maps each message type a hub service handles to its schema.
 var HubTypes = map[string]string{
 	TypeCardPayment:  "msg-card-payment-v1",
 	TypeCardReversal: "msg-card-reversal-v1",
+	TypeTransitTaps:  "msg-transit-taps-v1",
 }
+
+// Query kinds the hub answers beyond the sdk's.
+const (
+	// QueryDenylist reads the transit deny list: key "" for the whole
+	// list, "since:V" for the changes after version V.
+	QueryDenylist = "denylist"
+)
 
 // Metadata keys the gateway sets on router messages.
 const (
@@ -85,6 +97,9 @@ type Options struct {
 	Channels map[string]string
 	// Registerer receives the gateway's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Transit posts transit taps and keeps the deny list; nil refuses
+	// transit.taps.v1 and the deny-list queries.
+	Transit *transit.Service
 }
 
 // Gateway is the hub side of every plugin: it implements sdk.Hub for each
@@ -455,6 +470,27 @@ func (h *pluginHub) SubmitBatch(ctx context.Context, ms []sdk.Message) ([]sdk.Re
 
 func (h *pluginHub) Query(ctx context.Context, kind, key string) (json.RawMessage, error) {
 	switch kind {
+	case sdk.QueryDenylistVersion, QueryDenylist:
+		if h.g.opts.Transit == nil {
+			return nil, &sdk.Error{Code: fault.NotFound, Field: "kind", Message: "this hub runs no transit service"}
+		}
+		var since int64
+		if kind == QueryDenylist && key != "" {
+			v, ok := strings.CutPrefix(key, "since:")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if !ok || err != nil || n < 0 {
+				return nil, &sdk.Error{Code: fault.InvalidRequest, Field: "key", Message: fmt.Sprintf(`key %q: want "" or "since:VERSION"`, key)}
+			}
+			since = n
+		}
+		v, err := h.g.opts.Transit.DenyList(ctx, since)
+		if err != nil {
+			return nil, toSDK(err)
+		}
+		if kind == sdk.QueryDenylistVersion {
+			return json.Marshal(map[string]any{"version": v.Version, "size": v.Size})
+		}
+		return json.Marshal(v)
 	case sdk.QueryCardStatus:
 		c, err := h.g.opts.Service.Get(ctx, key)
 		if err != nil {
@@ -475,7 +511,13 @@ func (g *Gateway) serviceHandler(plugin, typ string) bus.HandlerFunc {
 		if err := json.Unmarshal(msg.Payload, &m); err != nil {
 			return fmt.Errorf("gateway: undecodable message from %s: %w", plugin, err)
 		}
-		out, err := g.apply(ctx, plugin, typ, m)
+		var out ledger.Outcome
+		var err error
+		if typ == TypeTransitTaps {
+			out, err = g.taps(ctx, plugin, m)
+		} else {
+			out, err = g.apply(ctx, plugin, typ, m)
+		}
 		if err != nil && ledger.IsRetryable(err) {
 			return bus.Retryable(err)
 		}
@@ -535,6 +577,29 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		return g.opts.Service.Reverse(ctx, c, cards.ReverseRequest{Transfer: id, Memo: p.Memo})
 	}
 	return ledger.Outcome{}, fault.E(fault.InvalidRequest, "type", "no service for "+typ)
+}
+
+// taps posts a transit plugin's taps. Each tap is posted once by its
+// (device, seq), so the message needs no idempotency record of its own.
+func (g *Gateway) taps(ctx context.Context, plugin string, m sdk.Message) (ledger.Outcome, error) {
+	if g.opts.Transit == nil {
+		return ledger.Outcome{}, fault.E(fault.InvalidRequest, "type", "this hub runs no transit service")
+	}
+	var p struct {
+		Taps []tap.Tap `json:"taps"`
+	}
+	if err := json.Unmarshal(m.Payload, &p); err != nil {
+		return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+	}
+	res, err := g.opts.Transit.Taps(ctx, OperatorPrefix+plugin, p.Taps)
+	if err != nil {
+		return ledger.Outcome{}, err
+	}
+	body, err := json.Marshal(res)
+	if err != nil {
+		return ledger.Outcome{}, fault.Wrap(fault.Internal, err)
+	}
+	return ledger.Outcome{Result: res, Status: 200, Body: body}, nil
 }
 
 // paymentByKey finds the transfer a plugin's approved payment made, by the

@@ -26,6 +26,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/drivers"
+	"github.com/citycard/citycard/hub/internal/transit"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -83,6 +84,7 @@ type App struct {
 	ownStore bool
 	// plugins is nil when the hub runs none.
 	plugins *plugins
+	transit *transit.Service
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,7 +154,11 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 		return nil, fmt.Errorf("hub: start ledger: %w", err)
 	}
 	svc := cards.New(eng, cat, cfg.Cards)
-	a := &App{cfg: cfg, log: cfg.Logger, st: st, eng: eng, svc: svc}
+	tr, err := transit.New(eng, cat, transit.Options{Logger: cfg.Logger, Now: cfg.Ledger.Now})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("hub: %w", err), eng.Close())
+	}
+	a := &App{cfg: cfg, log: cfg.Logger, st: st, eng: eng, svc: svc, transit: tr}
 	var pl api.Plugins
 	if len(cfg.Plugins) > 0 {
 		if err := a.startPlugins(ctx, reg); err != nil {
@@ -160,7 +166,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 		}
 		pl = a.plugins
 	}
-	a.handler = api.New(api.Options{Store: st, Service: svc, Logger: cfg.Logger, Metrics: metrics, Plugins: pl})
+	a.handler = api.New(api.Options{Store: st, Service: svc, Logger: cfg.Logger, Metrics: metrics, Plugins: pl, Transit: tr})
 	return a, nil
 }
 
@@ -172,6 +178,9 @@ func (a *App) Store() store.Store { return a.st }
 
 // Service is the card service.
 func (a *App) Service() *cards.Service { return a.svc }
+
+// Transit is the transit service.
+func (a *App) Transit() *transit.Service { return a.transit }
 
 // Send hands m to the named plugin through the router, as the hub's
 // services do, and returns the plugin's replies.

@@ -170,7 +170,8 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 			p.channels[s.Name] = s.Channel
 		}
 	}
-	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Channels: p.channels, Registerer: reg})
+	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Channels: p.channels, Registerer: reg,
+		Transit: a.transit})
 	for _, s := range cfg.Plugins {
 		if err := p.gw.HandleSubmissions(s.Name); err != nil {
 			return fmt.Errorf("hub: plugin %s: %w", s.Name, err)

@@ -37,14 +37,15 @@ var permissions = map[string][]string{
 	Teller: {"cards.issue", "cards.topup", "cards.loss", "cards.replace", "cards.cancel", "cards.pin",
 		"payments.create", "holds.create", "holds.capture", "holds.void"},
 	Risk:    {"cards.loss", "cards.freeze", "cards.unfreeze"},
-	Finance: {"transfers.reverse", "ledger.adjust", "merchants.create", "terminals.create", "products.put"},
+	Finance: {"transfers.reverse", "ledger.adjust", "merchants.create", "terminals.create", "products.put",
+		"transit.devices.create"},
 	Auditor: {},
 }
 
 // Read actions every role may take.
 var reads = map[string]bool{"cards.read": true, "merchants.read": true, "terminals.read": true,
 	"ledger.read": true, "products.read": true, "transfers.read": true, "holds.read": true,
-	"plugins.read": true}
+	"plugins.read": true, "transit.read": true}
 
 // auditOnly actions: only auditors and admins read the audit log.
 var auditOnly = map[string]bool{"audit.read": true}
