@@ -25,7 +25,7 @@ var apiSamples = map[string]string{
 	"api-dead-letters": `{"dead_letters": [{"id": 7, "topic": "hub.to-utilities.utilities.bill.pay.v1", "handler": "to-utilities-utilities_bill_pay_v1",
 		"reason": "handler panicked", "message_uuid": "01JDX", "message": {"id": "m1"}, "metadata": {"correlation_id": "c1"},
 		"at": "2026-11-26T08:00:00Z", "replayed_at": "2026-11-26T09:00:00Z"}]}`,
-	"api-replay": `{"id": 7, "replayed": true}`,
+	"api-replay":         `{"id": 7, "replayed": true}`,
 	"api-device-request": `{"id": "BUS-0001", "operator": "city-bus", "mode": "bus", "route": "15"}`,
 	"api-device": `{"id": "BUS-0001", "operator": "city-bus", "merchant": "M-CITYBUS", "mode": "bus", "route": "15",
 		"status": "active", "last_seq": 0, "created_at": "2026-11-26T08:00:00Z",

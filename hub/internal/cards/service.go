@@ -213,7 +213,9 @@ func systemAccount(tx *ledger.Tx, code, currency string) *store.Account {
 
 // MerchantAccount returns merchant id's payable account, opening it with
 // its first credit.
-func MerchantAccount(tx *ledger.Tx, id, currency string) *store.Account { return merchantAccount(tx, id, currency) }
+func MerchantAccount(tx *ledger.Tx, id, currency string) *store.Account {
+	return merchantAccount(tx, id, currency)
+}
 
 func merchantAccount(tx *ledger.Tx, id, currency string) *store.Account {
 	return tx.EnsureAccount(store.Account{Code: MerchantCode(id), Kind: store.KindMerchant, Currency: currency})

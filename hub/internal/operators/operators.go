@@ -36,7 +36,7 @@ var Roles = []string{Admin, Teller, Risk, Finance, Auditor}
 var permissions = map[string][]string{
 	Teller: {"cards.issue", "cards.topup", "cards.loss", "cards.replace", "cards.cancel", "cards.pin",
 		"payments.create", "holds.create", "holds.capture", "holds.void"},
-	Risk:    {"cards.loss", "cards.freeze", "cards.unfreeze"},
+	Risk: {"cards.loss", "cards.freeze", "cards.unfreeze"},
 	Finance: {"transfers.reverse", "ledger.adjust", "merchants.create", "terminals.create", "products.put",
 		"transit.devices.create"},
 	Auditor: {},
