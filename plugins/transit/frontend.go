@@ -71,7 +71,9 @@ type Health struct {
 	Listen          string `json:"listen"`
 	DenylistVersion int64  `json:"denylist_version"`
 	DenylistSize    int    `json:"denylist_size"`
-	Message         string `json:"message,omitempty"`
+	// Code is "unavailable" when not serving, as in an ErrorBody.
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 func (st *state) routes() http.Handler {
@@ -316,7 +318,7 @@ func (st *state) health(w http.ResponseWriter, _ *http.Request, _ string) {
 	v, n, loaded := st.deny.state()
 	h := Health{Status: "serving", Listen: st.ln.Addr().String(), DenylistVersion: v, DenylistSize: n}
 	if !loaded {
-		h.Status, h.Message = "not_serving", "no deny list from the hub yet"
+		h.Status, h.Code, h.Message = "not_serving", sdk.CodeUnavailable, "no deny list from the hub yet"
 		writeJSON(w, http.StatusServiceUnavailable, h)
 		return
 	}

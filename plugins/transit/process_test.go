@@ -1,0 +1,182 @@
+package transit_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/citycard/citycard/conformance"
+	"github.com/citycard/citycard/plugins/transit"
+	"github.com/citycard/citycard/plugins/transit/sim"
+	"github.com/citycard/citycard/sdk"
+)
+
+// pluginBinary builds citycard-plugin-transit once per test run and
+// returns its path and SHA-256 sum.
+func pluginBinary(t *testing.T) (string, []byte) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the plugin binary")
+	}
+	built.once.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			built.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "citycard-transit-test-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir = dir
+		built.path = filepath.Join(dir, "citycard-plugin-transit")
+		if out, err := exec.Command(goTool, "build", "-o", built.path, "./cmd/citycard-plugin-transit").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		raw, err := os.ReadFile(built.path)
+		if err != nil {
+			built.err = err
+			return
+		}
+		sum := sha256.Sum256(raw)
+		built.sum = sum[:]
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path, built.sum
+}
+
+var built struct {
+	once      sync.Once
+	dir, path string
+	sum       []byte
+	err       error
+}
+
+// TestProcess runs the plugin binary as the hub's plugin host does
+// (checksum, AutoMTLS, gRPC), finds its front end through transit.status.v1
+// and has a validator tap online and upload through it.
+func TestProcess(t *testing.T) {
+	bin, sum := pluginBinary(t)
+	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
+	defer pc.Kill()
+	c, err := sdk.Dispense(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := c.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != transit.Name || len(d.Handles) != 2 || len(d.Sends) != 3 {
+		t.Fatalf("descriptor = %+v", d)
+	}
+	hub := newHubDouble()
+	hub.deny([]string{carol}, nil)
+	if err := c.Configure(ctx, nil, hub.fake); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(ctx); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+	replies, err := c.Handle(ctx, sdk.Message{Type: transit.TypeStatusQuery, Payload: json.RawMessage(`{}`)})
+	var s transit.Status
+	if err != nil || len(replies) != 1 || json.Unmarshal(replies[0].Payload, &s) != nil || s.Listen == "" || s.DenylistVersion != 1 {
+		t.Fatalf("status: %+v %v", replies, err)
+	}
+
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	dev := sim.Device{ID: "BUS-0100", Operator: "city-bus", Mode: "bus", Route: "15"}
+	key, _ := hub.register(ctx, dev)
+	v, err := sim.NewValidator(sim.Config{Device: dev, Key: key, Client: sim.NewClient("http://"+s.Listen, &http.Client{Transport: tr})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.PollDenylist(ctx, 0); err != nil || !v.Denied(carol) {
+		t.Fatalf("deny list: %v", err)
+	}
+	if d := v.Tap(ctx, alice); !d.Online || d.Result.Status != sim.Charged {
+		t.Fatalf("online: %+v", d)
+	}
+	v.SetOffline(true)
+	v.Tap(ctx, bob)
+	v.SetOffline(false)
+	if n, err := v.Upload(ctx); n != 1 || err != nil {
+		t.Fatalf("upload: %d %v", n, err)
+	}
+	if err := v.Check(); err != nil {
+		t.Error(err)
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
+
+// TestConformance proves the plugin binary with the conformance kit, as a
+// partner proves theirs.
+func TestConformance(t *testing.T) {
+	bin, _ := pluginBinary(t)
+	mustJSON := func(v any) json.RawMessage {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	f := &conformance.File{
+		// No refresh during the run: every call the plugin makes to the
+		// stand-in hub is then one a message asked for.
+		Config: mustJSON(map[string]any{"listen": "127.0.0.1:0", "denylist_refresh_ms": 3600000}),
+		Samples: []conformance.Sample{
+			// Ahead of the hub's version 3, so each delivery asks the hub.
+			{Type: transit.TypeDenylistChanged, Payload: mustJSON(map[string]any{"version": 5})},
+			{Type: transit.TypeStatusQuery, Payload: mustJSON(map[string]any{})},
+		},
+		Hub: conformance.HubAnswers{Queries: []conformance.QueryAnswer{
+			{Kind: sdk.QueryDenylistVersion, Answer: mustJSON(map[string]any{"version": 3, "size": 1})},
+			{Kind: "denylist", Answer: mustJSON(map[string]any{"version": 3, "full": true, "cards": []string{carol}})},
+		}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := conformance.Run(ctx, conformance.Options{Binary: bin, File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	_ = r.WriteTable(&table)
+	t.Logf("conformance of the transit plugin:\n%s", table.String())
+	// CI keeps the JUnit report of every reference plugin.
+	if dir := os.Getenv("CITYCARD_CONFORMANCE_OUT"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, "transit.xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WriteJUnit(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !r.OK() || r.Count(conformance.Fail)+r.Count(conformance.Error) > 0 {
+		t.Errorf("the plugin does not conform:\n%s", table.String())
+	}
+}
