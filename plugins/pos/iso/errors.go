@@ -99,5 +99,6 @@ func ResponseCode(err error) string {
 }
 
 // sensitiveFields never have their content, nor library text about it, in
-// an error: card number, expiry, track data, PIN block, chip data, keys.
-var sensitiveFields = map[int]bool{2: true, 14: true, 35: true, 36: true, 45: true, 52: true, 55: true, 62: true}
+// an error: card number, expiry, track data, batch upload entries (which
+// hold card numbers), PIN block, chip data, keys.
+var sensitiveFields = map[int]bool{2: true, 14: true, 35: true, 36: true, 45: true, 48: true, 52: true, 55: true, 62: true}
