@@ -13,15 +13,15 @@ type Track2 struct {
 	PAN           PAN
 	Expiry        Expiry
 	ServiceCode   ServiceCode
-	Discretionary discretionary
+	Discretionary DiscretionaryData
 }
 
-// discretionary data may hold a PIN verification value or CVV, so it formats
-// as its length only.
-type discretionary struct{ p *string }
+// DiscretionaryData is the issuer's part of track 2. It may hold a PIN
+// verification value or a CVV, so it formats as its length only.
+type DiscretionaryData struct{ p *string }
 
 // Reveal returns the clear discretionary data.
-func (d discretionary) Reveal() string {
+func (d DiscretionaryData) Reveal() string {
 	if d.p == nil {
 		return ""
 	}
@@ -29,10 +29,10 @@ func (d discretionary) Reveal() string {
 }
 
 // String gives the length only.
-func (d discretionary) String() string { return fmt.Sprintf("[%d digits]", len(d.Reveal())) }
+func (d DiscretionaryData) String() string { return fmt.Sprintf("[%d digits]", len(d.Reveal())) }
 
 // Format gives the length only, for every verb.
-func (d discretionary) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
+func (d DiscretionaryData) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
 
 // maxTrack2 is the ISO 7813 limit on track 2 characters between the sentinels.
 const maxTrack2 = 37
@@ -78,7 +78,7 @@ func ParseTrack2(s string) (Track2, error) {
 		return Track2{}, newErr(op, ErrInvalidTrack2, "service code: "+kindText(err))
 	}
 	disc := rest[7:]
-	return Track2{PAN: pan, Expiry: exp, ServiceCode: sc, Discretionary: discretionary{p: &disc}}, nil
+	return Track2{PAN: pan, Expiry: exp, ServiceCode: sc, Discretionary: DiscretionaryData{p: &disc}}, nil
 }
 
 // kindText gives the safe description of one of this package's errors.
