@@ -198,16 +198,12 @@ func (p *Plugin) Configure(ctx context.Context, raw json.RawMessage, hub sdk.Hub
 	st.batcher = newBatcher(st, set.batchWindow, set.batchSize, set.maxInFlight)
 	st.srv = &http.Server{Handler: st.routes(), ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog: slog.NewLogLogger(st.log.Handler(), slog.LevelWarn)}
-	st.work.Add(2)
+	st.work.Add(1)
 	go func() {
 		defer st.work.Done()
 		if err := st.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			st.log.Error("validator front end stopped", "err", err)
 		}
-	}()
-	go func() {
-		defer st.work.Done()
-		st.refresher()
 	}()
 	st.log.Info("validator front end listening", "online_deadline_ms", set.onlineDeadline.Milliseconds(),
 		"batch_window_ms", set.batchWindow.Milliseconds(), "batch_size", set.batchSize, "max_in_flight", set.maxInFlight,
@@ -218,6 +214,13 @@ func (p *Plugin) Configure(ctx context.Context, raw json.RawMessage, hub sdk.Hub
 	if err := st.refreshDenylist(fctx, -1); err != nil {
 		st.log.Warn("no deny list from the hub yet; the front end serves taps and keeps asking", "err", err)
 	}
+	// Started only now, so that its first call is a refresh interval away
+	// (or a second, without a list) rather than racing the fetch above.
+	st.work.Add(1)
+	go func() {
+		defer st.work.Done()
+		st.refresher()
+	}()
 	p.mu.Lock()
 	p.st = st
 	p.mu.Unlock()
