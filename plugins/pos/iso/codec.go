@@ -206,12 +206,20 @@ func (RequestIDs) GenerateRequestID(m *iso8583.Message) (string, error) {
 	if m == nil {
 		return "", fmt.Errorf("iso: request id: no message")
 	}
-	stan, _ := m.GetString(FieldSTAN)
-	tid, _ := m.GetString(FieldTerminalID)
-	if stan == "" || !isSet(m, FieldSTAN) {
+	present := m.GetFields()
+	stanField, ok1 := present[FieldSTAN]
+	tidField, ok2 := present[FieldTerminalID]
+	var stan, tid string
+	if ok1 {
+		stan, _ = stanField.String()
+	}
+	if ok2 {
+		tid, _ = tidField.String()
+	}
+	if stan == "" {
 		return "", fmt.Errorf("iso: request id: STAN (field 11) missing")
 	}
-	if tid == "" || !isSet(m, FieldTerminalID) {
+	if tid == "" {
 		return "", fmt.Errorf("iso: request id: terminal id (field 41) missing")
 	}
 	return tid + "/" + stan, nil

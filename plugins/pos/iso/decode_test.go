@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -57,11 +58,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"field cut short", frameOf(body(t, "0800", netBitmap, "000001"+"31303030")), ErrField, 41},
 		{"BCD field not BCD", frameOf(body(t, "0800", netBitmap, "00A001"+"3130303030303031")), ErrField, 11},
 		{"PAN too long", frameOf(body(t, "0200", "4020000000800000", "25"+panDigits+"0"+"000001"+"3130303030303031")), ErrField, 2},
-		{"PAN filled with F", frameOf(body(t, "0200", "4020000000800000", "19"+"622202123456789012"+"8F"+"000001"+"3130303030303031")), ErrNonCanonical, -1},
+		{"PAN filled with F", frameOf(body(t, "0200", "4020000000800000", "19"+"622202123456789012"+"8F"+"000001"+"3130303030303031")), ErrField, 2},
 		{"PAN not BCD", frameOf(body(t, "0200", "4020000000800000", "19"+"6222021234567890A2"+"80"+"000001"+"3130303030303031")), ErrField, 2},
 		{"track 2 bad nibble", frameOf(body(t, "0200", "0020000020800000", "000001"+"25"+panDigits+"E"+"28121"+"0"+"3130303030303031")), ErrField, 35},
 		{"trailing bytes after last field", frameOf(append(body(t, "0800", netBitmap, netFields), 0x00)), ErrNonCanonical, -1},
-		{"non-zero pad digit", frameOf(body(t, "0200", "0020040000800000", "000001"+"0215"+"3130303030303031")), ErrNonCanonical, -1},
+		{"non-zero pad digit", frameOf(body(t, "0200", "0020040000800000", "000001"+"0215"+"3130303030303031")), ErrField, 22},
+		{"length prefix not BCD", frameOf(body(t, "0200", "4020000000800000", "1A"+"622202123456789012"+"80"+"000001"+"3130303030303031")), ErrField, 2},
 		{"empty secondary bitmap", frameOf(body(t, "0800", "8020000000800000"+"0000000000000000", netFields)), ErrNonCanonical, -1},
 	}
 	for _, tc := range cases {
@@ -181,3 +183,57 @@ func TestRequestIDs(t *testing.T) {
 		t.Fatal("nil message")
 	}
 }
+
+func TestBCDEncoding(t *testing.T) {
+	for _, tc := range []struct {
+		enc   bcdEncoding
+		value string
+		hex   string
+	}{
+		{bcdEncoding{}, "123", "0123"},
+		{bcdEncoding{}, "1234", "1234"},
+		{bcdEncoding{left: true}, "123", "1230"},
+		{bcdEncoding{left: true}, "", ""},
+		{bcdEncoding{}, "0", "00"},
+	} {
+		b, err := tc.enc.Encode([]byte(tc.value))
+		if err != nil || strings.ToUpper(hexString(b)) != tc.hex {
+			t.Errorf("Encode(%q, left=%v) = %X, %v; want %s", tc.value, tc.enc.left, b, err, tc.hex)
+		}
+		v, n, err := tc.enc.Decode(append(b, 0x99), len(tc.value))
+		if err != nil || string(v) != tc.value || n != len(b) {
+			t.Errorf("Decode(%X) = %q, %d, %v", b, v, n, err)
+		}
+	}
+	if _, err := (bcdEncoding{}).Encode([]byte("12a")); !errors.Is(err, ErrInvalidValue) {
+		t.Errorf("non-digit encoded: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		enc bcdEncoding
+		b   []byte
+		n   int
+	}{
+		"short":            {bcdEncoding{}, []byte{0x12}, 4},
+		"negative":         {bcdEncoding{}, []byte{0x12}, -1},
+		"hex nibble":       {bcdEncoding{}, []byte{0x1A}, 2},
+		"right pad":        {bcdEncoding{}, []byte{0x11, 0x23}, 3},
+		"left pad":         {bcdEncoding{left: true}, []byte{0x12, 0x31}, 3},
+		"filler F (left)":  {bcdEncoding{left: true}, []byte{0x12, 0x3F}, 3},
+		"filler F (right)": {bcdEncoding{}, []byte{0xF1, 0x23}, 3},
+	} {
+		if _, _, err := tc.enc.Decode(tc.b, tc.n); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	if _, err := bcdLL.EncodeLength(19, 20); err == nil {
+		t.Error("length above maximum encoded")
+	}
+	if _, _, err := bcdLLL.DecodeLength(999, []byte{0x01}); err == nil {
+		t.Error("short LLL prefix decoded")
+	}
+	if bcdLLL.Inspect() != "BCD.LLL" {
+		t.Error(bcdLLL.Inspect())
+	}
+}
+
+func hexString(b []byte) string { return fmt.Sprintf("%x", b) }

@@ -3,6 +3,7 @@ package iso
 import (
 	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/moov-io/iso8583"
+	"github.com/moov-io/iso8583/field"
 )
 
 // MACAlgorithm selects how field 64 is computed.
@@ -28,15 +29,12 @@ func (a MACAlgorithm) String() string {
 }
 
 // macField is 128 when the message has secondary-bitmap fields, else 64:
-// the MAC is always the last field.
-func macField(m *iso8583.Message) int {
-	for id := range m.GetFields() {
-		if id > 64 && id != FieldMAC2 {
+// the MAC is always the last field. present is m.GetFields().
+func macField(present map[int]field.Field) int {
+	for id := range present {
+		if id > 64 {
 			return FieldMAC2
 		}
-	}
-	if isSet(m, FieldMAC2) {
-		return FieldMAC2
 	}
 	return FieldMAC
 }
@@ -44,11 +42,16 @@ func macField(m *iso8583.Message) int {
 // MACData returns the bytes the MAC covers: the message from the MTI up to,
 // not including, the MAC field. The MAC field must be set (to anything).
 func MACData(m *iso8583.Message) ([]byte, error) {
-	mti, _ := m.GetMTI()
-	id := macField(m)
-	if !isSet(m, id) {
+	present := m.GetFields()
+	if _, ok := present[macField(present)]; !ok {
+		mti, _ := m.GetMTI()
 		return nil, &MACError{Kind: ErrMACMissing, MTI: mti}
 	}
+	return macData(m)
+}
+
+// macData packs m, whose MAC field is set, and cuts out the MAC input.
+func macData(m *iso8583.Message) ([]byte, error) {
 	packed, err := Encode(m)
 	if err != nil {
 		return nil, err
@@ -69,11 +72,11 @@ func computeMAC(alg MACAlgorithm, key cardcrypto.Key, data []byte) ([]byte, erro
 
 // SetMAC computes the MAC of m under the MAC key and sets field 64 (or 128).
 func SetMAC(m *iso8583.Message, alg MACAlgorithm, key cardcrypto.Key) error {
-	id := macField(m)
+	id := macField(m.GetFields())
 	if err := m.BinaryField(id, make([]byte, 8)); err != nil {
 		return err
 	}
-	data, err := MACData(m)
+	data, err := macData(m)
 	if err != nil {
 		return err
 	}
@@ -90,15 +93,16 @@ func SetMAC(m *iso8583.Message, alg MACAlgorithm, key cardcrypto.Key) error {
 // exactly the bytes received, so the MAC covers what the sender sent.
 func VerifyMAC(m *iso8583.Message, alg MACAlgorithm, key cardcrypto.Key) error {
 	mti, _ := m.GetMTI()
-	id := macField(m)
-	if !isSet(m, id) {
+	present := m.GetFields()
+	id := macField(present)
+	if _, ok := present[id]; !ok {
 		return &MACError{Kind: ErrMACMissing, MTI: mti}
 	}
 	got, err := m.GetBytes(id)
 	if err != nil {
 		return err
 	}
-	data, err := MACData(m)
+	data, err := macData(m)
 	if err != nil {
 		return err
 	}

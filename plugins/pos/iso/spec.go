@@ -47,15 +47,15 @@ const (
 )
 
 func bcd(n int, desc string) *field.String {
-	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: encoding.BCD, Pref: prefix.BCD.Fixed})
+	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: bcdRight, Pref: prefix.BCD.Fixed})
 }
 
 func lbcd(n int, desc string) *field.String {
-	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: encoding.LBCD, Pref: prefix.BCD.Fixed})
+	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: bcdLeft, Pref: prefix.BCD.Fixed})
 }
 
 func lbcdVar(pref prefix.Prefixer, max int, desc string) *field.String {
-	return field.NewString(&field.Spec{Length: max, Description: desc, Enc: encoding.LBCD, Pref: pref})
+	return field.NewString(&field.Spec{Length: max, Description: desc, Enc: bcdLeft, Pref: pref})
 }
 
 func track(pref prefix.Prefixer, max int, desc string) *field.String {
@@ -75,7 +75,7 @@ func bin(n int, desc string) *field.Binary {
 }
 
 func binVar(max int, desc string) *field.Binary {
-	return field.NewBinary(&field.Spec{Length: max, Description: desc, Enc: encoding.Binary, Pref: prefix.BCD.LLL})
+	return field.NewBinary(&field.Spec{Length: max, Description: desc, Enc: encoding.Binary, Pref: bcdLLL})
 }
 
 // Spec is the UnionPay-POS-style message spec. Field 0 is an MTIField
@@ -90,7 +90,7 @@ var Spec = &iso8583.MessageSpec{
 		0: newMTIField(&field.Spec{Length: 4, Description: "TPDU, header and message type identifier"}),
 		1: field.NewBitmap(&field.Spec{Length: 8, Description: "Bitmap", Enc: encoding.Binary, Pref: prefix.Binary.Fixed}),
 
-		FieldPAN:             lbcdVar(prefix.BCD.LL, 19, "Primary account number"),
+		FieldPAN:             lbcdVar(bcdLL, 19, "Primary account number"),
 		FieldProcessingCode:  bcd(6, "Processing code"),
 		FieldAmount:          bcd(12, "Amount, transaction"),
 		FieldSTAN:            bcd(6, "System trace audit number"),
@@ -102,28 +102,28 @@ var Spec = &iso8583.MessageSpec{
 		FieldCardSequence:    bcd(3, "Card sequence number"),
 		FieldConditionCode:   bcd(2, "Point of service condition code"),
 		FieldPINCaptureCode:  bcd(2, "Point of service PIN capture code"),
-		FieldAcquirerID:      lbcdVar(prefix.BCD.LL, 11, "Acquiring institution identification code"),
-		FieldTrack2:          track(prefix.BCD.LL, 37, "Track 2 data"),
-		FieldTrack3:          track(prefix.BCD.LLL, 104, "Track 3 data"),
+		FieldAcquirerID:      lbcdVar(bcdLL, 11, "Acquiring institution identification code"),
+		FieldTrack2:          track(bcdLL, 37, "Track 2 data"),
+		FieldTrack3:          track(bcdLLL, 104, "Track 3 data"),
 		FieldRRN:             ascii(12, "Retrieval reference number"),
 		FieldAuthCode:        ascii(6, "Authorization identification response"),
 		FieldResponseCode:    ascii(2, "Response code"),
 		FieldTerminalID:      ascii(8, "Card acceptor terminal identification"),
 		FieldMerchantID:      ascii(15, "Card acceptor identification code"),
-		FieldAdditionalResp:  asciiVar(prefix.BCD.LL, 25, "Additional response data"),
-		FieldAdditionalData:  lbcdVar(prefix.BCD.LLL, 322, "Additional data, private"),
+		FieldAdditionalResp:  asciiVar(bcdLL, 25, "Additional response data"),
+		FieldAdditionalData:  lbcdVar(bcdLLL, 322, "Additional data, private"),
 		FieldCurrency:        ascii(3, "Currency code, transaction"),
 		FieldPINBlock:        bin(8, "PIN data"),
 		FieldSecurityControl: bcd(16, "Security related control information"),
-		FieldBalance:         asciiVar(prefix.BCD.LLL, 20, "Balance amount"),
+		FieldBalance:         asciiVar(bcdLLL, 20, "Balance amount"),
 		FieldICC:             binVar(255, "ICC system related data"),
-		FieldEWallet:         asciiVar(prefix.BCD.LLL, 100, "PBOC electronic wallet data"),
-		FieldReserved60:      lbcdVar(prefix.BCD.LLL, 100, "Reserved private: message type code, batch number, network management code"),
-		FieldOriginal:        lbcdVar(prefix.BCD.LLL, 29, "Original message: batch, STAN, date"),
+		FieldEWallet:         asciiVar(bcdLLL, 100, "PBOC electronic wallet data"),
+		FieldReserved60:      lbcdVar(bcdLLL, 100, "Reserved private: message type code, batch number, network management code"),
+		FieldOriginal:        lbcdVar(bcdLLL, 29, "Original message: batch, STAN, date"),
 		FieldReserved62:      binVar(512, "Reserved private: working keys, terminal data"),
-		FieldReserved63:      asciiVar(prefix.BCD.LLL, 163, "Reserved private: card organisation, operator"),
+		FieldReserved63:      asciiVar(bcdLLL, 163, "Reserved private: card organisation, operator"),
 		FieldMAC:             bin(8, "Message authentication code"),
-		FieldReceivingInst:   lbcdVar(prefix.BCD.LL, 11, "Receiving institution identification code"),
+		FieldReceivingInst:   lbcdVar(bcdLL, 11, "Receiving institution identification code"),
 		FieldMAC2:            bin(8, "Message authentication code (secondary bitmap)"),
 	},
 }
