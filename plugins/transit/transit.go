@@ -196,7 +196,7 @@ func (p *Plugin) Configure(ctx context.Context, raw json.RawMessage, hub sdk.Hub
 	st.log = p.log.With("listen", ln.Addr().String())
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.batcher = newBatcher(st, set.batchWindow, set.batchSize, set.maxInFlight)
-	st.srv = &http.Server{Handler: st.routes(), ReadHeaderTimeout: 5 * time.Second,
+	st.srv = &http.Server{Handler: st.routes(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(st.log.Handler(), slog.LevelWarn)}
 	st.work.Add(1)
 	go func() {
