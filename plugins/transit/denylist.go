@@ -52,13 +52,19 @@ func (d *denylist) wait() <-chan struct{} {
 	return d.changed
 }
 
-// replace installs a full list at version. It forgets the history: the
-// hub's full answer does not say what changed.
+// replace installs a full list at version, remembering what changed since
+// the list held. A version below the one held means the hub's list was
+// reset (restored from a backup, say): the plugin follows the hub, and a
+// validator ahead of it gets the full list.
 func (d *denylist) replace(version int64, cards []string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.loaded && version <= d.version {
+	if d.loaded && version == d.version {
 		return false
+	}
+	if version < d.version {
+		d.history, d.touched = nil, 0
+		d.loaded = false
 	}
 	set := make(map[string]struct{}, len(cards))
 	for _, c := range cards {

@@ -79,8 +79,12 @@ func (st *state) refreshDenylist(ctx context.Context, target int64) error {
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return sdk.Errorf(sdk.CodeInternal, "the hub's deny list version is not understood: %v", err)
 		}
-		if v.Version <= cur {
+		switch {
+		case v.Version == cur:
 			return nil
+		case v.Version < cur:
+			st.log.Warn("the hub's deny list is at an earlier version than the plugin's: reloading it", "hub", v.Version, "held", cur)
+			return st.fetchFull(ctx)
 		}
 	}
 	raw, err := st.hub.Query(ctx, queryDenylist, sincePrefix+strconv.FormatInt(cur, 10))
@@ -92,6 +96,8 @@ func (st *state) refreshDenylist(ctx context.Context, target int64) error {
 		return sdk.Errorf(sdk.CodeInternal, "the hub's deny list change is not understood: %v", err)
 	}
 	switch {
+	case d.Version < cur:
+		return st.fetchFull(ctx)
 	case d.Full || d.Since == nil:
 		if st.deny.replace(d.Version, d.Cards) {
 			st.log.Info("deny list replaced", "version", d.Version, "size", len(d.Cards), "from", cur)

@@ -394,6 +394,40 @@ func TestNotServingWithoutDenylist(t *testing.T) {
 	}
 }
 
+// TestDenylistReset follows a hub whose deny list went back to an earlier
+// version, as after a restore: the hub's list is the truth.
+func TestDenylistReset(t *testing.T) {
+	f := start(t, map[string]any{"denylist_refresh_ms": 1000})
+	for range 3 {
+		f.hub.deny([]string{carol}, nil)
+	}
+	changed, err := f.h.Handle(plugintest.NewMessage(transit.TypeDenylistChanged, map[string]any{"version": 3}))
+	if err != nil || !strings.Contains(string(changed[0].Payload), `"version":3`) {
+		t.Fatalf("%v %v", changed, err)
+	}
+	f.hub.fake.SetQuery(sdk.QueryDenylistVersion, "", map[string]any{"version": 1, "size": 1})
+	f.hub.fake.SetQuery("denylist", "", map[string]any{"version": 1, "cards": []string{bob}})
+	c := f.client(t)
+	ctx := ctxFor(t, 10*time.Second)
+	for {
+		d, err := c.Denylist(ctx, 3, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Version == 1 {
+			if !d.Full || strings.Join(d.Cards, ",") != bob {
+				t.Errorf("after the reset: %+v", d)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the plugin did not follow the hub's reset")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func TestConfiguration(t *testing.T) {
 	h := plugintest.Start(t, transit.New(transit.WithLogger(testLog())))
 	for _, c := range []struct {
