@@ -11,13 +11,22 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/plugins/demo"
+	"github.com/citycard/citycard/plugins/transit"
 	"github.com/citycard/citycard/plugins/utilities"
 	"github.com/citycard/citycard/sdk"
 )
 
 // bundles are the reference plugins shipped inside the citycard binary, in
 // the order the demo runs them.
-var bundles = []func() demo.Bundle{utilities.Bundle}
+var bundles = []func() demo.Bundle{transitBundle, utilities.Bundle}
+
+// transitBundle is the transit plugin with its demo flows, which need the
+// hub's transit service.
+func transitBundle() demo.Bundle {
+	b := transit.Bundle()
+	b.Flows = transit.Flows()
+	return b
+}
 
 // bundle returns the bundled plugin named name.
 func bundle(name string) (demo.Bundle, bool) {
