@@ -40,7 +40,7 @@ type front struct {
 
 // start configures a plugin against a new hubDouble; cfg overrides the
 // test defaults.
-func start(t *testing.T, cfg map[string]any) *front {
+func start(t testing.TB, cfg map[string]any) *front {
 	t.Helper()
 	hub := newHubDouble()
 	p := transit.New(transit.WithLogger(testLog()))
@@ -54,7 +54,7 @@ func start(t *testing.T, cfg map[string]any) *front {
 }
 
 // client returns a protocol client whose connections close with the test.
-func (f *front) client(t *testing.T) *sim.Client {
+func (f *front) client(t testing.TB) *sim.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: 512}
 	t.Cleanup(tr.CloseIdleConnections)
 	return sim.NewClient(f.base, &http.Client{Transport: tr})
