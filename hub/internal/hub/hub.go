@@ -154,7 +154,8 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 		return nil, fmt.Errorf("hub: start ledger: %w", err)
 	}
 	svc := cards.New(eng, cat, cfg.Cards)
-	tr, err := transit.New(eng, cat, transit.Options{Logger: cfg.Logger, Now: cfg.Ledger.Now})
+	tr, err := transit.New(eng, cat, transit.Options{Logger: cfg.Logger, Now: cfg.Ledger.Now,
+		IssuerPrefix: cfg.Cards.IssuerPrefix})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("hub: %w", err), eng.Close())
 	}

@@ -172,6 +172,13 @@ func TestTransitTaps(t *testing.T) {
 			t.Fatalf("lost card online, offline: %+v", r.Results)
 		}
 
+		// A bank card held to the validator is declined as not taken on
+		// transit; an unknown city card as not found.
+		r = post(v.tap("6222020000000000001", now.Add(4*time.Hour), false), v.tap("3100990000099999", now.Add(4*time.Hour), false))
+		if r.Results[0].Reason != "channel_not_allowed" || r.Results[1].Reason != "card_not_found" {
+			t.Fatalf("bank card, unknown city card: %+v", r.Results)
+		}
+
 		// One batch of three riders: one fares transfer, the merchant
 		// credited once with the sum.
 		r = post(v.tap(rich, now.Add(5*time.Hour), true), v.tap(poor, now.Add(5*time.Hour), true), v.tap(lost, now.Add(5*time.Hour), true))

@@ -21,9 +21,11 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/citycard/citycard/hub/internal/cardno"
 	"github.com/citycard/citycard/hub/internal/cards"
 	"github.com/citycard/citycard/hub/internal/catalog"
 	"github.com/citycard/citycard/hub/internal/fares"
@@ -60,6 +62,10 @@ type Options struct {
 	MaxSkew time.Duration
 	Now     func() time.Time
 	Logger  *slog.Logger
+	// IssuerPrefix starts the city's card numbers (default
+	// cardno.DefaultPrefix): a number without it is a bank card, which a
+	// validator does not take.
+	IssuerPrefix string
 }
 
 // Service is the transit service.
@@ -106,6 +112,9 @@ func New(eng *ledger.Engine, cat *catalog.Catalog, opts Options) (*Service, erro
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.IssuerPrefix == "" {
+		opts.IssuerPrefix = cardno.DefaultPrefix
 	}
 	pol, ok := cat.Policy(Channel)
 	if !ok || len(pol.Purses) == 0 {
@@ -396,6 +405,11 @@ func (o *tapsOp) tap(tx *ledger.Tx, t tap.Tap, r *TapResult, held map[string]int
 	}
 	card, ok := tx.Card(t.Card)
 	if !ok {
+		if !strings.HasPrefix(t.Card, s.opts.IssuerPrefix) {
+			// A bank card held to a validator: transit takes the city card
+			// only.
+			return decline(store.TapDeclined, fault.ChannelNotAllowed)
+		}
 		return decline(store.TapDeclined, fault.CardNotFound)
 	}
 	p, ok := s.cat.Product(card.Product)
