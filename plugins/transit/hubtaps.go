@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
 
@@ -30,9 +31,9 @@ var tapField = regexp.MustCompile(`^(?:/([0-9]+))?/payload/taps/([0-9]+)(/.*)?$`
 // maxTapsPerMessage taps: one Submit, or one SubmitBatch when there are
 // several. A tap that breaks the message schema is answered refused on its
 // own and the rest are sent again, so one bad tap never sinks the others.
-// A message the hub refuses on its own leaves its taps StatusRetry (or
-// StatusRefused, when the refusal is final). The error is for a call that
-// failed as a whole: nothing was answered, and the caller keeps the taps.
+// A message the hub refuses as a whole leaves its taps StatusRetry. The
+// error is for a call that failed as a whole: nothing was answered, and
+// the validators keep the taps.
 func (st *state) sendTaps(ctx context.Context, taps []tap.Tap, correlation, path string) (sent, error) {
 	out := sent{results: make([]TapResult, len(taps))}
 	todo := make([]int, len(taps)) // indices into taps still to send
@@ -83,14 +84,17 @@ func (st *state) sendTaps(ctx context.Context, taps []tap.Tap, correlation, path
 					again = append(again, without(c, i)...)
 					continue
 				}
-				st.log.Warn("the hub refused a taps message", "correlation_id", correlation, "message_id", msgs[k].ID,
-					"taps", len(c), "code", r.Error.Code, "err", r.Error.Message)
-				status := StatusRetry
-				if !r.Error.Retryable && r.Error.Code != sdk.CodeInternal {
-					status = StatusRefused
+				// The taps stay with their validators either way: a refusal
+				// that will not pass by itself needs an operator, not a
+				// dropped fare.
+				level := slog.LevelWarn
+				if !r.Error.Retryable {
+					level = slog.LevelError
 				}
+				st.log.Log(ctx, level, "the hub refused a taps message; its taps are answered retry", "correlation_id", correlation,
+					"message_id", msgs[k].ID, "taps", len(c), "code", r.Error.Code, "err", r.Error.Message)
 				for _, i := range c {
-					out.results[i] = TapResult{Device: taps[i].Device, Seq: taps[i].Seq, Status: status, Reason: r.Error.Code}
+					out.results[i] = TapResult{Device: taps[i].Device, Seq: taps[i].Seq, Status: StatusRetry, Reason: r.Error.Code}
 				}
 				continue
 			}

@@ -268,17 +268,48 @@ func TestLargeUploadIsSplit(t *testing.T) {
 	for i := range taps {
 		taps[i] = signed(t, key, "METRO-0001", int64(i+1), fmt.Sprintf("31009900%08d", i), true)
 	}
-	a, err := f.client(t).Upload(ctx, taps)
+	// The hub refuses the second message of the batch as a whole: its taps
+	// are answered retry, the others charged.
+	f.hub.fake.RespondWith(func(m sdk.Message) (json.RawMessage, error) {
+		if strings.HasPrefix(m.IdempotencyKey, "taps:METRO-0001:1001:") {
+			return nil, &sdk.Error{Code: "internal", Message: "the fare tables are being reloaded"}
+		}
+		return f.hub.respond(m)
+	})
+	c := f.client(t)
+	a, err := c.Upload(ctx, taps)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, r := range a.Results {
-		if r.Status != sim.Charged || r.Seq != int64(i+1) {
-			t.Fatalf("tap %d: %+v", i+1, r)
+		want := sim.Charged
+		if i >= 1000 && i < 2000 {
+			want = sim.Retry
+		}
+		if r.Status != want || r.Seq != int64(i+1) {
+			t.Fatalf("tap %d: %+v, want %s", i+1, r, want)
+		}
+	}
+	if n := f.hub.count("upload"); n != 2 {
+		t.Errorf("the hub applied %d messages, want 2", n)
+	}
+	// Uploaded again: the retried taps are charged, the rest duplicates.
+	f.hub.fake.RespondWith(f.hub.respond)
+	a, err = c.Upload(ctx, taps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range a.Results {
+		want := sim.Duplicate
+		if i >= 1000 && i < 2000 {
+			want = sim.Charged
+		}
+		if r.Status != want {
+			t.Fatalf("again, tap %d: %+v, want %s", i+1, r, want)
 		}
 	}
 	if n := f.hub.count("upload"); n != 3 {
-		t.Errorf("2,500 taps went to the hub in %d messages, want 3", n)
+		t.Errorf("the hub applied %d messages, want 3", n)
 	}
 }
 
