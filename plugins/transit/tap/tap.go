@@ -114,8 +114,8 @@ func Verify(key []byte, t Tap) bool {
 func Check(t Tap) (field string, err error) {
 	bad := func(f, msg string) (string, error) { return f, errors.New(msg) }
 	switch {
-	case t.Device == "" || len(t.Device) > 64 || strings.ContainsAny(t.Device, "| \t\r\n"):
-		return bad("device", "device must be 1 to 64 printable characters without spaces or '|'")
+	case t.Device == "" || len(t.Device) > 64 || !printable(t.Device, false):
+		return bad("device", "device must be 1 to 64 printable ASCII characters without spaces or '|'")
 	case t.Seq < 1:
 		return bad("seq", "seq must be 1 or more")
 	case len(t.Card) < 12 || len(t.Card) > 19 || strings.Trim(t.Card, "0123456789") != "":
@@ -124,12 +124,26 @@ func Check(t Tap) (field string, err error) {
 		return bad("at", "at is required")
 	case t.Kind != On && t.Kind != Off:
 		return bad("kind", `kind must be "on" or "off"`)
-	case t.Route == "" || len(t.Route) > 32 || strings.Contains(t.Route, "|"):
-		return bad("route", "route must be 1 to 32 characters without '|'")
-	case len(t.Stop) > 32 || strings.Contains(t.Stop, "|"):
-		return bad("stop", "stop must be at most 32 characters without '|'")
+	case t.Route == "" || len(t.Route) > 32 || !printable(t.Route, true):
+		return bad("route", "route must be 1 to 32 printable ASCII characters without '|'")
+	case len(t.Stop) > 32 || !printable(t.Stop, true):
+		return bad("stop", "stop must be at most 32 printable ASCII characters without '|'")
 	case len(t.MAC) != MACSize || strings.Trim(strings.ToLower(t.MAC), "0123456789abcdef") != "":
 		return bad("mac", "mac must be 16 hex digits")
 	}
 	return "", nil
+}
+
+// printable reports whether s is printable ASCII without '|' (and without
+// spaces unless spaces is set): the same rule as the schema's patterns in
+// schemas/msg-transit-taps-v1.json, so a tap Check accepts is never refused
+// by the schema and sinks a batch.
+func printable(s string, spaces bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '|' || c > '~' || c < ' ' || (c == ' ' && !spaces) {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package tap
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -68,6 +69,8 @@ func TestCheck(t *testing.T) {
 	good.MAC, _ = Sign(key, good)
 	for field, alter := range map[string]func(*Tap){
 		"device": func(x *Tap) { x.Device = "A|B" },
+		"device ": func(x *Tap) { x.Device = "A\fB" },
+		"device\u00a0": func(x *Tap) { x.Device = "A\u00a0B" },
 		"seq":    func(x *Tap) { x.Seq = 0 },
 		"card":   func(x *Tap) { x.Card = "31009900000000AB" },
 		"at":     func(x *Tap) { x.At = time.Time{} },
@@ -78,7 +81,7 @@ func TestCheck(t *testing.T) {
 	} {
 		x := good
 		alter(&x)
-		if f, err := Check(x); f != field || err == nil {
+		if f, err := Check(x); f != strings.TrimRight(field, " \u00a0") || err == nil {
 			t.Errorf("%s: Check = %q, %v", field, f, err)
 		}
 	}
