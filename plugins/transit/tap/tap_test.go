@@ -68,16 +68,16 @@ func TestCheck(t *testing.T) {
 	good := sample()
 	good.MAC, _ = Sign(key, good)
 	for field, alter := range map[string]func(*Tap){
-		"device": func(x *Tap) { x.Device = "A|B" },
-		"device ": func(x *Tap) { x.Device = "A\fB" },
+		"device":       func(x *Tap) { x.Device = "A|B" },
+		"device ":      func(x *Tap) { x.Device = "A\fB" },
 		"device\u00a0": func(x *Tap) { x.Device = "A\u00a0B" },
-		"seq":    func(x *Tap) { x.Seq = 0 },
-		"card":   func(x *Tap) { x.Card = "31009900000000AB" },
-		"at":     func(x *Tap) { x.At = time.Time{} },
-		"kind":   func(x *Tap) { x.Kind = "in" },
-		"route":  func(x *Tap) { x.Route = "" },
-		"stop":   func(x *Tap) { x.Stop = "a|b" },
-		"mac":    func(x *Tap) { x.MAC = "xyz" },
+		"seq":          func(x *Tap) { x.Seq = 0 },
+		"card":         func(x *Tap) { x.Card = "31009900000000AB" },
+		"at":           func(x *Tap) { x.At = time.Time{} },
+		"kind":         func(x *Tap) { x.Kind = "in" },
+		"route":        func(x *Tap) { x.Route = "" },
+		"stop":         func(x *Tap) { x.Stop = "a|b" },
+		"mac":          func(x *Tap) { x.MAC = "xyz" },
 	} {
 		x := good
 		alter(&x)
