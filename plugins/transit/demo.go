@@ -21,8 +21,8 @@ import (
 // on a free local port, which the flows ask the plugin for
 // (transit.status.query.v1).
 //
-// Its flows (Flows) need the hub's transit service (device registration,
-// pricing, the deny list), so the bundle does not run them yet.
+// Its flows (Flows) use the hub's transit service: device registration,
+// pricing and the deny list.
 func Bundle() demo.Bundle {
 	return demo.Bundle{
 		Name:    Name,
@@ -32,17 +32,19 @@ func Bundle() demo.Bundle {
 			{ID: "M-CITYBUS", Name: "City Bus", MCC: "4131", FeeRateBps: 0},
 			{ID: "M-METRO", Name: "Metro", MCC: "4111", FeeRateBps: 0},
 		},
+		Flows: Flows(),
 	}
 }
 
 // Flows are the transit demo flows: an online tap, an offline batch upload
-// replayed without a second charge, and a lost card reaching the
-// validators' deny list.
+// replayed without a second charge, a lost card reaching the validators'
+// deny list, and offline rides into debt recovered by a top-up.
 func Flows() []demo.Flow {
 	return []demo.Flow{
 		{Name: "transit: online tap", Run: onlineTapFlow},
 		{Name: "transit: offline batch upload", Run: offlineUploadFlow},
 		{Name: "transit: deny list update", Run: denylistFlow},
+		{Name: "transit: offline rides into debt, recovered by a top-up", Run: debtFlow},
 	}
 }
 
@@ -246,4 +248,86 @@ func denylistFlow(ctx context.Context, env demo.Env) error {
 	}
 	env.Logf("a bus validator refuses carol's card from its own list, without asking the hub")
 	return nil
+}
+
+// debtFlow: bob (3.00 on his card) rides a bus twice while its validator is
+// offline. The second fare takes his purse below zero (the first-ride
+// risk), which puts his card on the deny list; his next top-up pays the
+// debt first and takes the card off.
+func debtFlow(ctx context.Context, env demo.Env) error {
+	d := sim.Device{ID: "DEMO-BUS-3", Operator: "city-bus", Mode: "bus", Route: "1"}
+	client, _, err := frontEnd(ctx, env)
+	if err != nil {
+		return err
+	}
+	key, err := registerDevice(ctx, env, d)
+	if err != nil {
+		return err
+	}
+	bob := env.Card("bob")
+	before, err := cardBalance(ctx, env, bob)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	taps := make([]tap.Tap, 2)
+	for i := range taps {
+		taps[i] = tap.Tap{Device: d.ID, Seq: int64(i + 1), Card: bob, At: now.Add(time.Duration(i-2) * 3 * time.Hour),
+			Kind: tap.On, Route: d.Route, Offline: true}
+		if taps[i].MAC, err = tap.Sign(key, taps[i]); err != nil {
+			return err
+		}
+	}
+	up, err := client.Upload(ctx, taps)
+	if err != nil {
+		return fmt.Errorf("uploading bob's offline rides: %w", err)
+	}
+	for i, r := range up.Results {
+		if r.Status != StatusCharged {
+			return fmt.Errorf("bob's offline ride %d was answered %+v", i+1, r)
+		}
+	}
+	owed, err := cardBalance(ctx, env, bob)
+	if err != nil {
+		return err
+	}
+	if owed >= 0 {
+		return fmt.Errorf("bob's card holds %s after two offline rides from %s: no debt", yuan(owed), yuan(before))
+	}
+	if !onDenylist(ctx, env, bob) {
+		return errors.New("bob's card, in debt, is not on the deny list")
+	}
+	env.Logf("bob rides twice offline with %s on his card: it now holds %s and is on the deny list", yuan(before), yuan(owed))
+	if err := env.API(ctx, http.MethodPost, "/v1/cards/"+bob+"/topups",
+		map[string]any{"amount": 1000, "currency": "CNY", "purse": "cash", "method": "cash"}, nil); err != nil {
+		return fmt.Errorf("topping up bob's card: %w", err)
+	}
+	after, err := cardBalance(ctx, env, bob)
+	if err != nil {
+		return err
+	}
+	if after != owed+1000 {
+		return fmt.Errorf("bob's card holds %s after a top-up of 10.00 CNY onto %s", yuan(after), yuan(owed))
+	}
+	if onDenylist(ctx, env, bob) {
+		return errors.New("bob's card is still on the deny list after his debt was paid")
+	}
+	env.Logf("a top-up of 10.00 CNY pays the %s debt first: %s left, and the card is off the deny list", yuan(-owed), yuan(after))
+	return nil
+}
+
+// onDenylist reads the hub's deny list and reports whether card is on it.
+func onDenylist(ctx context.Context, env demo.Env, card string) bool {
+	var list struct {
+		Cards []string `json:"cards"`
+	}
+	if err := env.API(ctx, http.MethodGet, "/v1/transit/denylist", nil, &list); err != nil {
+		return false
+	}
+	for _, c := range list.Cards {
+		if c == card {
+			return true
+		}
+	}
+	return false
 }

@@ -68,6 +68,12 @@ func TestFlows(t *testing.T) {
 	env := &demoEnv{t: t, f: f, cards: map[string]string{"alice": alice, "bob": bob, "carol": carol}}
 	for _, fl := range transit.Flows() {
 		t.Run(fl.Name, func(t *testing.T) {
+			if strings.Contains(fl.Name, "debt") {
+				// Debt, top-ups and the deny list they move are the hub's:
+				// hub/cmd/citycard's TestDemo runs this flow against the
+				// real one.
+				t.Skip("needs the hub's card service")
+			}
 			env.t = t
 			if err := fl.Run(ctxFor(t, 10*time.Second), env); err != nil {
 				t.Fatal(err)
@@ -78,7 +84,7 @@ func TestFlows(t *testing.T) {
 
 func TestBundle(t *testing.T) {
 	b := transit.Bundle()
-	if b.Name != transit.Name || b.Channel != "transit" || b.New == nil || b.Start != nil || len(b.Flows) != 0 {
+	if b.Name != transit.Name || b.Channel != "transit" || b.New == nil || b.Start != nil || len(b.Flows) != len(transit.Flows()) {
 		t.Errorf("bundle = %+v", b)
 	}
 	if len(b.Merchants) != 2 || b.Merchants[0].MCC != "4131" || b.Merchants[1].MCC != "4111" {

@@ -18,15 +18,7 @@ import (
 
 // bundles are the reference plugins shipped inside the citycard binary, in
 // the order the demo runs them.
-var bundles = []func() demo.Bundle{transitBundle, utilities.Bundle}
-
-// transitBundle is the transit plugin with its demo flows, which need the
-// hub's transit service.
-func transitBundle() demo.Bundle {
-	b := transit.Bundle()
-	b.Flows = transit.Flows()
-	return b
-}
+var bundles = []func() demo.Bundle{transit.Bundle, utilities.Bundle}
 
 // bundle returns the bundled plugin named name.
 func bundle(name string) (demo.Bundle, bool) {
