@@ -1,0 +1,494 @@
+package pos
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk"
+)
+
+// host answers the terminals' requests: one configuration, the hub and the
+// journal.
+type host struct {
+	set *settings
+	hub sdk.Hub
+	j   *journal
+	log *slog.Logger
+	seq *atomic.Uint64 // retrieval reference numbers of answers without a hub id
+}
+
+// txn is one request being answered.
+type txn struct {
+	req    *iso8583.Message
+	mti    string
+	t      *terminal
+	sess   *session
+	macked bool // the request carried a MAC that verified: the answer carries one
+	log    *slog.Logger
+}
+
+func str(m *iso8583.Message, id int) string {
+	if _, ok := m.GetFields()[id]; !ok {
+		return ""
+	}
+	s, _ := m.GetString(id)
+	return s
+}
+
+// exchange answers one request. It returns nil when the message is not a
+// request (nothing to answer).
+func (h *host) exchange(ctx context.Context, req *iso8583.Message) *iso8583.Message {
+	mti, _ := req.GetMTI()
+	if _, err := iso.ResponseMTI(mti); err != nil {
+		h.log.Warn("not a request; ignored", "msg", iso.LogValue(req))
+		return nil
+	}
+	tx := &txn{req: req, mti: mti, log: h.log.With("terminal", str(req, iso.FieldTerminalID), "stan", str(req, iso.FieldSTAN), "mti", mti)}
+	resp := h.answer(ctx, tx)
+	if resp == nil {
+		return nil
+	}
+	if tx.macked {
+		if err := iso.SetMAC(resp, tx.t.mac, tx.sess.mac); err != nil {
+			tx.log.Error("cannot MAC the answer", "err", err)
+			return nil
+		}
+	}
+	tx.log.Info("answered", "msg", iso.LogValue(resp))
+	return resp
+}
+
+// respond builds the answer with response code rc.
+func (h *host) respond(tx *txn, a answer) *iso8583.Message {
+	resp, err := iso.NewResponse(tx.req, a.rc)
+	if err != nil {
+		tx.log.Warn("cannot answer", "err", err)
+		return nil
+	}
+	if a.rrn != "" {
+		_ = resp.Field(iso.FieldRRN, a.rrn)
+	}
+	if a.auth != "" {
+		_ = resp.Field(iso.FieldAuthCode, a.auth)
+	}
+	if a.balance != nil {
+		if f54, err := (iso.Balance{AccountType: "00", AmountType: "02", Currency: "156", Amount: *a.balance}).Field54(); err == nil {
+			_ = resp.Field(iso.FieldBalance, f54)
+		}
+	}
+	if a.signOnAgain {
+		env := iso.EnvelopeOf(resp)
+		env.Header.ProcessingRequirement = iso.ProcessSignOnAgain
+		iso.SetEnvelope(resp, env)
+	}
+	return resp
+}
+
+func (h *host) answer(ctx context.Context, tx *txn) *iso8583.Message {
+	req := tx.req
+	tid := str(req, iso.FieldTerminalID)
+	t := h.set.terminals[tid]
+	if t == nil {
+		tx.log.Warn("unknown terminal")
+		return h.respond(tx, answer{rc: rcInvalidMerchant})
+	}
+	tx.t = t
+	if f42 := str(req, iso.FieldMerchantID); f42 != "" && f42 != t.acceptorID {
+		tx.log.Warn("field 42 is not the terminal's merchant")
+		return h.respond(tx, answer{rc: rcInvalidMerchant})
+	}
+	if tx.mti == "0800" {
+		return h.network(tx)
+	}
+	tx.sess = h.j.session(tid)
+	_, hasMAC := req.GetFields()[iso.FieldMAC]
+	if tx.sess == nil {
+		tx.log.Info("not signed on")
+		rc := rcNotSignedOn
+		if hasMAC {
+			rc = rcMACError
+		}
+		return h.respond(tx, answer{rc: rc, signOnAgain: true})
+	}
+	if hasMAC {
+		if err := iso.VerifyMAC(req, t.mac, tx.sess.mac); err != nil {
+			tx.log.Warn("MAC does not verify", "err", err)
+			return h.respond(tx, answer{rc: rcMACError, signOnAgain: true})
+		}
+		tx.macked = true
+	} else if tx.mti == "0200" || tx.mti == "0220" || tx.mti == "0400" {
+		tx.log.Warn("a money message without a MAC")
+		return h.respond(tx, answer{rc: rcMACError})
+	}
+	f60, err := iso.ParseField60(str(req, iso.FieldReserved60))
+	if err != nil {
+		return h.respond(tx, answer{rc: rcFormatError})
+	}
+	proc := str(req, iso.FieldProcessingCode)
+	switch {
+	case tx.mti == "0500":
+		return h.settle(tx, f60.Batch)
+	case tx.mti == "0320":
+		return h.batchUpload(tx, f60)
+	case tx.mti == "0100":
+		tx.log.Info("pre-authorisation is not supported yet")
+		return h.respond(tx, answer{rc: rcNotSupported})
+	case len(proc) != 6 || len(str(req, iso.FieldSTAN)) != 6:
+		return h.respond(tx, answer{rc: rcFormatError})
+	}
+	if h.j.isClosed(tid, f60.Batch) && tx.mti != "0400" {
+		tx.log.Info("batch already settled", "batch", f60.Batch)
+		return h.respond(tx, answer{rc: rcBatchClosed, signOnAgain: true})
+	}
+	switch {
+	case tx.mti == "0400":
+		return h.reverse(ctx, tx, f60.Batch)
+	case tx.mti == "0200" && proc[:2] == "00" && (f60.MessageType == iso.TypeCompletion || str(req, iso.FieldConditionCode) == iso.CondPreAuth):
+		tx.log.Info("pre-authorisation completion is not supported yet")
+		return h.respond(tx, answer{rc: rcNotSupported})
+	case tx.mti == "0200" && proc[:2] == "00":
+		return h.purchase(ctx, tx, f60.Batch)
+	case tx.mti == "0200" && proc[:2] == "20" && f60.MessageType == iso.TypeVoid:
+		return h.undo(ctx, tx, f60.Batch, kindVoid)
+	case tx.mti == "0200" && proc[:2] == "20" && (f60.MessageType == iso.TypePreAuthVoid || f60.MessageType == iso.TypeCompletionVoid):
+		tx.log.Info("pre-authorisation voids are not supported yet")
+		return h.respond(tx, answer{rc: rcNotSupported})
+	case tx.mti == "0220" && proc[:2] == "20" && f60.MessageType == iso.TypeRefund:
+		return h.undo(ctx, tx, f60.Batch, kindRefund)
+	case tx.mti == "0200" && proc[:2] == "31":
+		return h.balance(ctx, tx)
+	}
+	tx.log.Info("transaction not taken", "proc", proc, "type", f60.MessageType)
+	return h.respond(tx, answer{rc: rcInvalidTxn})
+}
+
+// network answers 0800: sign-on, sign-off and echo.
+func (h *host) network(tx *txn) *iso8583.Message {
+	f60, err := iso.ParseField60(str(tx.req, iso.FieldReserved60))
+	if err != nil {
+		return h.respond(tx, answer{rc: rcFormatError})
+	}
+	switch f60.NetworkCode {
+	case iso.NetSignOff:
+		h.j.signOff(tx.t.id)
+		return h.respond(tx, answer{rc: rcApproved})
+	case iso.NetEcho:
+		return h.respond(tx, answer{rc: rcApproved})
+	case iso.NetSignOnSingle, iso.NetSignOnDouble, iso.NetSignOnWithData:
+	default:
+		return h.respond(tx, answer{rc: rcInvalidTxn})
+	}
+	pinLen, macLen := 16, 8
+	if f60.NetworkCode == iso.NetSignOnSingle {
+		pinLen = 8
+	} else if tx.t.mac == iso.MACX919 {
+		macLen = 16
+	}
+	w := cardcrypto.WorkingKeys{PIN: newKey(pinLen), MAC: newKey(macLen)}
+	if f60.NetworkCode == iso.NetSignOnWithData {
+		w.Data = newKey(16)
+	}
+	f62, err := cardcrypto.BuildSignOnKeys(tx.t.master, w)
+	if err != nil {
+		tx.log.Error("cannot wrap the working keys", "err", err)
+		return h.respond(tx, answer{rc: rcSystemError})
+	}
+	s := &session{pin: w.PIN, mac: w.MAC, at: time.Now()}
+	b := h.j.signOn(tx.t.id, s, f60.Batch)
+	resp, err := iso.NewSignOnResponse(tx.req, rcApproved, b, time.Now(), f62)
+	if err != nil {
+		tx.log.Error("cannot answer the sign-on", "err", err)
+		return nil
+	}
+	tx.log.Info("signed on", "batch", b, "pin_key", w.PIN, "mac_key", w.MAC, "mac", tx.t.mac.String())
+	return resp
+}
+
+// newKey makes a random DES key of n bytes with odd parity.
+func newKey(n int) cardcrypto.Key {
+	k := make(cardcrypto.Key, n)
+	if _, err := rand.Read(k); err != nil {
+		panic("pos: no randomness for working keys: " + err.Error())
+	}
+	return cardcrypto.AdjustOddParity(k)
+}
+
+// card reads and checks the card: field 2 or track 2, Luhn, expiry, range.
+func (h *host) card(tx *txn) (cardcrypto.PAN, string) {
+	req := tx.req
+	var pan cardcrypto.PAN
+	var expiry string
+	if f35 := str(req, iso.FieldTrack2); f35 != "" {
+		tr, err := cardcrypto.ParseTrack2(f35)
+		if err != nil {
+			return pan, rcInvalidCard
+		}
+		pan, expiry = tr.PAN, tr.Expiry.YYMM()
+	}
+	if f2 := str(req, iso.FieldPAN); f2 != "" {
+		p, err := cardcrypto.ParsePAN(f2)
+		if err != nil || (!pan.IsZero() && !p.Equal(pan)) {
+			return pan, rcInvalidCard
+		}
+		pan = p
+	}
+	if pan.IsZero() {
+		return pan, rcFormatError
+	}
+	if f14 := str(req, iso.FieldExpiry); f14 != "" {
+		expiry = f14
+	}
+	if expiry != "" {
+		e, err := cardcrypto.ParseExpiry(expiry)
+		if err != nil {
+			return pan, rcFormatError
+		}
+		if e.Expired(time.Now()) {
+			return pan, rcExpiredCard
+		}
+	}
+	if !h.set.cityCard(pan) {
+		// Bank cards: the hook for plugins/unionpay.
+		return pan, rcNoSuchIssuer
+	}
+	return pan, ""
+}
+
+func amountOf(req *iso8583.Message) (int64, string) {
+	f4 := str(req, iso.FieldAmount)
+	n, err := strconv.ParseInt(f4, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, rcInvalidAmount
+	}
+	if c := str(req, iso.FieldCurrency); c != "" && c != "156" {
+		return 0, registryCode("currency_mismatch")
+	}
+	return n, ""
+}
+
+// fingerprint is what a request asks, without its PIN block: the same
+// request sent again has the same fingerprint.
+func fingerprint(req *iso8583.Message) [32]byte {
+	mti, _ := req.GetMTI()
+	h := sha256.New()
+	for _, v := range []string{mti, str(req, iso.FieldProcessingCode), str(req, iso.FieldAmount), str(req, iso.FieldPAN),
+		str(req, iso.FieldTrack2), str(req, iso.FieldOriginal), str(req, iso.FieldRRN), str(req, iso.FieldReserved60), str(req, iso.FieldCurrency)} {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	var fp [32]byte
+	copy(fp[:], h.Sum(nil))
+	return fp
+}
+
+// rrnOf makes the retrieval reference number of an answer from the hub's
+// transfer id, so a receipt leads to the hub's record; without one, from
+// the plugin's own sequence.
+func (h *host) rrnOf(id string) string {
+	if id != "" && len(id) <= 12 && strings.Trim(id, "0123456789") == "" {
+		return strings.Repeat("0", 12-len(id)) + id
+	}
+	return fmt.Sprintf("9%011d", h.seq.Add(1)%100_000_000_000)
+}
+
+func (h *host) submit(ctx context.Context, typ, key string, payload []byte) (sdk.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.set.hubTimeout)
+	defer cancel()
+	return h.hub.Submit(ctx, sdk.Message{Type: typ, IdempotencyKey: key, Payload: payload})
+}
+
+// begin enters the request in the journal; a resend is answered as the
+// first time, a different request under the same STAN with 94.
+func (h *host) begin(ctx context.Context, tx *txn, batchNo string, k kind) (*record, *iso8583.Message) {
+	r, existing, conflict := h.j.begin(tx.t.id, batchNo, str(tx.req, iso.FieldSTAN), k, fingerprint(tx.req))
+	if conflict {
+		tx.log.Info("STAN already used for another request", "batch", batchNo)
+		return nil, h.respond(tx, answer{rc: rcDuplicate})
+	}
+	if existing {
+		if err := r.wait(ctx); err != nil {
+			return nil, nil
+		}
+		tx.log.Info("resent request answered as before", "batch", batchNo)
+		return nil, h.respond(tx, r.ans)
+	}
+	return r, nil
+}
+
+// decline finishes a record refused by the plugin itself.
+func (h *host) decline(tx *txn, r *record, rc string) *iso8583.Message {
+	h.j.update(func() { r.st = declined })
+	r.finish(answer{rc: rc})
+	return h.respond(tx, r.ans)
+}
+
+func (h *host) purchase(ctx context.Context, tx *txn, batchNo string) *iso8583.Message {
+	r, done := h.begin(ctx, tx, batchNo, kindPurchase)
+	if r == nil {
+		return done
+	}
+	pan, rc := h.card(tx)
+	if rc != "" {
+		tx.log.Info("card refused", "card", pan, "rc", rc)
+		return h.decline(tx, r, rc)
+	}
+	amount, rc := amountOf(tx.req)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	p := cardPayment{Card: pan.Reveal(), Merchant: tx.t.merchant, Terminal: tx.t.id, Amount: amount, Currency: "CNY"}
+	if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
+		pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
+		if err != nil {
+			tx.log.Info("PIN block cannot be decrypted", "card", pan)
+			return h.decline(tx, r, rcPINError)
+		}
+		if len(pin.Reveal()) != 6 {
+			return h.decline(tx, r, registryCode("pin_invalid_format"))
+		}
+		p.PIN = pin.Reveal()
+	}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return h.decline(tx, r, rcSystemError)
+	}
+	h.j.update(func() { r.amount, r.pan = amount, panHash(pan) })
+	a, st := h.pay(ctx, tx, r.key, payload)
+	h.j.update(func() {
+		r.st, r.rrn = st, a.rrn
+		if st == inDoubt {
+			r.payload = payload
+		}
+	})
+	r.finish(a)
+	tx.log.Info("purchase", "card", pan, "amount", amount, "rc", a.rc, "key", r.key)
+	return h.respond(tx, a)
+}
+
+// pay submits a card payment and reads the hub's answer.
+func (h *host) pay(ctx context.Context, tx *txn, key string, payload []byte) (answer, status) {
+	res, err := h.submit(ctx, TypeCardPayment, key, payload)
+	if err != nil {
+		if inDoubtErr(err) {
+			tx.log.Warn("the hub did not answer the payment", "key", key, "err", err)
+			return answer{rc: errorCode(err)}, inDoubt
+		}
+		tx.log.Info("the hub refused the payment", "key", key, "err", err)
+		return answer{rc: errorCode(err)}, declined
+	}
+	var hp hubPayment
+	if err := json.Unmarshal(res.Body, &hp); err != nil {
+		tx.log.Error("the hub's answer does not decode", "key", key, "err", err)
+		return answer{rc: rcSystemError}, inDoubt
+	}
+	if hp.Status != "approved" {
+		return answer{rc: declineCode(hp.Reason), balance: nil}, declined
+	}
+	rrn := h.rrnOf(hp.ID)
+	return answer{rc: rcApproved, rrn: rrn, auth: rrn[6:], balance: hp.Balance}, approved
+}
+
+// undo answers a void (0200) or a refund (0220): the hub reverses the
+// original purchase, which must be for the same amount.
+func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso8583.Message {
+	r, done := h.begin(ctx, tx, batchNo, k)
+	if r == nil {
+		return done
+	}
+	what := map[kind]string{kindVoid: "void", kindRefund: "refund"}[k]
+	orig, err := iso.ParseOriginal(str(tx.req, iso.FieldOriginal))
+	if err != nil {
+		return h.decline(tx, r, rcFormatError)
+	}
+	pan, rc := h.card(tx)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	amount, rc := amountOf(tx.req)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	o := h.j.lookup(tx.t.id, orig.Batch, orig.STAN)
+	if o == nil || o.kind != kindPurchase {
+		tx.log.Info(what+": no such original", "orig_batch", orig.Batch, "orig_stan", orig.STAN)
+		return h.decline(tx, r, rcOriginalNotFound)
+	}
+	if err := o.wait(ctx); err != nil {
+		return h.decline(tx, r, rcSystemError)
+	}
+	if k == kindVoid && h.j.isClosed(tx.t.id, orig.Batch) {
+		tx.log.Info("void of a settled purchase: refund it instead", "orig_batch", orig.Batch)
+		return h.decline(tx, r, rcInvalidTxn)
+	}
+	var ost status
+	var oamount int64
+	var opan [32]byte
+	var orrn string
+	var oundone bool
+	h.j.update(func() { ost, oamount, opan, orrn, oundone = o.st, o.amount, o.pan, o.rrn, o.undone })
+	f37 := str(tx.req, iso.FieldRRN)
+	switch {
+	case ost != approved || opan != panHash(pan) || (f37 != "" && f37 != orrn):
+		return h.decline(tx, r, rcOriginalNotFound)
+	case oundone:
+		return h.decline(tx, r, registryCode("already_reversed"))
+	case amount != oamount:
+		// The hub reverses whole payments only: partial refunds wait for
+		// a hub message type that credits part of one.
+		tx.log.Info(what+" for another amount than the original", "amount", amount, "original", oamount)
+		return h.decline(tx, r, rcOriginalAmount)
+	}
+	payload, err := json.Marshal(cardReversal{PaymentKey: o.key, Memo: fmt.Sprintf("POS %s %s of batch %s STAN %s", tx.t.id, what, orig.Batch, orig.STAN)})
+	if err != nil {
+		return h.decline(tx, r, rcSystemError)
+	}
+	h.j.update(func() { r.amount, r.pan = amount, opan })
+	a, st, already := h.reverseAtHub(ctx, tx, r.key, payload)
+	h.j.update(func() {
+		r.st, r.rrn = st, a.rrn
+		switch st {
+		case approved:
+			o.undone = true
+		case inDoubt:
+			r.payload = payload
+		}
+		if already {
+			o.undone = true
+		}
+	})
+	r.finish(a)
+	tx.log.Info(what, "card", pan, "amount", amount, "orig_stan", orig.STAN, "rc", a.rc, "key", r.key)
+	return h.respond(tx, a)
+}
+
+// reverseAtHub submits a card.reversal.v1 and reads the answer. A payment
+// the hub already reversed counts as reversed.
+func (h *host) reverseAtHub(ctx context.Context, tx *txn, key string, payload []byte) (a answer, st status, alreadyReversed bool) {
+	res, err := h.submit(ctx, TypeCardReversal, key, payload)
+	if err != nil {
+		if inDoubtErr(err) {
+			tx.log.Warn("the hub did not answer the reversal", "key", key, "err", err)
+			return answer{rc: errorCode(err)}, inDoubt, false
+		}
+		tx.log.Info("the hub refused the reversal", "key", key, "err", err)
+		return answer{rc: errorCode(err)}, declined, hasCode(err, "already_reversed")
+	}
+	var rv struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(res.Body, &rv)
+	rrn := h.rrnOf(rv.ID)
+	return answer{rc: rcApproved, rrn: rrn, auth: rrn[6:]}, approved, false
+}

@@ -1,0 +1,144 @@
+package pos
+
+import (
+	"encoding/json"
+
+	"github.com/citycard/citycard/sdk"
+)
+
+// Message types of the plugin.
+const (
+	// TypeTerminalStatus asks for one terminal's sign-on state and where
+	// the plugin listens: {terminal}. It has no effect.
+	TypeTerminalStatus = "pos.terminal.status.v1"
+	// TypeTerminalState answers TypeTerminalStatus.
+	TypeTerminalState = "pos.terminal.state.v1"
+	// TypeCardPayment asks the hub to debit a card (schemas/msg-card-payment-v1.json).
+	TypeCardPayment = "card.payment.v1"
+	// TypeCardReversal undoes one of the plugin's card payments
+	// (schemas/msg-card-reversal-v1.json).
+	TypeCardReversal = "card.reversal.v1"
+)
+
+// schemaBase is where the plugin's own schemas live.
+const schemaBase = "https://citycard.example/plugins/pos/schemas/"
+
+const terminalIDPattern = `^[0-9A-Za-z]{8}$`
+
+func carried(typ, schema string) sdk.MessageType {
+	return sdk.MessageType{Type: typ, SchemaID: schemaBase + typ + ".json", Schema: json.RawMessage(schema)}
+}
+
+var (
+	terminalStatusSchema = carried(TypeTerminalStatus, `{
+		"type": "object",
+		"required": ["terminal"],
+		"properties": {"terminal": {"type": "string", "pattern": "`+terminalIDPattern+`", "description": "The terminal id (field 41)."}},
+		"additionalProperties": false
+	}`)
+	terminalStateSchema = carried(TypeTerminalState, `{
+		"type": "object",
+		"required": ["terminal", "known", "signed_on", "listen"],
+		"properties": {
+			"terminal": {"type": "string"},
+			"known": {"type": "boolean", "description": "Whether the terminal is configured."},
+			"signed_on": {"type": "boolean", "description": "Whether it holds working keys from a sign-on."},
+			"signed_on_at": {"type": "string", "format": "date-time"},
+			"batch": {"type": "string", "pattern": "^[0-9]{6}$", "description": "The batch it works in."},
+			"mac": {"enum": ["ecb", "x919"]},
+			"listen": {"type": "string", "description": "host:port of the terminals' TCP front end."}
+		},
+		"additionalProperties": false
+	}`)
+)
+
+// configSchema is strict: a misspelt setting is an error, not a default.
+const configSchema = `{
+	"type": "object",
+	"required": ["city_bins", "terminals"],
+	"properties": {
+		"listen": {"type": "string", "minLength": 1, "default": "127.0.0.1:0",
+			"description": "TCP address the terminals connect to."},
+		"city_bins": {"type": "array", "minItems": 1, "uniqueItems": true,
+			"items": {"type": "string", "pattern": "^[0-9]{1,11}$"},
+			"description": "Card number prefixes of the city card. Other cards are declined 15 (no such issuer) until plugins/unionpay takes them."},
+		"terminals": {
+			"type": "object",
+			"minProperties": 1,
+			"propertyNames": {"pattern": "` + terminalIDPattern + `"},
+			"additionalProperties": {
+				"type": "object",
+				"required": ["merchant"],
+				"properties": {
+					"merchant": {"$ref": "https://citycard.example/schemas/api-common.json#/$defs/entity_id",
+						"description": "The hub merchant the terminal takes payments for."},
+					"acceptor_id": {"type": "string", "pattern": "^[\\x20-\\x7e]{15}$",
+						"description": "Field 42 as the terminal sends it; the merchant id padded with spaces to 15 characters when left out."},
+					"master_key": {"type": "string", "pattern": "^([0-9A-Fa-f]{16}|[0-9A-Fa-f]{32}|[0-9A-Fa-f]{48})$",
+						"description": "The terminal master key in hex, in clear. Prefer master_key_sealed."},
+					"master_key_sealed": {"type": "string", "pattern": "^[A-Za-z0-9+/]+={0,2}$",
+						"description": "The terminal master key sealed with cardcrypto.KeyStore under the name terminal/<id>/tmk, base64."},
+					"mac": {"enum": ["ecb", "x919"], "default": "ecb",
+						"description": "MAC algorithm: the UnionPay ECB algorithm or ANSI X9.19."}
+				},
+				"oneOf": [{"required": ["master_key"]}, {"required": ["master_key_sealed"]}],
+				"additionalProperties": false
+			}
+		},
+		"key_store": {
+			"type": "object",
+			"properties": {
+				"env": {"type": "string", "minLength": 1, "description": "Environment variable holding the top key (64 hex digits or base64)."},
+				"file": {"type": "string", "minLength": 1, "description": "File holding the top key."}
+			},
+			"minProperties": 1,
+			"additionalProperties": false,
+			"description": "Where the top key that opens master_key_sealed comes from."
+		},
+		"hub_timeout_ms": {"type": "integer", "minimum": 100, "maximum": 120000, "default": 10000,
+			"description": "How long one call to the hub may take."},
+		"idle_timeout_ms": {"type": "integer", "minimum": 1000, "maximum": 3600000, "default": 120000,
+			"description": "A terminal connection with no message for this long is closed."}
+	},
+	"additionalProperties": false
+}`
+
+// TerminalState is the payload of TypeTerminalState.
+type TerminalState struct {
+	Terminal   string `json:"terminal"`
+	Known      bool   `json:"known"`
+	SignedOn   bool   `json:"signed_on"`
+	SignedOnAt string `json:"signed_on_at,omitempty"`
+	Batch      string `json:"batch,omitempty"`
+	MAC        string `json:"mac,omitempty"`
+	Listen     string `json:"listen"`
+}
+
+// Payloads the plugin sends to the hub and reads back.
+type (
+	cardPayment struct {
+		Card     string `json:"card"`
+		Merchant string `json:"merchant"`
+		Terminal string `json:"terminal,omitempty"`
+		Amount   int64  `json:"amount"`
+		Currency string `json:"currency"`
+		PIN      string `json:"pin,omitempty"`
+	}
+	cardReversal struct {
+		PaymentKey string `json:"payment_key"`
+		Memo       string `json:"memo,omitempty"`
+	}
+	// hubPayment is the part of api-payment.json the plugin uses.
+	hubPayment struct {
+		ID      string `json:"id"`
+		Status  string `json:"status"`
+		Reason  string `json:"reason"`
+		Balance *int64 `json:"balance"`
+	}
+	// hubCardStatus is the hub's answer to the card_status query.
+	hubCardStatus struct {
+		Card    string `json:"card"`
+		Status  string `json:"status"`
+		Product string `json:"product"`
+	}
+)

@@ -1,0 +1,188 @@
+package pos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk"
+)
+
+// reverse answers a 0400: the terminal did not get (or could not accept)
+// the answer to the request with this STAN, and asks for it to be undone.
+//
+//   - A purchase the hub approved is reversed at the hub (card.reversal.v1),
+//     once: a resent 0400 gets the first answer.
+//   - A purchase the hub declined, or that the plugin refused, has nothing
+//     to undo: 00, as UnionPay hosts answer a reversal of a declined
+//     original.
+//   - A purchase whose payment the hub never answered is first resolved by
+//     sending the same payment again under its idempotency key (the hub
+//     answers what it did, or does it now), then reversed if it stands.
+//   - A STAN the plugin never saw is asked of the hub all the same (the
+//     plugin may have restarted): 00 if the hub reversed a payment, 25 if
+//     it knows none. The STAN is then spent: an original that arrives
+//     after its own reversal is refused 94.
+//   - A void or refund cannot be undone by the hub, which has no message to
+//     charge a card again: if it was applied it stands, answered 12, and the
+//     batch totals show it at settlement; if it was not, 00.
+func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Message {
+	stan := str(tx.req, iso.FieldSTAN)
+	r := h.j.lookupOrTombstone(tx.t.id, batchNo, stan)
+	r.revMu.Lock()
+	defer r.revMu.Unlock()
+	if r.revAns != nil {
+		tx.log.Info("resent reversal answered as before", "batch", batchNo)
+		return h.respond(tx, *r.revAns)
+	}
+	if err := r.wait(ctx); err != nil {
+		return h.respond(tx, answer{rc: rcSystemError})
+	}
+	keep := func(a answer) *iso8583.Message {
+		r.revAns = &a
+		tx.log.Info("reversal", "batch", batchNo, "reason", str(tx.req, iso.FieldResponseCode), "rc", a.rc, "key", r.key)
+		return h.respond(tx, a)
+	}
+	var st status
+	var amount int64
+	var pan [32]byte
+	var undone bool
+	h.j.update(func() { st, amount, pan, undone = r.st, r.amount, r.pan, r.undone })
+	if r.kind != kindTombstone && amount != 0 {
+		f4 := str(tx.req, iso.FieldAmount)
+		if n, err := strconv.ParseInt(f4, 10, 64); f4 != "" && (err != nil || n != amount) {
+			return keep(answer{rc: rcOriginalNotFound})
+		}
+		if f2 := str(tx.req, iso.FieldPAN); f2 != "" {
+			p, err := cardcrypto.ParsePAN(f2)
+			if err != nil || panHash(p) != pan {
+				return keep(answer{rc: rcOriginalNotFound})
+			}
+		}
+	}
+	if st == inDoubt {
+		st = h.resolve(ctx, tx, r)
+	}
+	switch r.kind {
+	case kindTombstone:
+		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", h.reversalOf(tx, r, batchNo, stan))
+		switch {
+		case rst == approved || already:
+			return keep(answer{rc: rcApproved, rrn: a.rrn})
+		case rst == inDoubt:
+			return h.respond(tx, answer{rc: a.rc})
+		}
+		return keep(answer{rc: rcOriginalNotFound})
+	case kindPurchase:
+		switch {
+		case st == inDoubt:
+			return h.respond(tx, answer{rc: rcSystemError})
+		case st == declined || undone:
+			return keep(answer{rc: rcApproved})
+		}
+		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", h.reversalOf(tx, r, batchNo, stan))
+		switch {
+		case rst == approved || already:
+			h.j.update(func() { r.undone = true })
+			return keep(answer{rc: rcApproved, rrn: a.rrn})
+		case rst == inDoubt:
+			return h.respond(tx, answer{rc: a.rc})
+		}
+		return keep(answer{rc: rcOriginalNotFound})
+	case kindVoid, kindRefund:
+		switch st {
+		case inDoubt:
+			return h.respond(tx, answer{rc: rcSystemError})
+		case approved:
+			tx.log.Warn("a void or refund the hub applied cannot be reversed; it stands", "batch", batchNo)
+			return keep(answer{rc: rcInvalidTxn})
+		}
+		return keep(answer{rc: rcApproved})
+	}
+	return keep(answer{rc: rcApproved})
+}
+
+func (h *host) reversalOf(tx *txn, r *record, batchNo, stan string) []byte {
+	b, _ := json.Marshal(cardReversal{PaymentKey: r.key, Memo: fmt.Sprintf("POS %s reversal of batch %s STAN %s", tx.t.id, batchNo, stan)})
+	return b
+}
+
+// resolve sends a hub message whose answer never came once more, under the
+// same idempotency key: the hub answers what it did then, or does it now.
+// Either way the outcome is known afterwards, unless the hub is still
+// unreachable.
+func (h *host) resolve(ctx context.Context, tx *txn, r *record) status {
+	var payload []byte
+	h.j.update(func() { payload = r.payload })
+	if payload == nil {
+		return inDoubt
+	}
+	var st status
+	var a answer
+	if r.kind == kindPurchase {
+		a, st = h.pay(ctx, tx, r.key, payload)
+	} else {
+		a, st, _ = h.reverseAtHub(ctx, tx, r.key, payload)
+	}
+	h.j.update(func() {
+		if st != inDoubt {
+			r.st, r.payload = st, nil
+			if a.rrn != "" {
+				r.rrn = a.rrn
+			}
+		}
+	})
+	tx.log.Info("resolved a transaction the hub had not answered", "key", r.key, "approved", st == approved, "in_doubt", st == inDoubt)
+	return st
+}
+
+// balance answers a balance inquiry from what the hub's card_status query
+// gives: the card's state, not its balance. An active card is answered 40
+// (function not supported): the terminal shows that the balance is not
+// available rather than a wrong one.
+func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
+	f60, _ := iso.ParseField60(str(tx.req, iso.FieldReserved60))
+	r, done := h.begin(ctx, tx, f60.Batch, kindBalance)
+	if r == nil {
+		return done
+	}
+	pan, rc := h.card(tx)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
+		if _, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan); err != nil {
+			return h.decline(tx, r, rcPINError)
+		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, h.set.hubTimeout)
+	defer cancel()
+	raw, err := h.hub.Query(qctx, sdk.QueryCardStatus, pan.Reveal())
+	if err != nil {
+		if hasCode(err, "not_found") || hasCode(err, "card_not_found") {
+			return h.decline(tx, r, rcInvalidCard)
+		}
+		tx.log.Warn("card status query failed", "card", pan, "err", err)
+		return h.decline(tx, r, errorCode(err))
+	}
+	var cs hubCardStatus
+	if err := json.Unmarshal(raw, &cs); err != nil {
+		return h.decline(tx, r, rcSystemError)
+	}
+	rc = rcNotSupported
+	switch cs.Status {
+	case "frozen":
+		rc = registryCode("card_frozen")
+	case "lost":
+		rc = registryCode("card_lost")
+	case "closed", "replaced":
+		rc = registryCode("card_closed")
+	}
+	tx.log.Info("balance inquiry", "card", pan, "status", cs.Status, "rc", rc)
+	return h.decline(tx, r, rc)
+}
