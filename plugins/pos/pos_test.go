@@ -74,7 +74,6 @@ func TestSignOn(t *testing.T) {
 	}
 }
 
-
 func TestPurchase(t *testing.T) {
 	w := setup(t)
 	term := w.signedOn(term1)
