@@ -174,7 +174,7 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 
 // world is one test's plugin, hub double and front end.
 type world struct {
-	t    *testing.T
+	t    testing.TB
 	p    *pos.Plugin
 	h    *plugintest.Harness
 	hub  *plugintest.FakeHub
@@ -195,20 +195,29 @@ func config() map[string]any {
 	}
 }
 
-func setup(t *testing.T, opts ...plugintest.Option) *world {
+func setup(t testing.TB, opts ...plugintest.Option) *world {
+	t.Helper()
+	return setupWith(t, config(), nil, opts...)
+}
+
+// setupWith starts the plugin with cfg, logging to log, or as JSON to
+// world.logs when log is nil.
+func setupWith(t testing.TB, cfg map[string]any, log *slog.Logger, opts ...plugintest.Option) *world {
 	t.Helper()
 	w := &world{t: t, bank: newBank(), hub: plugintest.NewFakeHub(), logs: &syncBuffer{}}
 	w.hub.RespondWith(w.bank.respond)
 	for number, c := range w.bank.cards {
 		w.hub.SetQuery(sdk.QueryCardStatus, number, map[string]any{"card": number, "status": c.status, "product": "standard"})
 	}
-	log := slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	w.p = pos.New(pos.WithLogger(log))
 	w.h = plugintest.Start(t, w.p, append([]plugintest.Option{plugintest.WithHub(w.hub)}, opts...)...)
-	if err := w.h.Configure(config()); err != nil {
+	if err := w.h.Configure(cfg); err != nil {
 		t.Fatal(err)
 	}
-	w.addr = w.status(term1).Listen
+	w.addr = w.p.Addr()
 	return w
 }
 
