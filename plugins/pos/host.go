@@ -279,12 +279,14 @@ func amountOf(req *iso8583.Message) (int64, string) {
 }
 
 // fingerprint is what a request asks, without its PIN block: the same
-// request sent again has the same fingerprint.
+// request sent again has the same fingerprint. The terminal's local time
+// and date are in it, so a terminal that lost its STAN counter and numbers
+// a new purchase like an old one is refused 94, not given the old answer.
 func fingerprint(req *iso8583.Message) [32]byte {
 	mti, _ := req.GetMTI()
 	h := sha256.New()
 	for _, v := range []string{mti, str(req, iso.FieldProcessingCode), str(req, iso.FieldAmount), str(req, iso.FieldPAN),
-		str(req, iso.FieldTrack2), str(req, iso.FieldOriginal), str(req, iso.FieldRRN), str(req, iso.FieldReserved60), str(req, iso.FieldCurrency)} {
+		str(req, iso.FieldTrack2), str(req, iso.FieldLocalTime), str(req, iso.FieldLocalDate), str(req, iso.FieldOriginal), str(req, iso.FieldRRN), str(req, iso.FieldReserved60), str(req, iso.FieldCurrency)} {
 		h.Write([]byte(v))
 		h.Write([]byte{0})
 	}

@@ -1,0 +1,225 @@
+package pos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/plugins/demo"
+	"github.com/citycard/citycard/plugins/pos/sim"
+	"github.com/citycard/citycard/sdk"
+)
+
+// The demo's shop, terminal and card range.
+const (
+	// DemoMerchant is the corner shop whose terminal the demo drives.
+	DemoMerchant = "M-POS-SHOP"
+	// DemoTerminal is the shop's terminal (field 41).
+	DemoTerminal = "POSDEMO1"
+	// DemoCityBIN is the city card's prefix in the demo: the hub's default
+	// issuer prefix.
+	DemoCityBIN = "310099"
+	// demoMasterKey is the demo terminal's master key: published here, so
+	// it protects nothing and must never be a real terminal's.
+	demoMasterKey = "0123456789ABCDEFFEDCBA9876543210"
+	// demoPIN is the PIN the demo hub gives its cards.
+	demoPIN = "123456"
+)
+
+// Bundle is the POS plugin as the citycard binary ships it: the plugin and
+// the corner shop it takes payments for. It starts nothing of its own: the
+// terminal is the flows' simulated one, and the front end listens on a
+// free local port, which the flows ask the plugin for
+// (pos.terminal.status.v1).
+func Bundle() demo.Bundle {
+	return demo.Bundle{
+		Name:      Name,
+		Channel:   "retail",
+		New:       func() sdk.Plugin { return New() },
+		Merchants: []demo.Merchant{{ID: DemoMerchant, Name: "Corner shop", MCC: "5411", FeeRateBps: 60}},
+		Start: func(ctx context.Context) (json.RawMessage, func(), error) {
+			cfg, err := json.Marshal(map[string]any{
+				"listen":    "127.0.0.1:0",
+				"city_bins": []string{DemoCityBIN},
+				"terminals": map[string]any{DemoTerminal: map[string]any{"merchant": DemoMerchant, "master_key": demoMasterKey}},
+			})
+			return cfg, func() {}, err
+		},
+		Flows: Flows(),
+	}
+}
+
+// Flows are the POS demo flows: a city card purchase at the shop's
+// terminal, and a purchase voided.
+func Flows() []demo.Flow {
+	return []demo.Flow{
+		{Name: "pos: city card purchase at the corner shop's terminal", Run: purchaseFlow},
+		{Name: "pos: purchase voided at the terminal", Run: voidFlow},
+	}
+}
+
+// terminals are the demo's simulated terminals by the front end they talk
+// to: a terminal keeps its STAN counter and batch from flow to flow, as a
+// real one keeps them in its memory.
+var terminals struct {
+	sync.Mutex
+	byAddr map[string]*sim.Terminal
+}
+
+// demoTerminal registers the shop's terminal with the hub, asks the plugin
+// where its front end listens and signs the simulated terminal on.
+func demoTerminal(ctx context.Context, env demo.Env) (*sim.Terminal, error) {
+	err := env.API(ctx, http.MethodPost, "/v1/terminals", map[string]any{"id": DemoTerminal, "merchant": DemoMerchant}, nil)
+	if err != nil && !strings.Contains(err.Error(), "duplicate") && !strings.Contains(err.Error(), "conflict") {
+		return nil, fmt.Errorf("registering terminal %s with the hub: %w", DemoTerminal, err)
+	}
+	body, _ := json.Marshal(map[string]any{"terminal": DemoTerminal})
+	replies, err := env.Send(ctx, Name, sdk.Message{Type: TypeTerminalStatus, Payload: body})
+	if err != nil {
+		return nil, fmt.Errorf("asking the pos plugin for its front end: %w", err)
+	}
+	var s TerminalState
+	if len(replies) != 1 || replies[0].Type != TypeTerminalState || json.Unmarshal(replies[0].Payload, &s) != nil || s.Listen == "" {
+		return nil, fmt.Errorf("the pos plugin answered its status with %+v", replies)
+	}
+	tmk, err := cardcrypto.ParseKey(demoMasterKey)
+	if err != nil {
+		return nil, err
+	}
+	terminals.Lock()
+	t := terminals.byAddr[s.Listen]
+	if t == nil {
+		t, err = sim.New(sim.Config{Addr: s.Listen, TerminalID: DemoTerminal, MerchantID: DemoMerchant + strings.Repeat(" ", 15-len(DemoMerchant)),
+			MasterKey: tmk, Timeout: 10 * time.Second})
+		if err != nil {
+			terminals.Unlock()
+			return nil, err
+		}
+		if terminals.byAddr == nil {
+			terminals.byAddr = map[string]*sim.Terminal{}
+		}
+		terminals.byAddr[s.Listen] = t
+	}
+	terminals.Unlock()
+	rc, err := t.SignOn(ctx)
+	if err != nil || rc != "00" {
+		return nil, fmt.Errorf("terminal %s sign-on: response %q, %v", DemoTerminal, rc, err)
+	}
+	k := t.Keys()
+	kcvPIN, _ := cardcrypto.KCV(k.PIN)
+	kcvMAC, _ := cardcrypto.KCV(k.MAC)
+	env.Logf("terminal %s signed on at %s: PIN key KCV %X, MAC key KCV %X, batch %s", DemoTerminal, s.Listen, kcvPIN, kcvMAC, t.Batch())
+	return t, nil
+}
+
+func purchaseFlow(ctx context.Context, env demo.Env) error {
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	card := env.Card("alice")
+	before, err := cardBalance(ctx, env, card)
+	if err != nil {
+		return err
+	}
+	r, err := t.Purchase(ctx, sim.Card{PAN: card, PIN: demoPIN}, 2580)
+	if err != nil {
+		return fmt.Errorf("purchase: %w", err)
+	}
+	if !r.Approved() {
+		return fmt.Errorf("a 25.80 CNY purchase with alice's card was answered %s, want 00", r.RC)
+	}
+	env.Logf("purchase of %s with alice's card and PIN: approved, RRN %s, auth code %s", yuan(2580), r.RRN, r.AuthCode)
+	if err := wantBalance(ctx, env, card, before-2580); err != nil {
+		return err
+	}
+	rc, err := t.Purchase(ctx, sim.Card{PAN: card, PIN: "000000"}, 100)
+	if err != nil {
+		return fmt.Errorf("purchase with a wrong PIN: %w", err)
+	}
+	if rc.RC != "55" {
+		return fmt.Errorf("a wrong PIN was answered %s, want 55", rc.RC)
+	}
+	env.Logf("a wrong PIN is declined 55 and charges nothing")
+	if err := wantBalance(ctx, env, card, before-2580); err != nil {
+		return err
+	}
+	return nil
+}
+
+func voidFlow(ctx context.Context, env demo.Env) error {
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	card := env.Card("alice")
+	before, err := cardBalance(ctx, env, card)
+	if err != nil {
+		return err
+	}
+	r, err := t.Purchase(ctx, sim.Card{PAN: card, PIN: demoPIN}, 1200)
+	if err != nil || !r.Approved() {
+		return fmt.Errorf("purchase: %+v %v", r.RC, err)
+	}
+	if err := wantBalance(ctx, env, card, before-1200); err != nil {
+		return err
+	}
+	v, err := t.Void(ctx, r, sim.Card{PAN: card})
+	if err != nil {
+		return fmt.Errorf("void: %w", err)
+	}
+	if !v.Approved() {
+		return fmt.Errorf("the void of purchase STAN %s was answered %s, want 00", r.STAN, v.RC)
+	}
+	env.Logf("purchase of %s (STAN %s, RRN %s) voided: RRN %s", yuan(1200), r.STAN, r.RRN, v.RRN)
+	if err := wantBalance(ctx, env, card, before); err != nil {
+		return err
+	}
+	rc, err := t.Settle(ctx)
+	if err != nil {
+		return fmt.Errorf("settlement: %w", err)
+	}
+	if rc != "00" {
+		return fmt.Errorf("the batch settlement was answered %s, want 00 (balanced)", rc)
+	}
+	env.Logf("batch settled and balanced; the terminal moves to batch %s", t.Batch())
+	return nil
+}
+
+func cardBalance(ctx context.Context, env demo.Env, card string) (int64, error) {
+	var c struct {
+		Balance int64 `json:"balance"`
+	}
+	if err := env.API(ctx, http.MethodGet, "/v1/cards/"+card, nil, &c); err != nil {
+		return 0, fmt.Errorf("reading card %s: %w", card, err)
+	}
+	return c.Balance, nil
+}
+
+func wantBalance(ctx context.Context, env demo.Env, card string, want int64) error {
+	got, err := cardBalance(ctx, env, card)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return errors.New("card " + cardcrypto.MaskPAN(card) + " holds " + yuan(got) + ", want " + yuan(want))
+	}
+	return nil
+}
+
+// yuan formats fen for people: 12345 is "123.45 CNY".
+func yuan(fen int64) string {
+	sign := ""
+	if fen < 0 {
+		sign, fen = "-", -fen
+	}
+	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
+}
