@@ -47,12 +47,12 @@ func str(m *iso8583.Message, id int) string {
 	return s
 }
 
-// exchange answers one request. It returns nil when the message is not a
-// request (nothing to answer).
+// exchange answers one request. It returns nil when there is no answer to
+// give: the message is not a request, or its answer cannot be built.
 func (h *host) exchange(ctx context.Context, req *iso8583.Message) *iso8583.Message {
 	mti, _ := req.GetMTI()
 	if _, err := iso.ResponseMTI(mti); err != nil {
-		h.log.Warn("not a request; ignored", "msg", iso.LogValue(req))
+		h.log.Warn("not a request", "msg", iso.LogValue(req))
 		return nil
 	}
 	tx := &txn{req: req, mti: mti, log: h.log.With("terminal", str(req, iso.FieldTerminalID), "stan", str(req, iso.FieldSTAN), "mti", mti)}

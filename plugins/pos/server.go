@@ -114,12 +114,12 @@ func (s *server) serve(c net.Conn) {
 		if m == nil {
 			continue // keep-alive
 		}
-		resp, ok := s.exchange(log, m)
-		if !ok {
-			return
-		}
+		// A message that cannot be answered (a response sent to the host, or
+		// one whose answer cannot be built) ends the connection: the
+		// terminal would otherwise wait for an answer that never comes.
+		resp := s.exchange(log, m)
 		if resp == nil {
-			continue
+			return
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if err := codec.WriteMessage(c, resp); err != nil {
@@ -131,14 +131,14 @@ func (s *server) serve(c net.Conn) {
 
 // exchange answers one message; a panic is logged and ends the connection,
 // never the plugin.
-func (s *server) exchange(log *slog.Logger, m *iso8583.Message) (resp *iso8583.Message, ok bool) {
+func (s *server) exchange(log *slog.Logger, m *iso8583.Message) (resp *iso8583.Message) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("panic answering a message; connection closed", "panic", fmt.Sprint(r))
-			resp, ok = nil, false
+			resp = nil
 		}
 	}()
-	return s.h.exchange(s.ctx, m), true
+	return s.h.exchange(s.ctx, m)
 }
 
 // close stops accepting, hangs up on every terminal and waits for the
