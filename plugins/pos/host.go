@@ -27,6 +27,9 @@ type host struct {
 	j   *journal
 	log *slog.Logger
 	seq *atomic.Uint64 // retrieval reference numbers of answers without a hub id
+	// spawn runs background work that Stop waits for, with a context Stop
+	// cancels.
+	spawn func(func(ctx context.Context))
 }
 
 // txn is one request being answered.
@@ -375,6 +378,9 @@ func (h *host) purchase(ctx context.Context, tx *txn, batchNo string) *iso8583.M
 		}
 	})
 	r.finish(a)
+	if st == inDoubt {
+		h.spawn(func(ctx context.Context) { h.settleDoubt(ctx, tx, r) })
+	}
 	tx.log.Info("purchase", "card", pan, "amount", amount, "rc", a.rc, "key", r.key)
 	return h.respond(tx, a)
 }
@@ -471,6 +477,9 @@ func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso85
 		}
 	})
 	r.finish(a)
+	if st == inDoubt {
+		h.spawn(func(ctx context.Context) { h.settleDoubt(ctx, tx, r) })
+	}
 	tx.log.Info(what, "card", pan, "amount", amount, "orig_stan", orig.STAN, "rc", a.rc, "key", r.key)
 	return h.respond(tx, a)
 }

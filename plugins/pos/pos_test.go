@@ -13,6 +13,7 @@ import (
 	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
+	"github.com/citycard/citycard/sdk"
 )
 
 func TestSignOn(t *testing.T) {
@@ -541,4 +542,29 @@ func exchangeMsg(t *testing.T, term *sim.Terminal, m *iso8583.Message, mac bool)
 		t.Fatal(err)
 	}
 	return resp
+}
+
+// TestHubOutage: the hub does not answer a payment, so the terminal is
+// told it failed (91); the plugin then makes sure it did not happen,
+// resending it under its key once the hub is back and reversing it.
+func TestHubOutage(t *testing.T) {
+	w := setup(t)
+	term := w.signedOn(term1)
+	w.hub.FailWith(&sdk.Error{Code: sdk.CodeUnavailable, Message: "the hub is restarting", Retryable: true})
+	expect(t, "purchase during the outage", "91")(term.Purchase(ctx(t), sim.Card{PAN: alice, PIN: "123456"}, 2200))
+	w.hub.FailWith(nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(w.submitted("card.reversal.v1")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p, r := len(w.submitted("card.payment.v1")), len(w.submitted("card.reversal.v1")); p != 1 || r != 1 {
+		t.Fatalf("hub: %d payments, %d reversals; want 1 and 1", p, r)
+	}
+	if got := w.bank.balance(alice); got != 50000 {
+		t.Errorf("alice holds %d, want 50000", got)
+	}
+	// The purchase stands in no total.
+	if rc, err := term.Settle(ctx(t)); err != nil || rc != "00" {
+		t.Errorf("settle: %s %v", rc, err)
+	}
 }

@@ -3,8 +3,8 @@ package pos
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/moov-io/iso8583"
 
@@ -70,7 +70,7 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 	}
 	switch r.kind {
 	case kindTombstone:
-		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", h.reversalOf(tx, r, batchNo, stan))
+		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
 		switch {
 		case rst == approved || already:
 			return keep(answer{rc: rcApproved, rrn: a.rrn})
@@ -85,7 +85,7 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 		case st == declined || undone:
 			return keep(answer{rc: rcApproved})
 		}
-		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", h.reversalOf(tx, r, batchNo, stan))
+		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
 		switch {
 		case rst == approved || already:
 			h.j.update(func() { r.undone = true })
@@ -107,8 +107,11 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 	return keep(answer{rc: rcApproved})
 }
 
-func (h *host) reversalOf(tx *txn, r *record, batchNo, stan string) []byte {
-	b, _ := json.Marshal(cardReversal{PaymentKey: r.key, Memo: fmt.Sprintf("POS %s reversal of batch %s STAN %s", tx.t.id, batchNo, stan)})
+// reversalOf is the card.reversal.v1 that undoes r, sent under r's key
+// and "-R". It depends on r alone, so every path that sends it (the
+// terminal's 0400, settleDoubt) sends the same message under that key.
+func reversalOf(r *record) []byte {
+	b, _ := json.Marshal(cardReversal{PaymentKey: r.key, Memo: "POS reversal of " + r.key})
 	return b
 }
 
@@ -139,6 +142,64 @@ func (h *host) resolve(ctx context.Context, tx *txn, r *record) status {
 	})
 	tx.log.Info("resolved a transaction the hub had not answered", "key", r.key, "approved", st == approved, "in_doubt", st == inDoubt)
 	return st
+}
+
+// Backoff of settleDoubt.
+const (
+	doubtFirstRetry = 200 * time.Millisecond
+	doubtMaxRetry   = 10 * time.Second
+)
+
+// settleDoubt makes a transaction the hub never answered definite, in the
+// background, until it is or the plugin stops. The terminal was answered
+// with a decline (68, 91 or 96), so a purchase must not stand: it is sent
+// again under its key (the hub answers what it did, or does it now) and
+// reversed if the hub applied it. A void or refund is only resolved: if
+// the hub applied it, it stands, and the terminal's totals will show the
+// difference at settlement. A reversal (0400) from the terminal meanwhile
+// waits for this, or this for it.
+func (h *host) settleDoubt(ctx context.Context, tx *txn, r *record) {
+	log := tx.log.With("key", r.key)
+	for wait := doubtFirstRetry; ; wait = min(2*wait, doubtMaxRetry) {
+		select {
+		case <-ctx.Done():
+			log.Warn("stopping with a transaction still in doubt at the hub")
+			return
+		case <-time.After(wait):
+		}
+		if h.settleOnce(ctx, tx, r) {
+			return
+		}
+	}
+}
+
+// settleOnce is one attempt of settleDoubt; it reports whether the
+// transaction is now definite.
+func (h *host) settleOnce(ctx context.Context, tx *txn, r *record) bool {
+	r.revMu.Lock()
+	defer r.revMu.Unlock()
+	var st status
+	var undone bool
+	h.j.update(func() { st, undone = r.st, r.undone })
+	if st == inDoubt {
+		if st = h.resolve(ctx, tx, r); st == inDoubt {
+			return false
+		}
+	}
+	if r.kind != kindPurchase || st != approved || undone {
+		return true
+	}
+	_, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
+	switch {
+	case rst == approved || already:
+		h.j.update(func() { r.undone = true })
+		tx.log.Info("reversed a payment the terminal was told had failed", "key", r.key)
+		return true
+	case rst == inDoubt:
+		return false
+	}
+	tx.log.Error("the hub refuses to reverse a payment the terminal was told had failed", "key", r.key)
+	return true
 }
 
 // balance answers a balance inquiry from what the hub's card_status query

@@ -32,7 +32,8 @@ type server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the accept loop and the connections
+	bg     sync.WaitGroup // background work (settleDoubt)
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -46,6 +47,7 @@ func listen(addr string, h *host, idle time.Duration, log *slog.Logger) (*server
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{h: h, ln: ln, idle: idle, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	h.spawn = s.spawn
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -154,4 +156,15 @@ func (s *server) close() {
 	_ = s.ln.Close()
 	s.wg.Wait()
 	s.cancel()
+	s.bg.Wait()
+}
+
+// spawn runs f in the background with the server's context, which close
+// cancels once the connections are done.
+func (s *server) spawn(f func(ctx context.Context)) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f(s.ctx)
+	}()
 }
