@@ -53,7 +53,6 @@ const (
 	kindVoid
 	kindRefund
 	kindBalance
-	kindOther // declined before it became any of the above
 )
 
 type status int

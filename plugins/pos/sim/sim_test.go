@@ -1,0 +1,155 @@
+package sim_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/plugins/pos/sim"
+)
+
+// host is a minimal POS host: it signs terminals on and answers 0200 and
+// 0400 as answer says, nil meaning no answer at all.
+type host struct {
+	ln     net.Listener
+	tmk    cardcrypto.Key
+	mu     sync.Mutex
+	mak    cardcrypto.Key
+	answer map[string]string // MTI → response code; absent: silent
+	got    []string          // MTIs received
+	wg     sync.WaitGroup
+}
+
+func startHost(t *testing.T, tmk cardcrypto.Key) *host {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &host{ln: ln, tmk: tmk, answer: map[string]string{"0800": "00"}}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				defer c.Close()
+				for {
+					m, err := iso.Codec{}.ReadMessage(c)
+					if err != nil {
+						return
+					}
+					if resp := h.respond(t, m); resp != nil {
+						if err := (iso.Codec{}).WriteMessage(c, resp); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); h.wg.Wait() })
+	return h
+}
+
+func (h *host) set(mti, rc string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rc == "" {
+		delete(h.answer, mti)
+	} else {
+		h.answer[mti] = rc
+	}
+}
+
+func (h *host) received() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.got...)
+}
+
+func (h *host) respond(t *testing.T, m *iso8583.Message) *iso8583.Message {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	mti, _ := m.GetMTI()
+	h.got = append(h.got, mti)
+	rc, ok := h.answer[mti]
+	if !ok {
+		return nil
+	}
+	if mti == "0800" {
+		h.mak = cardcrypto.Key{0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF}
+		pik := cardcrypto.AdjustOddParity(cardcrypto.Key{0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF})
+		f62, err := cardcrypto.BuildSignOnKeys(h.tmk, cardcrypto.WorkingKeys{PIN: pik, MAC: h.mak})
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		resp, err := iso.NewSignOnResponse(m, rc, "000001", time.Now(), f62)
+		if err != nil {
+			t.Error(err)
+		}
+		return resp
+	}
+	if err := iso.VerifyMAC(m, iso.MACECB, h.mak); err != nil {
+		t.Errorf("%s: %v", mti, err)
+	}
+	resp, err := iso.NewResponse(m, rc)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	if err := iso.SetMAC(resp, iso.MACECB, h.mak); err != nil {
+		t.Error(err)
+	}
+	return resp
+}
+
+// TestTimeoutKeepsTheReversal: a purchase without an answer leaves a
+// reversal, which goes before the next transaction; until the host answers
+// it, no new transaction is sent.
+func TestTimeoutKeepsTheReversal(t *testing.T) {
+	tmk, _ := cardcrypto.ParseKey("0123456789ABCDEFFEDCBA9876543210")
+	h := startHost(t, tmk)
+	term, err := sim.New(sim.Config{Addr: h.ln.Addr().String(), TerminalID: "POS00001", MerchantID: "M-POS-SHOP     ", MasterKey: tmk, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	ctx := context.Background()
+	if rc, err := term.SignOn(ctx); err != nil || rc != "00" {
+		t.Fatalf("sign-on: %s %v", rc, err)
+	}
+	card := sim.Card{PAN: "3100990000000013", PIN: "123456"}
+	if _, err := term.Purchase(ctx, card, 100); !errors.Is(err, sim.ErrTimeout) || !term.PendingReversal() {
+		t.Fatalf("purchase: %v, reversal pending %v", err, term.PendingReversal())
+	}
+	// The host does not answer the reversal either: nothing new is sent.
+	if _, err := term.Purchase(ctx, card, 200); !errors.Is(err, sim.ErrReversalPending) {
+		t.Fatalf("next purchase: %v, want ErrReversalPending", err)
+	}
+	h.set("0400", "00")
+	h.set("0200", "00")
+	r, err := term.Purchase(ctx, card, 300)
+	if err != nil || !r.Approved() || term.PendingReversal() || term.Reversals() != 1 {
+		t.Fatalf("purchase: %+v %v", r, err)
+	}
+	want := []string{"0800", "0200", "0400", "0400", "0200"}
+	if got := h.received(); len(got) != len(want) || got[4] != "0200" || got[2] != "0400" || got[3] != "0400" {
+		t.Errorf("host received %v, want %v", got, want)
+	}
+	if tot := term.Totals(); tot.Domestic.DebitAmount != 300 || tot.Domestic.DebitCount != 1 {
+		t.Errorf("totals %+v", tot)
+	}
+}
