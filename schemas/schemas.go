@@ -131,6 +131,15 @@ func Compile() error {
 // ErrInvalidJSON if it is not JSON, and one wrapping ErrUnknownSchema if
 // there is no such schema.
 func Validate(name string, doc []byte) error {
+	if f := fast[name]; f != nil && f(doc) {
+		return nil
+	}
+	return validateSchema(name, doc)
+}
+
+// validateSchema checks doc against the compiled schema, without a quick
+// check.
+func validateSchema(name string, doc []byte) error {
 	all, err := compileAll()
 	if err != nil {
 		return err
