@@ -11,6 +11,7 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/plugins/demo"
+	"github.com/citycard/citycard/plugins/pos"
 	"github.com/citycard/citycard/plugins/transit"
 	"github.com/citycard/citycard/plugins/utilities"
 	"github.com/citycard/citycard/sdk"
@@ -18,7 +19,7 @@ import (
 
 // bundles are the reference plugins shipped inside the citycard binary, in
 // the order the demo runs them.
-var bundles = []func() demo.Bundle{transit.Bundle, utilities.Bundle}
+var bundles = []func() demo.Bundle{transit.Bundle, pos.Bundle, utilities.Bundle}
 
 // bundle returns the bundled plugin named name.
 func bundle(name string) (demo.Bundle, bool) {
