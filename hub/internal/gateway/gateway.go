@@ -54,6 +54,9 @@ const (
 	TypeCardPayment  = "card.payment.v1"
 	TypeCardReversal = "card.reversal.v1"
 	TypeTransitTaps  = "transit.taps.v1"
+	TypeCardHold     = "card.hold.v1"
+	TypeCardCapture  = "card.capture.v1"
+	TypeCardVoid     = "card.void.v1"
 )
 
 // HubTypes maps each message type a hub service handles to its schema.
@@ -61,6 +64,9 @@ var HubTypes = map[string]string{
 	TypeCardPayment:  "msg-card-payment-v1",
 	TypeCardReversal: "msg-card-reversal-v1",
 	TypeTransitTaps:  "msg-transit-taps-v1",
+	TypeCardHold:     "msg-card-hold-v1",
+	TypeCardCapture:  "msg-card-capture-v1",
+	TypeCardVoid:     "msg-card-void-v1",
 }
 
 // Query kinds the hub answers beyond the sdk's.
@@ -68,6 +74,9 @@ const (
 	// QueryDenylist reads the transit deny list: key "" for the whole
 	// list, "since:V" for the changes after version V.
 	QueryDenylist = "denylist"
+	// QueryCardBalance reads a card's balance (msg-card-balance-v1.json);
+	// the key is the card number.
+	QueryCardBalance = "card_balance"
 )
 
 // Metadata keys the gateway sets on router messages.
@@ -491,6 +500,17 @@ func (h *pluginHub) Query(ctx context.Context, kind, key string) (json.RawMessag
 			return json.Marshal(map[string]any{"version": v.Version, "size": v.Size})
 		}
 		return json.Marshal(v)
+	case QueryCardBalance:
+		c, err := h.g.opts.Service.Get(ctx, key)
+		if err != nil {
+			return nil, toSDK(err)
+		}
+		var available int64
+		for _, p := range c.Purses {
+			available += p.Available
+		}
+		return json.Marshal(map[string]any{"card": c.Number, "status": c.Status, "currency": c.Currency,
+			"balance": c.Balance, "available": available, "purses": c.Purses})
 	case sdk.QueryCardStatus:
 		c, err := h.g.opts.Service.Get(ctx, key)
 		if err != nil {
@@ -562,6 +582,43 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		}
 		return g.opts.Service.Pay(ctx, c, cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
 			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN})
+	case TypeCardHold:
+		channel := g.opts.Channels[plugin]
+		if channel == "" {
+			return ledger.Outcome{}, fault.E(fault.InvalidRequest, "channel",
+				fmt.Sprintf("plugin %s has no channel in the hub's plugin configuration, so it cannot hold money on cards", plugin))
+		}
+		var p struct {
+			Card      string `json:"card"`
+			Merchant  string `json:"merchant"`
+			Terminal  string `json:"terminal"`
+			Amount    int64  `json:"amount"`
+			Currency  string `json:"currency"`
+			PIN       string `json:"pin"`
+			ExpiresIn int64  `json:"expires_in"`
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+		}
+		return g.opts.Service.Hold(ctx, c, cards.HoldRequest{PaymentRequest: cards.PaymentRequest{Card: p.Card, Channel: channel,
+			Merchant: p.Merchant, Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN}, ExpiresIn: p.ExpiresIn})
+	case TypeCardCapture, TypeCardVoid:
+		var p struct {
+			HoldKey  string `json:"hold_key"`
+			Amount   int64  `json:"amount"`
+			Currency string `json:"currency"`
+		}
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+		}
+		id, err := g.approvedByKey(ctx, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		if typ == TypeCardVoid {
+			return g.opts.Service.Void(ctx, c, id)
+		}
+		return g.opts.Service.Capture(ctx, c, cards.CaptureRequest{Hold: id, Amount: p.Amount, Currency: p.Currency})
 	case TypeCardReversal:
 		var p struct {
 			PaymentKey string `json:"payment_key"`
@@ -605,12 +662,18 @@ func (g *Gateway) taps(ctx context.Context, plugin string, m sdk.Message) (ledge
 // paymentByKey finds the transfer a plugin's approved payment made, by the
 // payment message's idempotency key.
 func (g *Gateway) paymentByKey(ctx context.Context, plugin, key string) (int64, error) {
+	return g.approvedByKey(ctx, plugin, key, "payment_key", fault.TransferNotFound, "payment")
+}
+
+// approvedByKey finds the id of a plugin's approved payment or hold by its
+// message's idempotency key; code and what name the error when there is
+// none.
+func (g *Gateway) approvedByKey(ctx context.Context, plugin, key, field, code, what string) (int64, error) {
 	body, ok, err := g.opts.Service.Answer(ctx, OperatorPrefix+plugin, key)
 	if err != nil {
 		return 0, err
 	}
-	notFound := fault.E(fault.TransferNotFound, "payment_key",
-		fmt.Sprintf("plugin %s made no approved payment with idempotency key %q", plugin, key))
+	notFound := fault.E(code, field, fmt.Sprintf("plugin %s made no approved %s with idempotency key %q", plugin, what, key))
 	if !ok {
 		return 0, notFound
 	}
@@ -618,8 +681,8 @@ func (g *Gateway) paymentByKey(ctx context.Context, plugin, key string) (int64, 
 	if err := json.Unmarshal(body, &r); err != nil || r.Status != cards.Approved || r.ID == "" {
 		return 0, notFound
 	}
-	var id int64
-	if _, err := fmt.Sscan(r.ID, &id); err != nil {
+	id, err := strconv.ParseInt(r.ID, 10, 64)
+	if err != nil {
 		return 0, notFound
 	}
 	return id, nil

@@ -249,6 +249,51 @@ func TestPluginOverNATS(t *testing.T) {
 	h.verify(t)
 }
 
+// TestPluginHolds: a plugin pre-authorises through card.hold.v1, completes
+// for less with card.capture.v1 (the rest released), cancels another with
+// card.void.v1, and reads the balance with the card_balance query.
+func TestPluginHolds(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		h := startPluginHub(t, st)
+		_, m := h.send("payer.preauth.v1", "p1", map[string]any{"key": "a", "card": h.card, "amount": 5000})
+		hold, _ := receipt(t, m)
+		matches(t, "api-payment", hold)
+		if hold["status"] != "approved" {
+			t.Fatalf("hold: %v", hold)
+		}
+		_, m = h.send("payer.balance.v1", "b1", map[string]any{"card": h.card})
+		bal, _ := receipt(t, m)
+		matches(t, "msg-card-balance-v1", bal)
+		if bal["balance"].(float64) != 100000 || bal["available"].(float64) != 95000 {
+			t.Fatalf("balance with a hold of 50.00: %v", bal)
+		}
+		_, m = h.send("payer.complete.v1", "c1", map[string]any{"key": "a", "amount": 3000})
+		captured, _ := receipt(t, m)
+		if captured["status"] != "captured" {
+			t.Fatalf("capture: %v", captured)
+		}
+		if b := h.balance(); b != 97000 {
+			t.Fatalf("balance after capturing 30.00 of a 50.00 hold: %v", b)
+		}
+		h.send("payer.preauth.v1", "p2", map[string]any{"key": "b", "card": h.card, "amount": 2000})
+		_, m = h.send("payer.cancel.v1", "v1", map[string]any{"key": "b"})
+		voided, _ := receipt(t, m)
+		if voided["status"] != "voided" {
+			t.Fatalf("void: %v", voided)
+		}
+		_, m = h.send("payer.balance.v1", "b2", map[string]any{"card": h.card})
+		if bal, _ = receipt(t, m); bal["available"].(float64) != 97000 {
+			t.Fatalf("available after the void: %v", bal)
+		}
+		// Completing a hold that was never made names the problem.
+		status, m := h.send("payer.complete.v1", "c2", map[string]any{"key": "never", "amount": 100})
+		if status != 404 || m["code"] != "hold_not_found" || m["field"] != "hold_key" {
+			t.Fatalf("capture of no hold: %d %v", status, m)
+		}
+		h.verify(t)
+	})
+}
+
 // TestPluginSchemaRefusal: the payer declares card.payment.v1 with a lax
 // schema of its own and sends an amount as a string. The hub checks the
 // payload against its own schema, refuses it with the schema error, and

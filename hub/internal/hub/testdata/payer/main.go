@@ -36,12 +36,19 @@ func (p *payer) Describe() sdk.Descriptor {
 			{Type: "payer.smuggle.v1", SchemaID: "https://payer.test/smuggle.json", Schema: json.RawMessage(lax)},
 			{Type: "payer.flaky.v1", SchemaID: "https://payer.test/flaky.json", Schema: json.RawMessage(lax)},
 			{Type: "payer.batch.v1", SchemaID: "https://payer.test/batch.json", Schema: json.RawMessage(lax)},
+			{Type: "payer.preauth.v1", SchemaID: "https://payer.test/preauth.json", Schema: json.RawMessage(lax)},
+			{Type: "payer.complete.v1", SchemaID: "https://payer.test/complete.json", Schema: json.RawMessage(lax)},
+			{Type: "payer.cancel.v1", SchemaID: "https://payer.test/cancel.json", Schema: json.RawMessage(lax)},
+			{Type: "payer.balance.v1", SchemaID: "https://payer.test/balance.json", Schema: json.RawMessage(lax)},
 		},
 		Sends: []sdk.MessageType{
 			// Declared with a lax schema of the plugin's own, so that the
 			// hub's check of the payload is what refuses a bad one.
 			{Type: "card.payment.v1", SchemaID: "https://payer.test/lax-payment.json", Schema: json.RawMessage(lax)},
 			{Type: "card.reversal.v1", SchemaID: "msg-card-reversal-v1"},
+			{Type: "card.hold.v1", SchemaID: "msg-card-hold-v1"},
+			{Type: "card.capture.v1", SchemaID: "msg-card-capture-v1"},
+			{Type: "card.void.v1", SchemaID: "msg-card-void-v1"},
 			{Type: "payer.receipt.v1", SchemaID: "https://payer.test/receipt.json", Schema: json.RawMessage(lax)},
 		},
 		ConfigSchema: json.RawMessage(`{"type": "object", "required": ["merchant"],
@@ -97,6 +104,22 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 	case "payer.charge.v1":
 		body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"})
 		out = sdk.Message{Type: "card.payment.v1", IdempotencyKey: "charge-" + in.Key, Payload: body}
+	case "payer.preauth.v1":
+		body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"})
+		out = sdk.Message{Type: "card.hold.v1", IdempotencyKey: "hold-" + in.Key, Payload: body}
+	case "payer.complete.v1":
+		body, _ := json.Marshal(map[string]any{"hold_key": "hold-" + in.Key, "amount": in.Amount, "currency": "CNY"})
+		out = sdk.Message{Type: "card.capture.v1", IdempotencyKey: "capture-" + in.Key, Payload: body}
+	case "payer.cancel.v1":
+		body, _ := json.Marshal(map[string]any{"hold_key": "hold-" + in.Key})
+		out = sdk.Message{Type: "card.void.v1", IdempotencyKey: "void-" + in.Key, Payload: body}
+	case "payer.balance.v1":
+		bal, err := p.hub.Query(ctx, "card_balance", in.Card)
+		if err != nil {
+			return nil, err
+		}
+		receipt, _ := json.Marshal(map[string]any{"hub": json.RawMessage(bal), "duplicate": false})
+		return []sdk.Message{{Type: "payer.receipt.v1", Payload: receipt}}, nil
 	case "payer.reverse.v1":
 		body, _ := json.Marshal(map[string]any{"payment_key": "charge-" + in.Key})
 		out = sdk.Message{Type: "card.reversal.v1", IdempotencyKey: "reverse-" + in.Key, Payload: body}
