@@ -70,6 +70,9 @@ type Config struct {
 	// PluginHost tunes the plugin host (health checks, backoff); its
 	// Logger, Hub and Registerer are set by the hub.
 	PluginHost pluginhost.Options
+	// DenyPush is how often the hub looks for a new transit deny-list
+	// version to announce to plugins (default DefaultDenyPush).
+	DenyPush time.Duration
 }
 
 // App is a running hub: its store is open and its ledger writer started.

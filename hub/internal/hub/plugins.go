@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -43,6 +44,9 @@ type plugins struct {
 	host     *pluginhost.Host
 	channels map[string]string
 	pgPool   *pgxpool.Pool // the router's own pool, for a postgres:// bus
+
+	stopPush context.CancelFunc
+	pushing  sync.WaitGroup
 }
 
 // BusStore is the --bus value that puts the router in the hub's own
@@ -204,8 +208,76 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 	if err := p.router.Start(ctx); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	p.startDenyPush(a.st, cfg.DenyPush)
 	a.plugins = p
 	return nil
+}
+
+// TypeDenylistChanged is the message the hub sends plugins that handle it
+// when the transit deny list moves to a new version.
+const TypeDenylistChanged = "transit.denylist.changed.v1"
+
+// DefaultDenyPush is how often the hub looks for a new deny-list version to
+// announce.
+const DefaultDenyPush = time.Second
+
+// startDenyPush announces each new deny-list version to the plugins that
+// handle TypeDenylistChanged, so that validators hear of a lost card within
+// seconds rather than at the plugin's next poll.
+func (p *plugins) startDenyPush(st store.Store, every time.Duration) {
+	var targets []string
+	for _, s := range p.host.Status() {
+		if d, ok := p.host.Describe(s.Name); ok {
+			for _, mt := range d.Handles {
+				if mt.Type == TypeDenylistChanged {
+					targets = append(targets, s.Name)
+				}
+			}
+		}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	if every <= 0 {
+		every = DefaultDenyPush
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	// The plugins loaded the version of now when they were configured.
+	var last int64
+	if h, err := st.Head(ctx); err == nil {
+		last = h.DenyVersion
+	}
+	p.stopPush = cancel
+	p.pushing.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			h, err := st.Head(ctx)
+			if err != nil {
+				continue
+			}
+			if h.DenyVersion == last {
+				continue
+			}
+			last = h.DenyVersion
+			body, _ := json.Marshal(map[string]int64{"version": last})
+			for _, name := range targets {
+				sctx, done := context.WithTimeout(ctx, 10*time.Second)
+				_, err := p.gw.Send(sctx, name, sdk.Message{Type: TypeDenylistChanged, Payload: body,
+					IdempotencyKey: fmt.Sprintf("denylist-%d", last)})
+				done()
+				if err != nil && ctx.Err() == nil {
+					p.log.Warn("hub: cannot announce the deny list's new version; the plugin will find it at its next poll",
+						"plugin", name, "version", last, "err", err)
+				}
+			}
+		}
+	})
 }
 
 // crashed logs what was in flight to a plugin that died. Nothing is lost
@@ -225,6 +297,10 @@ func (p *plugins) crashed(plugin string, inFlight []sdk.Message) {
 // close stops the plugins (which finish what they are doing, their last
 // submissions still routed), then the router.
 func (p *plugins) close(ctx context.Context) error {
+	if p.stopPush != nil {
+		p.stopPush()
+		p.pushing.Wait()
+	}
 	var errs []error
 	if p.host != nil {
 		sctx, cancel := context.WithTimeout(ctx, ShutdownTimeout)

@@ -53,6 +53,7 @@ func transitPlugin(tb testing.TB) (bin, sum string) {
 // devices registered and riders' cards loaded; validators reach the plugin's
 // front end over HTTP, as in the street.
 type transitRig struct {
+	hub     *client
 	client  *sim.Client
 	keys    map[string][]byte
 	devices []string
@@ -60,7 +61,11 @@ type transitRig struct {
 	seq     map[string]*atomic.Int64
 }
 
-func startTransitRig(b *testing.B, st store.Store, devices, riders int) *transitRig {
+func startTransitRig(b testing.TB, st store.Store, devices, riders int) *transitRig {
+	return startTransitRigWith(b, st, devices, riders, 60000)
+}
+
+func startTransitRigWith(b testing.TB, st store.Store, devices, riders int, refreshMS int) *transitRig {
 	b.Helper()
 	b.Cleanup(pin.SetCostForTesting(1, 8))
 	bin, sum := transitPlugin(b)
@@ -70,7 +75,7 @@ func startTransitRig(b *testing.B, st store.Store, devices, riders int) *transit
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg, _ := json.Marshal(map[string]any{"listen": addr, "denylist_refresh_ms": 60000})
+	cfg, _ := json.Marshal(map[string]any{"listen": addr, "denylist_refresh_ms": refreshMS})
 	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
 		Ledger:  ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{{Name: "transit", Path: bin, SHA256: sum, Channel: "transit", Config: cfg}}})
@@ -80,7 +85,7 @@ func startTransitRig(b *testing.B, st store.Store, devices, riders int) *transit
 	c, stop, done := serve(b, app)
 	b.Cleanup(func() { stop(); <-done })
 	c.must("POST", "/v1/merchants", map[string]any{"id": "M-CITYBUS", "name": "City Bus", "mcc": "4131", "settlement_account": "1"}, 201)
-	r := &transitRig{keys: map[string][]byte{}, seq: map[string]*atomic.Int64{},
+	r := &transitRig{hub: c, keys: map[string][]byte{}, seq: map[string]*atomic.Int64{},
 		client: sim.NewClient("http://"+addr, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}})}
 	for i := range devices {
 		id := fmt.Sprintf("BEN-%03d", i)
@@ -198,4 +203,25 @@ func BenchmarkTransitOffline(b *testing.B) {
 		wg.Wait()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "taps/s")
 	})
+}
+
+// TestDenylistPushed: the hub announces a new deny-list version to the
+// transit plugin, which refreshes at once, so a card reported lost reaches
+// the validators' front end within seconds even though the plugin would
+// poll only hourly.
+func TestDenylistPushed(t *testing.T) {
+	r := startTransitRigWith(t, storetest.OpenSQLite(t), 1, 2, 3_600_000)
+	lost := r.cards[0]
+	r.hub.must("POST", "/v1/cards/"+lost+"/loss", nil, 200)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		l, err := r.client.Denylist(context.Background(), -1, 0)
+		if err == nil && slices.Contains(l.Cards, lost) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lost card did not reach the plugin's deny list: %+v %v", l, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
