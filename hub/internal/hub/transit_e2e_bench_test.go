@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"flag"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -120,18 +122,26 @@ func (r *transitRig) tap(device, card string, at time.Time, offline bool) tap.Ta
 	return t
 }
 
+// transitValidators is how many validators tap at once in
+// BenchmarkTransitOnline (-transit.validators).
+var transitValidators = 64
+
+func init() {
+	flag.IntVar(&transitValidators, "transit.validators", 64, "validators tapping at once in BenchmarkTransitOnline")
+}
+
 // BenchmarkTransitOnline: validators tap online through the plugin's front
 // end (HTTP), which micro-batches their taps into transit.taps.v1 messages
-// to the hub, which prices and posts them. 64 validators tap at once; one op
-// is one tap answered. Reports taps/s and the latency a validator sees.
+// to the hub, which prices and posts them. 64 validators tap at once (each
+// waits for its answer before its next tap); one op is one tap answered. Reports taps/s and the latency a validator sees.
 func BenchmarkTransitOnline(b *testing.B) {
 	storetest.EachDriverB(b, func(b *testing.B, st store.Store) {
-		r := startTransitRig(b, st, 64, 500)
+		r := startTransitRig(b, st, transitValidators, 500)
 		var n atomic.Int64
 		var mu sync.Mutex
 		lat := make([]time.Duration, 0, b.N)
 		start := time.Now().Add(-29 * 24 * time.Hour)
-		b.SetParallelism(32)
+		b.SetParallelism(transitValidators / runtime.GOMAXPROCS(0))
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			own := make([]time.Duration, 0, 1024)
