@@ -2,9 +2,9 @@ package hub_test
 
 import (
 	"context"
-	"flag"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
