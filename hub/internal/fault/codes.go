@@ -60,6 +60,7 @@ const (
 	MerchantNotFound         = "merchant_not_found"         // Unknown merchant
 	TerminalNotFound         = "terminal_not_found"         // Unknown terminal
 	TerminalMerchantMismatch = "terminal_merchant_mismatch" // The terminal does not belong to the merchant
+	CardExpired              = "card_expired"               // The card has expired
 	HoldExpired              = "hold_expired"               // The hold has expired
 	RiskDeclined             = "risk_declined"              // Declined by risk control
 	Denylisted               = "denylisted"                 // The card is on the transit deny list

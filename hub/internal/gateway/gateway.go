@@ -40,6 +40,7 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/cards"
+	"github.com/citycard/citycard/hub/internal/catalog"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/transit"
@@ -109,6 +110,12 @@ type Options struct {
 	// Transit posts transit taps and keeps the deny list; nil refuses
 	// transit.taps.v1 and the deny-list queries.
 	Transit *transit.Service
+	// IssuerPrefix starts the city's card numbers; a card.payment.v1 for
+	// any other number is a bank card, sent to BankPlugin.
+	IssuerPrefix string
+	// BankPlugin is the plugin that authorises bank cards
+	// (unionpay.authorize.v1); "" declines them.
+	BankPlugin string
 }
 
 // Gateway is the hub side of every plugin: it implements sdk.Hub for each
@@ -574,11 +581,15 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 				fmt.Sprintf("plugin %s has no channel in the hub's plugin configuration, so it cannot take card payments", plugin))
 		}
 		var p struct {
-			Card, Merchant, Terminal, Currency, PIN string
-			Amount                                  int64
+			Card, Merchant, Terminal, Currency, PIN, Expiry string
+			Amount                                          int64
 		}
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+		}
+		if g.opts.IssuerPrefix != "" && !strings.HasPrefix(p.Card, g.opts.IssuerPrefix) {
+			return g.bankPayment(ctx, plugin, channel, c, m, bankCard{Card: p.Card, Expiry: p.Expiry, Merchant: p.Merchant,
+				Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency})
 		}
 		return g.opts.Service.Pay(ctx, c, cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
 			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN})
@@ -657,6 +668,110 @@ func (g *Gateway) taps(ctx context.Context, plugin string, m sdk.Message) (ledge
 		return ledger.Outcome{}, fault.Wrap(fault.Internal, err)
 	}
 	return ledger.Outcome{Result: res, Status: 200, Body: body}, nil
+}
+
+// bankCard is a card.payment.v1 for a bank card.
+type bankCard struct {
+	Card, Expiry, Merchant, Terminal, Currency string
+	Amount                                     int64
+}
+
+// Messages of the bank acquirer plugin (plugins/unionpay).
+const (
+	TypeBankAuthorize = "unionpay.authorize.v1"
+	TypeBankReverse   = "unionpay.reverse.v1"
+)
+
+// bankPayment has the bank acquirer plugin authorise a bank card, then
+// records its answer in the ledger under the submitting plugin's key. A
+// resend of the same payment gets the recorded answer without the acquirer
+// being asked again (and the acquirer applies its own key once too); if
+// the approval cannot be recorded, the authorisation is reversed.
+func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c cards.Call, m sdk.Message, b bankCard) (ledger.Outcome, error) {
+	masked := maskPAN(b.Card)
+	decline := func(reason string) (ledger.Outcome, error) {
+		return g.opts.Service.BankPayment(ctx, c, cards.BankPaymentRequest{MaskedCard: masked, Channel: channel,
+			Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency, Reason: reason})
+	}
+	if pol, ok := g.opts.Service.Catalog().Policy(channel); !ok || !pol.AcceptsCard(catalog.BankCard) {
+		return decline(fault.ChannelNotAllowed)
+	}
+	if g.opts.BankPlugin == "" || g.plugins == nil {
+		return decline(fault.ChannelNotAllowed)
+	}
+	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
+		return ledger.Outcome{}, err
+	} else if ok {
+		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	}
+	if err := g.opts.Service.CheckAcceptor(ctx, b.Merchant, b.Terminal); err != nil {
+		return decline(fault.CodeOf(err))
+	}
+	authKey := "bank:" + plugin + ":" + m.IdempotencyKey
+	req, _ := json.Marshal(map[string]any{"pan": b.Card, "expiry": b.Expiry, "amount": b.Amount, "currency": b.Currency,
+		"merchant": b.Merchant, "terminal": b.Terminal})
+	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankAuthorize, IdempotencyKey: authKey,
+		CorrelationID: m.CorrelationID, Payload: req})
+	if err != nil {
+		// No answer from the acquirer: the acquirer plugin reverses what
+		// it may have authorised; the payment is declined.
+		g.log.Warn("gateway: bank card not authorised", "plugin", g.opts.BankPlugin, "card", masked, "err", err)
+		return decline(fault.Unavailable)
+	}
+	var auth struct {
+		Status       string `json:"status"`
+		ResponseCode string `json:"response_code"`
+		AuthCode     string `json:"auth_code"`
+		RRN          string `json:"rrn"`
+	}
+	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &auth) != nil {
+		return decline(fault.Internal)
+	}
+	if auth.Status != "approved" {
+		return decline(declineCode(auth.ResponseCode))
+	}
+	out, err := g.opts.Service.BankPayment(ctx, c, cards.BankPaymentRequest{MaskedCard: masked, Channel: channel,
+		Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency, Approved: true,
+		AuthCode: auth.AuthCode, RRN: auth.RRN})
+	if err != nil {
+		rev, _ := json.Marshal(map[string]string{"authorization_key": authKey})
+		if _, rerr := g.Send(context.WithoutCancel(ctx), g.opts.BankPlugin, sdk.Message{Type: TypeBankReverse,
+			IdempotencyKey: "reverse:" + authKey, Payload: rev}); rerr != nil {
+			g.log.Error("gateway: a bank authorisation could not be recorded nor reversed", "card", masked,
+				"auth_key", authKey, "err", err, "reverse_err", rerr)
+		}
+		return ledger.Outcome{}, err
+	}
+	return out, nil
+}
+
+// maskPAN keeps the first six and last four digits of a card number.
+func maskPAN(pan string) string {
+	if len(pan) < 11 {
+		return strings.Repeat("*", len(pan))
+	}
+	return pan[:6] + strings.Repeat("*", len(pan)-10) + pan[len(pan)-4:]
+}
+
+// declineCode maps an acquirer's ISO 8583 response code to the registry's
+// code for it: the first decline with that ISO code, else the first error.
+func declineCode(iso string) string {
+	var fallback string
+	for _, d := range schemas.Errors() {
+		if d.ISO8583 != iso || iso == "" {
+			continue
+		}
+		if d.Kind == schemas.KindDecline {
+			return d.Code
+		}
+		if fallback == "" {
+			fallback = d.Code
+		}
+	}
+	if fallback != "" {
+		return fallback
+	}
+	return fault.RiskDeclined
 }
 
 // paymentByKey finds the transfer a plugin's approved payment made, by the

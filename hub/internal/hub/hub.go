@@ -73,6 +73,9 @@ type Config struct {
 	// DenyPush is how often the hub looks for a new transit deny-list
 	// version to announce to plugins (default DefaultDenyPush).
 	DenyPush time.Duration
+	// BankPlugin is the plugin that authorises bank cards (default: the
+	// plugin named "unionpay", if there is one).
+	BankPlugin string
 }
 
 // App is a running hub: its store is open and its ledger writer started.

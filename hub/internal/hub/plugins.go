@@ -17,6 +17,7 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/api"
 	"github.com/citycard/citycard/hub/internal/bus"
+	"github.com/citycard/citycard/hub/internal/cardno"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/gateway"
 	"github.com/citycard/citycard/hub/internal/ledger"
@@ -174,8 +175,20 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 			p.channels[s.Name] = s.Channel
 		}
 	}
+	bank := cfg.BankPlugin
+	if bank == "" {
+		for _, s := range cfg.Plugins {
+			if s.Name == "unionpay" {
+				bank = s.Name
+			}
+		}
+	}
+	prefix := cfg.Cards.IssuerPrefix
+	if prefix == "" {
+		prefix = cardno.DefaultPrefix
+	}
 	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Channels: p.channels, Registerer: reg,
-		Transit: a.transit})
+		Transit: a.transit, IssuerPrefix: prefix, BankPlugin: bank})
 	for _, s := range cfg.Plugins {
 		if err := p.gw.HandleSubmissions(s.Name); err != nil {
 			return fmt.Errorf("hub: plugin %s: %w", s.Name, err)

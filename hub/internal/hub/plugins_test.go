@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
 	"github.com/citycard/citycard/schemas"
+	"github.com/citycard/citycard/sdk"
 )
 
 var payer struct {
@@ -294,6 +296,89 @@ func TestPluginHolds(t *testing.T) {
 	})
 }
 
+var fakebankBin struct {
+	once     sync.Once
+	bin, sum string
+	err      error
+}
+
+// TestBankCardPayments: a plugin's card.payment.v1 for a bank card number
+// goes to the bank acquirer plugin, and the hub records its answer: an
+// approval is owed by the acquirer to the merchant, a decline is an answer
+// with the registry's code, the card is kept masked, and a resend is the
+// first answer without the acquirer being asked again.
+func TestBankCardPayments(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		t.Cleanup(pin.SetCostForTesting(1, 8))
+		bin, sum := payerPlugin(t)
+		fakebankBin.once.Do(func() {
+			fakebankBin.bin = filepath.Join(testDir, "fakebank")
+			out, err := exec.Command("go", "build", "-o", fakebankBin.bin, "./testdata/fakebank").CombinedOutput()
+			if err != nil {
+				fakebankBin.err = fmt.Errorf("build fakebank: %v\n%s", err, out)
+				return
+			}
+			fakebankBin.sum, fakebankBin.err = pluginhost.FileSHA256(fakebankBin.bin)
+		})
+		if fakebankBin.err != nil {
+			t.Fatal(fakebankBin.err)
+		}
+		app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
+			Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
+			Plugins: []pluginhost.Spec{
+				{Name: "payer", Path: bin, SHA256: sum, Channel: "retail", Config: json.RawMessage(`{"merchant": "M-PAYER"}`)},
+				{Name: "fakebank", Path: fakebankBin.bin, SHA256: fakebankBin.sum},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, stop, done := serve(t, app)
+		t.Cleanup(func() { stop(); <-done })
+		c.must("POST", "/v1/merchants", map[string]any{"id": "M-PAYER", "name": "Payer", "mcc": "5411", "settlement_account": "1"}, 201)
+		h := &pluginHub{app: app, c: c, st: st}
+		const pan = "6222020000000000019"
+		_, m := h.send("payer.charge.v1", "k1", map[string]any{"key": "b1", "card": pan, "amount": 3000})
+		paid, dup := receipt(t, m)
+		matches(t, "api-payment", paid)
+		legs, _ := paid["legs"].([]any)
+		if paid["status"] != "approved" || paid["card"] != "622202*********0019" || dup || len(legs) != 1 ||
+			legs[0].(map[string]any)["purse"] != "bank_card" {
+			t.Fatalf("bank card payment: %v", paid)
+		}
+		id, _ := strconv.ParseInt(paid["id"].(string), 10, 64)
+		tr, err := st.GetTransfer(context.Background(), id)
+		if err != nil || tr.Amount != 3000 || tr.Card != "" || strings.Contains(tr.Memo, pan) || !strings.Contains(tr.Memo, "622202") {
+			t.Fatalf("transfer %+v %v", tr, err)
+		}
+		// Resent: the first answer, and the acquirer asked once.
+		_, m = h.send("payer.charge.v1", "k1", map[string]any{"key": "b1", "card": pan, "amount": 3000})
+		again, dup := receipt(t, m)
+		if !dup || again["id"] != paid["id"] {
+			t.Fatalf("resent: %v duplicate=%v", again, dup)
+		}
+		// Declines carry the registry's code for the acquirer's answer.
+		_, m = h.send("payer.charge.v1", "k2", map[string]any{"key": "b2", "card": "6222020000000000051", "amount": 100})
+		if d, _ := receipt(t, m); d["status"] != "declined" || d["reason"] != "insufficient_funds" {
+			t.Fatalf("51: %v", d)
+		}
+		_, m = h.send("payer.charge.v1", "k3", map[string]any{"key": "b3", "card": "6222020000000000054", "amount": 100})
+		if d, _ := receipt(t, m); d["status"] != "declined" || d["reason"] != "card_expired" {
+			t.Fatalf("54: %v", d)
+		}
+		replies, err := app.Send(context.Background(), "fakebank", sdkMessage("fakebank.count.v1", map[string]any{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var counts struct {
+			Authorised int `json:"authorised"`
+		}
+		if err := json.Unmarshal(replies[0].Payload, &counts); err != nil || counts.Authorised != 3 {
+			t.Fatalf("the acquirer was asked %d times for three payments, one resent: %v", counts.Authorised, err)
+		}
+		h.verify(t)
+	})
+}
+
 // TestPluginSchemaRefusal: the payer declares card.payment.v1 with a lax
 // schema of its own and sends an amount as a string. The hub checks the
 // payload against its own schema, refuses it with the schema error, and
@@ -436,4 +521,10 @@ func TestPluginKilledUnderTraffic(t *testing.T) {
 		}
 		h.verify(t)
 	})
+}
+
+// sdkMessage is a message of typ with payload marshalled to JSON.
+func sdkMessage(typ string, payload any) sdk.Message {
+	b, _ := json.Marshal(payload)
+	return sdk.Message{Type: typ, Payload: b}
 }
