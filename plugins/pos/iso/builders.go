@@ -233,6 +233,16 @@ func NewCompletion(r Request) (*iso8583.Message, error) {
 	return s.done()
 }
 
+// NewPreAuthVoid builds a 0100 pre-authorisation cancellation: the hold is
+// released; the original carries the pre-authorisation's authorisation
+// code and date, and the amount is the pre-authorisation's.
+func NewPreAuthVoid(r Request) (*iso8583.Message, error) {
+	s := financial("0100", ProcVoid, CondPreAuth, TypePreAuthVoid, r)
+	s.amount(r.Amount, r.Currency)
+	s.original(r.Original, false, true)
+	return s.done()
+}
+
 // reversalFields are copied from the original request into its reversal:
 // never the track data or PIN block.
 var reversalFields = []int{FieldPAN, FieldProcessingCode, FieldAmount, FieldSTAN, FieldExpiry, FieldEntryMode,

@@ -75,6 +75,10 @@ type Result struct {
 	AuthCode string // field 38
 	Amount   int64
 	Balance  *int64 // field 54, when the host sent one
+	// Date is the request's local date (field 13, MMDD): a completion or
+	// cancellation names its pre-authorisation by batch, STAN, date and
+	// authorisation code.
+	Date string
 	// Response is the whole answer.
 	Response *iso8583.Message
 	card     string
@@ -85,7 +89,7 @@ func (r Result) Approved() bool { return r.RC == "00" }
 
 // tx is one transaction of the terminal's batch.
 type tx struct {
-	kind   string // "purchase", "void", "refund"
+	kind   string // "purchase", "void", "refund", "preauth", "completion", "cancel"
 	stan   string
 	pan    string
 	amount int64
@@ -413,8 +417,14 @@ func (t *Terminal) sendReversal(ctx context.Context) (string, error) {
 	case "96", "91", "68", "98", "A0":
 		return rc, fmt.Errorf("sim: the host answered the reversal %s", rc)
 	}
-	if of := t.reversalOf; of != nil && of.kind == "void" && rc == "12" {
-		t.void(of.orig)
+	if of := t.reversalOf; of != nil && rc == "12" {
+		switch of.kind {
+		case "void":
+			t.void(of.orig)
+		case "completion":
+			// The host cannot undo a completion it applied: it stands.
+			t.txs = append(t.txs, of)
+		}
 	}
 	t.reversal, t.reversalOf = nil, nil
 	t.reversals++
@@ -510,6 +520,78 @@ func (t *Terminal) Refund(ctx context.Context, orig Result, c Card, amount int64
 	return res, err
 }
 
+// PreAuth holds amount (fen) on card (0100): the host answers with an
+// authorisation code, and the balance left available in field 54. A
+// pre-authorisation counts in no batch total; its completion does.
+func (t *Terminal) PreAuth(ctx context.Context, c Card, amount int64) (Result, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.signedOn {
+		return Result{}, ErrNotSignedOn
+	}
+	r, err := t.request(c, amount, iso.Original{})
+	if err != nil {
+		return Result{}, err
+	}
+	m, err := iso.NewPreAuth(r)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := t.money(ctx, m, &tx{kind: "preauth", stan: r.STAN, pan: c.PAN, amount: amount})
+	res.card, res.Batch, res.Date = c.PAN, r.Batch, r.At.Format("0102")
+	return res, err
+}
+
+// Complete completes pre-authorisation orig for amount (0200), at most
+// the amount held; the rest is released.
+func (t *Terminal) Complete(ctx context.Context, orig Result, c Card, amount int64) (Result, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.signedOn {
+		return Result{}, ErrNotSignedOn
+	}
+	r, err := t.request(Card{PAN: c.PAN}, amount, originalOf(orig))
+	if err != nil {
+		return Result{}, err
+	}
+	m, err := iso.NewCompletion(r)
+	if err != nil {
+		return Result{}, err
+	}
+	x := &tx{kind: "completion", stan: r.STAN, pan: c.PAN, amount: amount, orig: orig.STAN}
+	res, err := t.money(ctx, m, x)
+	if err == nil && res.Approved() {
+		t.txs = append(t.txs, x)
+	}
+	res.Batch = r.Batch
+	return res, err
+}
+
+// CancelPreAuth releases pre-authorisation orig (0100) for its whole
+// amount.
+func (t *Terminal) CancelPreAuth(ctx context.Context, orig Result, c Card) (Result, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.signedOn {
+		return Result{}, ErrNotSignedOn
+	}
+	r, err := t.request(Card{PAN: c.PAN}, orig.Amount, originalOf(orig))
+	if err != nil {
+		return Result{}, err
+	}
+	m, err := iso.NewPreAuthVoid(r)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := t.money(ctx, m, &tx{kind: "cancel", stan: r.STAN, pan: c.PAN, amount: orig.Amount, orig: orig.STAN})
+	res.Batch = r.Batch
+	return res, err
+}
+
+func originalOf(orig Result) iso.Original {
+	return iso.Original{Batch: orig.Batch, STAN: orig.STAN, Date: orig.Date, AuthCode: orig.AuthCode}
+}
+
 // Balance asks for the card's balance.
 func (t *Terminal) Balance(ctx context.Context, c Card) (Result, error) {
 	t.mu.Lock()
@@ -529,7 +611,7 @@ func (t *Terminal) Balance(ctx context.Context, c Card) (Result, error) {
 }
 
 // Totals are the terminal's own totals of its batch: purchases that stand
-// and refunds.
+// and completions as debits, refunds as credits.
 func (t *Terminal) Totals() iso.Totals {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -540,7 +622,7 @@ func (t *Terminal) totals() iso.Totals {
 	var tot iso.Totals
 	for _, x := range t.txs {
 		switch {
-		case x.kind == "purchase" && !x.voided:
+		case (x.kind == "purchase" && !x.voided) || x.kind == "completion":
 			tot.Domestic.DebitAmount += x.amount
 			tot.Domestic.DebitCount++
 		case x.kind == "refund":
@@ -592,7 +674,8 @@ func (t *Terminal) nextBatch() {
 	t.batch, t.txs = fmt.Sprintf("%06d", n%999999+1), nil
 }
 
-// UploadBatch sends the batch's purchases that stand and refunds (0320),
+// UploadBatch sends the batch's purchases that stand, completions and
+// refunds (0320),
 // up to seven a message, the last marked, then moves to the next batch.
 func (t *Terminal) UploadBatch(ctx context.Context) error {
 	t.mu.Lock()
@@ -602,7 +685,7 @@ func (t *Terminal) UploadBatch(ctx context.Context) error {
 	}
 	var entries []iso.BatchEntry
 	for _, x := range t.txs {
-		if (x.kind == "purchase" && !x.voided) || x.kind == "refund" {
+		if (x.kind == "purchase" && !x.voided) || x.kind == "completion" || x.kind == "refund" {
 			entries = append(entries, iso.BatchEntry{CardOrg: "00", STAN: x.stan, PAN: x.pan, Amount: x.amount})
 		}
 	}

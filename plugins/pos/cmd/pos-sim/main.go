@@ -6,7 +6,9 @@
 //	    -card 3100990000000013 -pin 123456 purchase:2580 void balance settle
 //
 // Steps: purchase:FEN, void (the last purchase), refund (the last purchase,
-// in full), refund:FEN, balance, settle, upload (batch upload), reversal
+// in full), refund:FEN, preauth:FEN (a pre-authorisation), complete (the
+// last pre-authorisation, in full), complete:FEN, cancel (the last
+// pre-authorisation), balance, settle, upload (batch upload), reversal
 // (send a reversal owed after a timeout). The terminal master key comes
 // from -tmk or the environment variable POS_SIM_TMK, in hex.
 package main
@@ -71,7 +73,7 @@ func run() error {
 		return nil
 	}
 	c := sim.Card{PAN: *card, PIN: *pin}
-	var last sim.Result
+	var last, lastHold sim.Result
 	for _, step := range flag.Args() {
 		name, arg, _ := strings.Cut(step, ":")
 		amount, _ := strconv.ParseInt(arg, 10, 64)
@@ -88,6 +90,17 @@ func run() error {
 				amount = last.Amount
 			}
 			r, err = t.Refund(ctx, last, c, amount)
+		case "preauth":
+			if r, err = t.PreAuth(ctx, c, amount); err == nil && r.Approved() {
+				lastHold = r
+			}
+		case "complete":
+			if amount == 0 {
+				amount = lastHold.Amount
+			}
+			r, err = t.Complete(ctx, lastHold, c, amount)
+		case "cancel":
+			r, err = t.CancelPreAuth(ctx, lastHold, c)
 		case "balance":
 			r, err = t.Balance(ctx, c)
 		case "settle":
