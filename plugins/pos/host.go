@@ -131,7 +131,7 @@ func (h *host) answer(ctx context.Context, tx *txn) *iso8583.Message {
 			return h.respond(tx, answer{rc: rcMACError, signOnAgain: true})
 		}
 		tx.macked = true
-	} else if tx.mti == "0200" || tx.mti == "0220" || tx.mti == "0400" {
+	} else if tx.mti == "0100" || tx.mti == "0200" || tx.mti == "0220" || tx.mti == "0400" {
 		tx.log.Warn("a money message without a MAC")
 		return h.respond(tx, answer{rc: rcMACError})
 	}
@@ -145,9 +145,6 @@ func (h *host) answer(ctx context.Context, tx *txn) *iso8583.Message {
 		return h.settle(tx, f60.Batch)
 	case tx.mti == "0320":
 		return h.batchUpload(tx, f60)
-	case tx.mti == "0100":
-		tx.log.Info("pre-authorisation is not supported yet")
-		return h.respond(tx, answer{rc: rcNotSupported})
 	case len(proc) != 6 || len(str(req, iso.FieldSTAN)) != 6:
 		return h.respond(tx, answer{rc: rcFormatError})
 	}
@@ -158,15 +155,20 @@ func (h *host) answer(ctx context.Context, tx *txn) *iso8583.Message {
 	switch {
 	case tx.mti == "0400":
 		return h.reverse(ctx, tx, f60.Batch)
+	case tx.mti == "0100" && proc[:2] == "03":
+		return h.debit(ctx, tx, f60.Batch, kindPreAuth)
+	case (tx.mti == "0100" || tx.mti == "0200") && proc[:2] == "20" && f60.MessageType == iso.TypePreAuthVoid:
+		return h.useHold(ctx, tx, f60.Batch, kindPreAuthVoid)
 	case tx.mti == "0200" && proc[:2] == "00" && (f60.MessageType == iso.TypeCompletion || str(req, iso.FieldConditionCode) == iso.CondPreAuth):
-		tx.log.Info("pre-authorisation completion is not supported yet")
-		return h.respond(tx, answer{rc: rcNotSupported})
+		return h.useHold(ctx, tx, f60.Batch, kindCompletion)
 	case tx.mti == "0200" && proc[:2] == "00":
-		return h.purchase(ctx, tx, f60.Batch)
+		return h.debit(ctx, tx, f60.Batch, kindPurchase)
 	case tx.mti == "0200" && proc[:2] == "20" && f60.MessageType == iso.TypeVoid:
 		return h.undo(ctx, tx, f60.Batch, kindVoid)
-	case tx.mti == "0200" && proc[:2] == "20" && (f60.MessageType == iso.TypePreAuthVoid || f60.MessageType == iso.TypeCompletionVoid):
-		tx.log.Info("pre-authorisation voids are not supported yet")
+	case tx.mti == "0200" && proc[:2] == "20" && f60.MessageType == iso.TypeCompletionVoid:
+		// A capture is a posted payment the hub has no message to undo by
+		// its key: completions are not voided at the terminal.
+		tx.log.Info("void of a completion is not supported")
 		return h.respond(tx, answer{rc: rcNotSupported})
 	case tx.mti == "0220" && proc[:2] == "20" && f60.MessageType == iso.TypeRefund:
 		return h.undo(ctx, tx, f60.Batch, kindRefund)
@@ -289,7 +291,7 @@ func fingerprint(req *iso8583.Message) [32]byte {
 	mti, _ := req.GetMTI()
 	h := sha256.New()
 	for _, v := range []string{mti, str(req, iso.FieldProcessingCode), str(req, iso.FieldAmount), str(req, iso.FieldPAN),
-		str(req, iso.FieldTrack2), str(req, iso.FieldLocalTime), str(req, iso.FieldLocalDate), str(req, iso.FieldOriginal), str(req, iso.FieldRRN), str(req, iso.FieldReserved60), str(req, iso.FieldCurrency)} {
+		str(req, iso.FieldTrack2), str(req, iso.FieldLocalTime), str(req, iso.FieldLocalDate), str(req, iso.FieldOriginal), str(req, iso.FieldRRN), str(req, iso.FieldAuthCode), str(req, iso.FieldReserved60), str(req, iso.FieldCurrency)} {
 		h.Write([]byte(v))
 		h.Write([]byte{0})
 	}
@@ -339,8 +341,15 @@ func (h *host) decline(tx *txn, r *record, rc string) *iso8583.Message {
 	return h.respond(tx, r.ans)
 }
 
-func (h *host) purchase(ctx context.Context, tx *txn, batchNo string) *iso8583.Message {
-	r, done := h.begin(ctx, tx, batchNo, kindPurchase)
+// debit answers a purchase (0200, card.payment.v1) or a
+// pre-authorisation (0100, card.hold.v1, whose idempotency key then names
+// the hold): the same card, amount and PIN checks, the same answer.
+func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8583.Message {
+	what, typ := "purchase", TypeCardPayment
+	if k == kindPreAuth {
+		what, typ = "pre-authorisation", TypeCardHold
+	}
+	r, done := h.begin(ctx, tx, batchNo, k)
 	if r == nil {
 		return done
 	}
@@ -369,8 +378,8 @@ func (h *host) purchase(ctx context.Context, tx *txn, batchNo string) *iso8583.M
 	if err != nil {
 		return h.decline(tx, r, rcSystemError)
 	}
-	h.j.update(func() { r.amount, r.pan = amount, panHash(pan) })
-	a, st := h.pay(ctx, tx, r.key, payload)
+	h.j.update(func() { r.amount, r.pan, r.date, r.typ = amount, panHash(pan), str(tx.req, iso.FieldLocalDate), typ })
+	a, st := h.pay(ctx, tx, typ, r.key, payload)
 	h.j.update(func() {
 		r.st, r.rrn = st, a.rrn
 		if st == inDoubt {
@@ -381,13 +390,13 @@ func (h *host) purchase(ctx context.Context, tx *txn, batchNo string) *iso8583.M
 	if st == inDoubt {
 		h.spawn(func(ctx context.Context) { h.settleDoubt(ctx, tx, r) })
 	}
-	tx.log.Info("purchase", "card", pan, "amount", amount, "rc", a.rc, "key", r.key)
+	tx.log.Info(what, "card", pan, "amount", amount, "rc", a.rc, "key", r.key)
 	return h.respond(tx, a)
 }
 
-// pay submits a card payment and reads the hub's answer.
-func (h *host) pay(ctx context.Context, tx *txn, key string, payload []byte) (answer, status) {
-	res, err := h.submit(ctx, TypeCardPayment, key, payload)
+// pay submits a card payment or hold (typ) and reads the hub's answer.
+func (h *host) pay(ctx context.Context, tx *txn, typ, key string, payload []byte) (answer, status) {
+	res, err := h.submit(ctx, typ, key, payload)
 	if err != nil {
 		if inDoubtErr(err) {
 			tx.log.Warn("the hub did not answer the payment", "key", key, "err", err)
@@ -462,7 +471,7 @@ func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso85
 	if err != nil {
 		return h.decline(tx, r, rcSystemError)
 	}
-	h.j.update(func() { r.amount, r.pan = amount, opan })
+	h.j.update(func() { r.amount, r.pan, r.typ = amount, opan, TypeCardReversal })
 	a, st, already := h.reverseAtHub(ctx, tx, r.key, payload)
 	h.j.update(func() {
 		r.st, r.rrn = st, a.rrn
@@ -501,5 +510,113 @@ func (h *host) reverseAtHub(ctx context.Context, tx *txn, key string, payload []
 	}
 	_ = json.Unmarshal(res.Body, &rv)
 	rrn := h.rrnOf(rv.ID)
+	return answer{rc: rcApproved, rrn: rrn, auth: rrn[6:]}, approved, false
+}
+
+// useHold answers a pre-authorisation completion (0200, card.capture.v1
+// for the completion's amount, at most the hold's) or cancellation (0100,
+// card.void.v1 for the whole hold). The pre-authorisation is found in the
+// journal by field 61 (batch, STAN, and its date when given) and must be
+// for the same card and, when field 38 is given, carry its authorisation
+// code; its idempotency key names the hold at the hub.
+func (h *host) useHold(ctx context.Context, tx *txn, batchNo string, k kind) *iso8583.Message {
+	r, done := h.begin(ctx, tx, batchNo, k)
+	if r == nil {
+		return done
+	}
+	what, typ := "completion", TypeCardCapture
+	if k == kindPreAuthVoid {
+		what, typ = "pre-authorisation cancellation", TypeCardVoid
+	}
+	orig, err := iso.ParseOriginal(str(tx.req, iso.FieldOriginal))
+	if err != nil {
+		return h.decline(tx, r, rcFormatError)
+	}
+	pan, rc := h.card(tx)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	amount, rc := amountOf(tx.req)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	o := h.j.lookup(tx.t.id, orig.Batch, orig.STAN)
+	if o == nil || o.kind != kindPreAuth {
+		tx.log.Info(what+": no such pre-authorisation", "orig_batch", orig.Batch, "orig_stan", orig.STAN)
+		return h.decline(tx, r, rcOriginalNotFound)
+	}
+	if err := o.wait(ctx); err != nil {
+		return h.decline(tx, r, rcSystemError)
+	}
+	f38 := str(tx.req, iso.FieldAuthCode)
+	var oamount int64
+	h.j.update(func() {
+		oamount = o.amount
+		switch {
+		case o.st != approved || o.pan != panHash(pan) || (f38 != "" && f38 != o.ans.auth) ||
+			(orig.Date != "" && o.date != "" && orig.Date != o.date):
+			rc = rcOriginalNotFound
+		case o.undone || o.claimed():
+			// Cancelled, reversed, completed, or being so.
+			rc = registryCode("hold_not_pending")
+		case k == kindCompletion && amount > o.amount:
+			rc = registryCode("capture_exceeds_hold")
+		case k == kindPreAuthVoid && amount != o.amount:
+			rc = rcOriginalAmount
+		default:
+			o.claim, r.orig = r, o
+			r.amount, r.pan, r.typ = amount, o.pan, typ
+		}
+	})
+	if rc != "" {
+		tx.log.Info(what+" refused", "orig_batch", orig.Batch, "orig_stan", orig.STAN, "amount", amount, "hold", oamount, "rc", rc)
+		return h.decline(tx, r, rc)
+	}
+	use := cardHoldUse{HoldKey: o.key}
+	if k == kindCompletion {
+		use.Amount, use.Currency = amount, "CNY"
+	}
+	payload, err := json.Marshal(use)
+	if err != nil {
+		return h.decline(tx, r, rcSystemError)
+	}
+	a, st, _ := h.holdAtHub(ctx, tx, typ, r.key, payload)
+	h.j.update(func() {
+		r.st, r.rrn = st, a.rrn
+		switch {
+		case st == approved && k == kindPreAuthVoid:
+			o.undone = true
+		case st == inDoubt:
+			r.payload = payload
+		}
+	})
+	r.finish(a)
+	if st == inDoubt {
+		h.spawn(func(ctx context.Context) { h.settleDoubt(ctx, tx, r) })
+	}
+	tx.log.Info(what, "card", pan, "amount", amount, "hold", oamount, "orig_stan", orig.STAN, "rc", a.rc, "key", r.key)
+	return h.respond(tx, a)
+}
+
+// holdAtHub submits a card.capture.v1 or card.void.v1 and reads the
+// answer; notPending reports the hub's hold_not_pending (the hold was
+// already captured, released or expired).
+func (h *host) holdAtHub(ctx context.Context, tx *txn, typ, key string, payload []byte) (a answer, st status, notPending bool) {
+	res, err := h.submit(ctx, typ, key, payload)
+	if err != nil {
+		if inDoubtErr(err) {
+			tx.log.Warn("the hub did not answer", "type", typ, "key", key, "err", err)
+			return answer{rc: errorCode(err)}, inDoubt, false
+		}
+		tx.log.Info("the hub refused", "type", typ, "key", key, "err", err)
+		return answer{rc: errorCode(err)}, declined, hasCode(err, "hold_not_pending")
+	}
+	var hh hubHold
+	if err := json.Unmarshal(res.Body, &hh); err != nil {
+		tx.log.Error("the hub's answer does not decode", "type", typ, "key", key, "err", err)
+		return answer{rc: rcSystemError}, inDoubt, false
+	}
+	// A capture's RRN leads to its posted transfer; a void posts none.
+	rrn := h.rrnOf(hh.Transfer)
 	return answer{rc: rcApproved, rrn: rrn, auth: rrn[6:]}, approved, false
 }

@@ -53,6 +53,9 @@ const (
 	kindVoid
 	kindRefund
 	kindBalance
+	kindPreAuth     // a hold at the hub (card.hold.v1)
+	kindCompletion  // a pre-authorisation's hold captured (card.capture.v1)
+	kindPreAuthVoid // a pre-authorisation's hold released (card.void.v1)
 )
 
 type status int
@@ -86,8 +89,15 @@ type record struct {
 	amount  int64
 	pan     [32]byte
 	rrn     string
-	undone  bool   // a purchase voided, refunded or reversed
+	undone  bool   // a purchase voided, refunded or reversed; a pre-authorisation cancelled or reversed
+	date    string // field 13 of the request, MMDD: a completion names its pre-authorisation's
+	typ     string // the hub message type of payload
 	payload []byte // the hub message, kept while in doubt to resolve it
+	// claim, of a pre-authorisation, is the completion or cancellation
+	// that took its hold; one that the hub declined gives it back.
+	claim *record
+	// orig, of a completion or cancellation, is its pre-authorisation.
+	orig *record
 
 	// revMu serialises reversals (0400) of this record; revAns is the
 	// answer given to one, for a resent 0400.
@@ -257,9 +267,22 @@ func (j *journal) update(f func()) {
 	f()
 }
 
-// totals are the batch's debits (purchases that stand) and credits
-// (refunds), as a terminal's settlement counts them: voided and reversed
-// purchases and the voids themselves count in neither.
+// claimed reports whether a completion or cancellation holds r's hold
+// (one the hub has not declined). Under journal.mu.
+func (r *record) claimed() bool { return r.claim != nil && r.claim.st != declined }
+
+// standsAsDebit and standsAsCredit say how a record counts in the batch
+// totals. Under journal.mu.
+func (r *record) standsAsDebit() bool {
+	return r.st == approved && ((r.kind == kindPurchase && !r.undone) || r.kind == kindCompletion)
+}
+
+func (r *record) standsAsCredit() bool { return r.st == approved && r.kind == kindRefund }
+
+// totals are the batch's debits (purchases that stand and completions) and
+// credits (refunds), as a terminal's settlement counts them: voided and
+// reversed purchases, the voids themselves, pre-authorisations and their
+// cancellations count in neither.
 func (j *journal) totals(tid, batchNo string) iso.Tally {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -269,14 +292,11 @@ func (j *journal) totals(tid, batchNo string) iso.Tally {
 		return t
 	}
 	for _, r := range ts.batches[batchNo].records {
-		if r.st != approved {
-			continue
-		}
 		switch {
-		case r.kind == kindPurchase && !r.undone:
+		case r.standsAsDebit():
 			t.DebitAmount += r.amount
 			t.DebitCount++
-		case r.kind == kindRefund:
+		case r.standsAsCredit():
 			t.CreditAmount += r.amount
 			t.CreditCount++
 		}
@@ -302,8 +322,7 @@ func (j *journal) upload(tid, batchNo string, e iso.BatchEntry) bool {
 	b := j.term(tid).batchOf(batchNo)
 	b.uploadedSTANs[e.STAN] = true
 	r := b.records[e.STAN]
-	ok := r != nil && r.st == approved && ((r.kind == kindPurchase && !r.undone) || r.kind == kindRefund) &&
-		r.amount == e.Amount && r.pan == sha256.Sum256([]byte(e.PAN))
+	ok := r != nil && (r.standsAsDebit() || r.standsAsCredit()) && r.amount == e.Amount && r.pan == sha256.Sum256([]byte(e.PAN))
 	if ok {
 		b.uploadMatched++
 	} else {
@@ -320,7 +339,7 @@ func (j *journal) uploadSummary(tid, batchNo string) (matched, differ, missing i
 	defer j.mu.Unlock()
 	b := j.term(tid).batchOf(batchNo)
 	for stan, r := range b.records {
-		if r.st == approved && ((r.kind == kindPurchase && !r.undone) || r.kind == kindRefund) && !b.uploadedSTANs[stan] {
+		if (r.standsAsDebit() || r.standsAsCredit()) && !b.uploadedSTANs[stan] {
 			missing++
 		}
 	}

@@ -18,6 +18,18 @@ const (
 	// TypeCardReversal undoes one of the plugin's card payments
 	// (schemas/msg-card-reversal-v1.json).
 	TypeCardReversal = "card.reversal.v1"
+	// TypeCardHold reserves money on a card, a pre-authorisation
+	// (schemas/msg-card-hold-v1.json); its idempotency key names the hold.
+	TypeCardHold = "card.hold.v1"
+	// TypeCardCapture posts one of the plugin's holds, for its amount or
+	// less: a completion (schemas/msg-card-capture-v1.json).
+	TypeCardCapture = "card.capture.v1"
+	// TypeCardVoid releases one of the plugin's holds: a pre-authorisation
+	// cancelled or reversed (schemas/msg-card-void-v1.json).
+	TypeCardVoid = "card.void.v1"
+	// QueryCardBalance reads a card's state and balance
+	// (schemas/msg-card-balance-v1.json); the key is the card number.
+	QueryCardBalance = "card_balance"
 )
 
 // schemaBase is where the plugin's own schemas live.
@@ -128,17 +140,32 @@ type (
 		PaymentKey string `json:"payment_key"`
 		Memo       string `json:"memo,omitempty"`
 	}
+	// cardHoldUse is card.capture.v1 (with amount and currency) and
+	// card.void.v1 (hold_key alone).
+	cardHoldUse struct {
+		HoldKey  string `json:"hold_key"`
+		Amount   int64  `json:"amount,omitempty"`
+		Currency string `json:"currency,omitempty"`
+	}
+	// hubHold is the part of api-hold.json the plugin uses.
+	hubHold struct {
+		Hold     string `json:"hold"`
+		Status   string `json:"status"`
+		Captured int64  `json:"captured"`
+		Transfer string `json:"transfer"`
+	}
+	// hubCardBalance is the hub's answer to the card_balance query.
+	hubCardBalance struct {
+		Status    string `json:"status"`
+		Currency  string `json:"currency"`
+		Balance   int64  `json:"balance"`
+		Available int64  `json:"available"`
+	}
 	// hubPayment is the part of api-payment.json the plugin uses.
 	hubPayment struct {
 		ID      string `json:"id"`
 		Status  string `json:"status"`
 		Reason  string `json:"reason"`
 		Balance *int64 `json:"balance"`
-	}
-	// hubCardStatus is the hub's answer to the card_status query.
-	hubCardStatus struct {
-		Card    string `json:"card"`
-		Status  string `json:"status"`
-		Product string `json:"product"`
 	}
 )

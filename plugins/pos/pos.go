@@ -3,10 +3,12 @@
 // package iso) over TCP.
 //
 // Terminals sign on for working keys, then send purchases, voids,
-// refunds, balance inquiries, reversals, settlements and batch uploads. The
-// plugin checks each message's MAC, decrypts PIN blocks, and asks the hub
-// to debit the city card (card.payment.v1) or to undo a payment
-// (card.reversal.v1), under idempotency keys derived from the terminal,
+// refunds, pre-authorisations, their cancellations and completions, balance
+// inquiries, reversals, settlements and batch uploads. The plugin checks
+// each message's MAC, decrypts PIN blocks, and asks the hub to debit the
+// city card (card.payment.v1), to undo a payment (card.reversal.v1), or to
+// hold, capture or release money (card.hold.v1, card.capture.v1,
+// card.void.v1), under idempotency keys derived from the terminal,
 // batch and STAN, so a resent request is one payment. Hub declines map to
 // field 39 through the error registry. Cards outside the city card's
 // ranges are declined 15 until plugins/unionpay takes them. README.md
@@ -73,6 +75,9 @@ func (*Plugin) Describe() sdk.Descriptor {
 			terminalStateSchema,
 			{Type: TypeCardPayment, SchemaID: "msg-card-payment-v1"},
 			{Type: TypeCardReversal, SchemaID: "msg-card-reversal-v1"},
+			{Type: TypeCardHold, SchemaID: "msg-card-hold-v1"},
+			{Type: TypeCardCapture, SchemaID: "msg-card-capture-v1"},
+			{Type: TypeCardVoid, SchemaID: "msg-card-void-v1"},
 		},
 		ConfigSchema: json.RawMessage(configSchema),
 	}

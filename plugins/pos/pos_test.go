@@ -381,8 +381,11 @@ func TestSettlement(t *testing.T) {
 func TestBalanceInquiry(t *testing.T) {
 	w := setup(t)
 	term := w.signedOn(term1)
-	// The hub's card_status gives the card's state, not its balance: 40.
-	expect(t, "balance", "40")(term.Balance(ctx(t), sim.Card{PAN: alice, PIN: "123456"}))
+	// The hub's card_balance: 00 and the available balance in field 54.
+	r := expect(t, "balance", "00")(term.Balance(ctx(t), sim.Card{PAN: alice, PIN: "123456"}))
+	if r.Balance == nil || *r.Balance != 50000 {
+		t.Errorf("balance %v, want 50000", r.Balance)
+	}
 	expect(t, "balance of a lost card", "41")(term.Balance(ctx(t), sim.Card{PAN: carol}))
 	expect(t, "balance of an unknown card", "14")(term.Balance(ctx(t), sim.Card{PAN: "3100990000000054"}))
 }
@@ -412,25 +415,28 @@ func TestTerminalChecks(t *testing.T) {
 	if rc := exchange(t, term, m, false); rc != "A0" {
 		t.Errorf("not signed on, with a MAC: %s, want A0", rc)
 	}
-	// Pre-authorisation and completion wait for the hub's holds: 40.
+	// A void of a completion: 40, the hub has no message to undo a capture.
 	on := w.signedOn(term1)
 	pan, _ := cardcrypto.ParsePAN(alice)
 	req := iso.Request{Terminal: iso.Terminal{Envelope: iso.DefaultEnvelope(3, 0), TerminalID: term1, MerchantID: acceptor},
-		STAN: on.NextSTAN(), Batch: "000001", Amount: 100, Currency: "156", Card: iso.Card{PAN: pan, EntryMode: iso.EntryChipNoPIN}}
-	pre, err := iso.NewPreAuth(req)
+		STAN: on.NextSTAN(), Batch: "000001", Amount: 100, Currency: "156", Card: iso.Card{PAN: pan, EntryMode: iso.EntryChipNoPIN},
+		Original: iso.Original{Batch: "000001", STAN: "000001", AuthCode: "123456"}}
+	cv, err := iso.NewCompletion(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc := exchange(t, on, pre, true); rc != "40" {
-		t.Errorf("pre-authorisation: %s, want 40", rc)
-	}
-	req.STAN, req.Original = on.NextSTAN(), iso.Original{Batch: "000001", STAN: "000001", AuthCode: "123456"}
-	comp, err := iso.NewCompletion(req)
+	f60, err := iso.Field60{MessageType: iso.TypeCompletionVoid, Batch: "000001"}.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc := exchange(t, on, comp, true); rc != "40" {
-		t.Errorf("completion: %s, want 40", rc)
+	if err := cv.Field(iso.FieldProcessingCode, iso.ProcVoid); err != nil {
+		t.Fatal(err)
+	}
+	if err := cv.Field(iso.FieldReserved60, f60); err != nil {
+		t.Fatal(err)
+	}
+	if rc := exchange(t, on, cv, true); rc != "40" {
+		t.Errorf("void of a completion: %s, want 40", rc)
 	}
 	if n := len(w.hub.Submitted()); n != 0 {
 		t.Errorf("the hub got %d messages", n)

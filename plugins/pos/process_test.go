@@ -84,7 +84,7 @@ func TestProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Name != pos.Name || len(d.Handles) != 1 || len(d.Sends) != 3 {
+	if d.Name != pos.Name || len(d.Handles) != 1 || len(d.Sends) != 6 {
 		t.Fatalf("descriptor = %+v", d)
 	}
 	cfg, err := json.Marshal(config())

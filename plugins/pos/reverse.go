@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moov-io/iso8583"
 
 	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/pos/iso"
-	"github.com/citycard/citycard/sdk"
 )
 
 // reverse answers a 0400: the terminal did not get (or could not accept)
@@ -28,8 +28,15 @@ import (
 //     plugin may have restarted): 00 if the hub reversed a payment, 25 if
 //     it knows none. The STAN is then spent: an original that arrives
 //     after its own reversal is refused 94.
-//   - A void or refund cannot be undone by the hub, which has no message to
-//     charge a card again: if it was applied it stands, answered 12, and the
+//   - A pre-authorisation the hub approved has its hold released
+//     (card.void.v1 under its key and "-R"), once, unless a completion
+//     took the hold (12: the completion stands) or a cancellation released
+//     it already (00). A STAN the plugin never saw with processing code
+//     03 is released at the hub the same way: 00, or 25 if the hub holds
+//     nothing under that key.
+//   - A void, refund, completion or pre-authorisation cancellation cannot
+//     be undone by the hub, which has no message to charge a card again or
+//     to undo a capture: if it was applied it stands, answered 12, and the
 //     batch totals show it at settlement; if it was not, 00.
 func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Message {
 	stan := str(tx.req, iso.FieldSTAN)
@@ -70,6 +77,17 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 	}
 	switch r.kind {
 	case kindTombstone:
+		if strings.HasPrefix(str(tx.req, iso.FieldProcessingCode), "03") {
+			// A pre-authorisation: release its hold, if the hub has one.
+			a, rst, notPending := h.holdAtHub(ctx, tx, TypeCardVoid, r.key+"-R", releaseOf(r))
+			switch {
+			case rst == approved || notPending:
+				return keep(answer{rc: rcApproved, rrn: a.rrn})
+			case rst == inDoubt:
+				return h.respond(tx, answer{rc: a.rc})
+			}
+			return keep(answer{rc: rcOriginalNotFound})
+		}
 		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
 		switch {
 		case rst == approved || already:
@@ -94,12 +112,54 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 			return h.respond(tx, answer{rc: a.rc})
 		}
 		return keep(answer{rc: rcOriginalNotFound})
-	case kindVoid, kindRefund:
+	case kindPreAuth:
+		if st == inDoubt {
+			return h.respond(tx, answer{rc: rcSystemError})
+		}
+		rc := ""
+		h.j.update(func() {
+			switch {
+			case r.st == declined || r.undone:
+				rc = rcApproved
+			case r.claimed() && r.claim.kind == kindCompletion:
+				rc = registryCode("hold_not_pending")
+			case r.claimed() && r.claim.st == approved:
+				rc = rcApproved // cancelled: released already
+			case r.claimed():
+				rc = rcSystemError // a cancellation still in doubt: ask again
+			default:
+				r.undone = true // no completion may take the hold now
+			}
+		})
+		switch rc {
+		case "":
+		case rcSystemError:
+			return h.respond(tx, answer{rc: rc})
+		default:
+			if rc != rcApproved {
+				tx.log.Warn("a completed pre-authorisation cannot be reversed; the completion stands", "batch", batchNo)
+			}
+			return keep(answer{rc: rc})
+		}
+		a, rst, notPending := h.holdAtHub(ctx, tx, TypeCardVoid, r.key+"-R", releaseOf(r))
+		switch {
+		case rst == approved || notPending:
+			// Released now, or already (expired, or released by this
+			// same reversal before).
+			return keep(answer{rc: rcApproved, rrn: a.rrn})
+		}
+		// Not released: a resent 0400 tries again under the same key.
+		h.j.update(func() { r.undone = false })
+		if rst == inDoubt {
+			return h.respond(tx, answer{rc: a.rc})
+		}
+		return keep(answer{rc: rcOriginalNotFound})
+	case kindVoid, kindRefund, kindCompletion, kindPreAuthVoid:
 		switch st {
 		case inDoubt:
 			return h.respond(tx, answer{rc: rcSystemError})
 		case approved:
-			tx.log.Warn("a void or refund the hub applied cannot be reversed; it stands", "batch", batchNo)
+			tx.log.Warn("a void, refund, completion or cancellation the hub applied cannot be reversed; it stands", "batch", batchNo)
 			return keep(answer{rc: rcInvalidTxn})
 		}
 		return keep(answer{rc: rcApproved})
@@ -115,6 +175,13 @@ func reversalOf(r *record) []byte {
 	return b
 }
 
+// releaseOf is the card.void.v1 that releases the hold of pre-authorisation
+// r, sent under r's key and "-R"; like reversalOf, it depends on r alone.
+func releaseOf(r *record) []byte {
+	b, _ := json.Marshal(cardHoldUse{HoldKey: r.key})
+	return b
+}
+
 // resolve sends a hub message whose answer never came once more, under the
 // same idempotency key: the hub answers what it did then, or does it now.
 // Either way the outcome is known afterwards, unless the hub is still
@@ -127,9 +194,12 @@ func (h *host) resolve(ctx context.Context, tx *txn, r *record) status {
 	}
 	var st status
 	var a answer
-	if r.kind == kindPurchase {
-		a, st = h.pay(ctx, tx, r.key, payload)
-	} else {
+	switch r.kind {
+	case kindPurchase, kindPreAuth:
+		a, st = h.pay(ctx, tx, r.typ, r.key, payload)
+	case kindCompletion, kindPreAuthVoid:
+		a, st, _ = h.holdAtHub(ctx, tx, r.typ, r.key, payload)
+	default:
 		a, st, _ = h.reverseAtHub(ctx, tx, r.key, payload)
 	}
 	h.j.update(func() {
@@ -138,6 +208,9 @@ func (h *host) resolve(ctx context.Context, tx *txn, r *record) status {
 			if a.rrn != "" {
 				r.rrn = a.rrn
 			}
+		}
+		if st == approved && r.kind == kindPreAuthVoid && r.orig != nil {
+			r.orig.undone = true
 		}
 	})
 	tx.log.Info("resolved a transaction the hub had not answered", "key", r.key, "approved", st == approved, "in_doubt", st == inDoubt)
@@ -186,6 +259,9 @@ func (h *host) settleOnce(ctx context.Context, tx *txn, r *record) bool {
 			return false
 		}
 	}
+	if r.kind == kindPreAuth {
+		return h.releaseDoubt(ctx, tx, r)
+	}
 	if r.kind != kindPurchase || st != approved || undone {
 		return true
 	}
@@ -202,10 +278,11 @@ func (h *host) settleOnce(ctx context.Context, tx *txn, r *record) bool {
 	return true
 }
 
-// balance answers a balance inquiry from what the hub's card_status query
-// gives: the card's state, not its balance. An active card is answered 40
-// (function not supported): the terminal shows that the balance is not
-// available rather than a wrong one.
+// balance answers a balance inquiry from the hub's card_balance query: an
+// active card is answered 00 with its available balance (the balance less
+// holds) in field 54. A PIN block is decrypted (99 when it cannot be) but
+// the PIN is not verified: the hub checks PINs only on payments and holds,
+// and has no call that checks a PIN alone.
 func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 	f60, _ := iso.ParseField60(str(tx.req, iso.FieldReserved60))
 	r, done := h.begin(ctx, tx, f60.Batch, kindBalance)
@@ -217,33 +294,72 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 		return h.decline(tx, r, rc)
 	}
 	if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
-		if _, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan); err != nil {
+		pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
+		if err != nil {
 			return h.decline(tx, r, rcPINError)
+		}
+		if len(pin.Reveal()) != 6 {
+			return h.decline(tx, r, registryCode("pin_invalid_format"))
 		}
 	}
 	qctx, cancel := context.WithTimeout(ctx, h.set.hubTimeout)
 	defer cancel()
-	raw, err := h.hub.Query(qctx, sdk.QueryCardStatus, pan.Reveal())
+	raw, err := h.hub.Query(qctx, QueryCardBalance, pan.Reveal())
 	if err != nil {
 		if hasCode(err, "not_found") || hasCode(err, "card_not_found") {
 			return h.decline(tx, r, rcInvalidCard)
 		}
-		tx.log.Warn("card status query failed", "card", pan, "err", err)
+		tx.log.Warn("card balance query failed", "card", pan, "err", err)
 		return h.decline(tx, r, errorCode(err))
 	}
-	var cs hubCardStatus
-	if err := json.Unmarshal(raw, &cs); err != nil {
+	var cb hubCardBalance
+	if err := json.Unmarshal(raw, &cb); err != nil {
 		return h.decline(tx, r, rcSystemError)
 	}
-	rc = rcNotSupported
-	switch cs.Status {
+	switch cb.Status {
+	case "active":
 	case "frozen":
 		rc = registryCode("card_frozen")
 	case "lost":
 		rc = registryCode("card_lost")
-	case "closed", "replaced":
+	default: // closed, replaced
 		rc = registryCode("card_closed")
 	}
-	tx.log.Info("balance inquiry", "card", pan, "status", cs.Status, "rc", rc)
-	return h.decline(tx, r, rc)
+	if rc == "" && cb.Currency != "" && cb.Currency != "CNY" {
+		rc = registryCode("currency_mismatch")
+	}
+	tx.log.Info("balance inquiry", "card", pan, "status", cb.Status, "rc", rc)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	available := cb.Available
+	h.j.update(func() { r.st = approved })
+	r.finish(answer{rc: rcApproved, balance: &available})
+	return h.respond(tx, r.ans)
+}
+
+// releaseDoubt releases the hold of a pre-authorisation the terminal was
+// told had failed, unless it was released already; it reports whether the
+// pre-authorisation is now definite. Called with r.revMu held.
+func (h *host) releaseDoubt(ctx context.Context, tx *txn, r *record) bool {
+	release := false
+	h.j.update(func() {
+		if r.st == approved && !r.undone && !r.claimed() {
+			r.undone, release = true, true
+		}
+	})
+	if !release {
+		return true
+	}
+	_, rst, notPending := h.holdAtHub(ctx, tx, TypeCardVoid, r.key+"-R", releaseOf(r))
+	switch {
+	case rst == approved || notPending:
+		tx.log.Info("released a hold the terminal was told had failed", "key", r.key)
+		return true
+	case rst == inDoubt:
+		h.j.update(func() { r.undone = false })
+		return false
+	}
+	tx.log.Error("the hub refuses to release a hold the terminal was told had failed", "key", r.key)
+	return true
 }

@@ -49,24 +49,35 @@ func key(t testing.TB, h string) cardcrypto.Key {
 	return k
 }
 
-// bank answers card.payment.v1 and card.reversal.v1 for the FakeHub as the
-// hub does: the retail channel's PIN rule (a PIN above 200.00 yuan, and
-// any PIN offered is checked), three wrong PINs lock the PIN, approved
-// while the card has the money, a reversal credits the payment back once.
-// The FakeHub itself applies each idempotency key once.
+// bank answers card.payment.v1, card.reversal.v1, card.hold.v1,
+// card.capture.v1 and card.void.v1 for the FakeHub as the hub does: the
+// retail channel's PIN rule (a PIN above 200.00 yuan, and any PIN offered
+// is checked), three wrong PINs lock the PIN, approved while the card has
+// the money available (its balance less its holds), a reversal credits the
+// payment back once, a hold is captured for its amount or less or voided,
+// once. The FakeHub itself applies each idempotency key once.
 type bank struct {
 	mu       sync.Mutex
 	cards    map[string]*card
 	byKey    map[string]*payment
+	holds    map[string]*hold // by the hold message's idempotency key
 	nextID   int64
 	reversed int
 }
 
 type card struct {
 	balance int64
+	held    int64 // pending holds
 	pin     string
 	tries   int
 	status  string
+}
+
+type hold struct {
+	id     string
+	card   string
+	amount int64
+	status string // pending, captured, voided
 }
 
 type payment struct {
@@ -82,7 +93,23 @@ func newBank() *bank {
 		bob:   {balance: 300, pin: "654321", status: "active"},
 		carol: {balance: 10000, pin: "222222", status: "lost"},
 		dave:  {balance: 10000, pin: "111111", status: "active"},
-	}, byKey: map[string]*payment{}, nextID: 1000}
+	}, byKey: map[string]*payment{}, holds: map[string]*hold{}, nextID: 1000}
+}
+
+// held returns what card has on hold.
+func (b *bank) held(number string) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cards[number].held
+}
+
+// cardBalance is the card_balance query's answer for a card.
+func (b *bank) cardBalance(number string) map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.cards[number]
+	return map[string]any{"card": number, "status": c.status, "currency": "CNY", "balance": c.balance,
+		"available": c.balance - c.held, "purses": []any{}}
 }
 
 func (b *bank) balance(number string) int64 {
@@ -102,7 +129,7 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 	defer b.mu.Unlock()
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC).Format(time.RFC3339)
 	switch m.Type {
-	case "card.payment.v1":
+	case "card.payment.v1", "card.hold.v1":
 		var p struct {
 			Card, Merchant, Terminal, Currency, PIN string
 			Amount                                  int64
@@ -115,7 +142,7 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 			return nil, sdk.Errorf("card_not_found", "no card %s", p.Card)
 		}
 		ans := map[string]any{"card": p.Card, "channel": "retail", "merchant": p.Merchant, "terminal": p.Terminal, "amount": p.Amount,
-			"currency": p.Currency, "legs": []any{}, "at": now, "balance": c.balance}
+			"currency": p.Currency, "legs": []any{}, "at": now, "balance": c.balance - c.held}
 		decline := func(reason string) (json.RawMessage, error) {
 			ans["status"], ans["reason"] = "declined", reason
 			return json.Marshal(ans)
@@ -138,14 +165,20 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 			}
 			c.tries = 0
 		}
-		if c.balance < p.Amount {
+		if c.balance-c.held < p.Amount {
 			return decline("insufficient_funds")
 		}
 		b.nextID++
 		id := strconv.FormatInt(b.nextID, 10)
+		if m.Type == "card.hold.v1" {
+			c.held += p.Amount
+			b.holds[m.IdempotencyKey] = &hold{id: id, card: p.Card, amount: p.Amount, status: "pending"}
+			ans["status"], ans["id"], ans["balance"] = "approved", id, c.balance-c.held
+			return json.Marshal(ans)
+		}
 		c.balance -= p.Amount
 		b.byKey[m.IdempotencyKey] = &payment{id: id, card: p.Card, amount: p.Amount}
-		ans["status"], ans["id"], ans["balance"] = "approved", id, c.balance
+		ans["status"], ans["id"], ans["balance"] = "approved", id, c.balance-c.held
 		ans["legs"] = []any{map[string]any{"purse": "cash", "amount": p.Amount}}
 		return json.Marshal(ans)
 	case "card.reversal.v1":
@@ -168,6 +201,44 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 		b.nextID++
 		return json.Marshal(map[string]any{"id": strconv.FormatInt(b.nextID, 10), "reverses": p.id, "kind": "reversal",
 			"card": p.card, "amount": -p.amount, "currency": "CNY", "at": now})
+	case "card.capture.v1", "card.void.v1":
+		var u struct {
+			HoldKey string `json:"hold_key"`
+			Amount  int64  `json:"amount"`
+		}
+		if err := json.Unmarshal(m.Payload, &u); err != nil {
+			return nil, err
+		}
+		h, ok := b.holds[u.HoldKey]
+		if !ok {
+			return nil, sdk.Errorf("hold_not_found", "no approved hold under key %s", u.HoldKey)
+		}
+		if h.status != "pending" {
+			return nil, sdk.Errorf("hold_not_pending", "hold %s is %s", h.id, h.status)
+		}
+		c := b.cards[h.card]
+		ans := map[string]any{"hold": h.id, "card": h.card, "merchant": merchant, "amount": h.amount, "captured": 0,
+			"currency": "CNY", "legs": []any{}, "at": now}
+		if m.Type == "card.void.v1" {
+			h.status = "voided"
+			c.held -= h.amount
+			ans["status"] = h.status
+			return json.Marshal(ans)
+		}
+		amount := u.Amount
+		if amount == 0 {
+			amount = h.amount
+		}
+		if amount > h.amount {
+			return nil, sdk.Errorf("capture_exceeds_hold", "capture of %d exceeds the hold of %d", amount, h.amount)
+		}
+		h.status = "captured"
+		c.held -= h.amount
+		c.balance -= amount
+		b.nextID++
+		ans["status"], ans["captured"], ans["transfer"] = h.status, amount, strconv.FormatInt(b.nextID, 10)
+		ans["legs"] = []any{map[string]any{"purse": "cash", "amount": amount}}
+		return json.Marshal(ans)
 	}
 	return nil, sdk.Errorf("invalid_request", "the bank does not take %s", m.Type)
 }
@@ -209,6 +280,7 @@ func setupWith(t testing.TB, cfg map[string]any, log *slog.Logger, opts ...plugi
 	for number, c := range w.bank.cards {
 		w.hub.SetQuery(sdk.QueryCardStatus, number, map[string]any{"card": number, "status": c.status, "product": "standard"})
 	}
+	w.publishBalances()
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -219,6 +291,21 @@ func setupWith(t testing.TB, cfg map[string]any, log *slog.Logger, opts ...plugi
 	}
 	w.addr = w.p.Addr()
 	return w
+}
+
+// publishBalances sets the hub's card_balance answers from the bank: the
+// FakeHub answers queries from a table, so a test publishes the balances
+// before it asks for one.
+func (w *world) publishBalances() {
+	w.bank.mu.Lock()
+	numbers := make([]string, 0, len(w.bank.cards))
+	for number := range w.bank.cards {
+		numbers = append(numbers, number)
+	}
+	w.bank.mu.Unlock()
+	for _, number := range numbers {
+		w.hub.SetQuery(pos.QueryCardBalance, number, w.bank.cardBalance(number))
+	}
 }
 
 // status asks the plugin for a terminal's state, as the demo does.

@@ -1,0 +1,92 @@
+package unionpay
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk"
+)
+
+// Config is the plugin's configuration (see README.md).
+type Config struct {
+	SwitchAddr        string `json:"switch_addr"`
+	MasterKey         string `json:"master_key"`
+	MasterKeyCheck    string `json:"master_key_check,omitempty"`
+	AcquirerID        string `json:"acquirer_id"`
+	LinkTerminal      string `json:"link_terminal"`
+	LinkMerchant      string `json:"link_merchant"`
+	StateDir          string `json:"state_dir"`
+	MACAlgorithm      string `json:"mac_algorithm,omitempty"`
+	ResponseTimeoutMS int    `json:"response_timeout_ms,omitempty"`
+	EchoIntervalMS    int    `json:"echo_interval_ms,omitempty"`
+	ReconnectMaxMS    int    `json:"reconnect_max_ms,omitempty"`
+}
+
+// settings is a checked Config with its defaults applied.
+type settings struct {
+	addr            string
+	tmk             cardcrypto.Key
+	acquirer        string
+	terminal        string
+	merchant        string
+	stateDir        string
+	mac             iso.MACAlgorithm
+	responseTimeout time.Duration
+	echoInterval    time.Duration
+	reconnectMax    time.Duration
+}
+
+// Defaults.
+const (
+	DefaultResponseTimeout = 10 * time.Second
+	DefaultEchoInterval    = 60 * time.Second
+	DefaultReconnectMax    = 30 * time.Second
+)
+
+func parseConfig(raw json.RawMessage) (settings, error) {
+	var c Config
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: " + err.Error()}
+	}
+	tmk, err := cardcrypto.ParseKey(c.MasterKey)
+	if err != nil || len(tmk) != 16 {
+		return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: master_key must be a double-length key in hex", Field: "/master_key"}
+	}
+	if c.MasterKeyCheck != "" {
+		want, _ := hex.DecodeString(c.MasterKeyCheck)
+		if err := cardcrypto.VerifyCheckValue(tmk, want); err != nil {
+			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: master_key does not match master_key_check", Field: "/master_key_check"}
+		}
+	}
+	s := settings{addr: c.SwitchAddr, tmk: tmk, acquirer: c.AcquirerID, terminal: c.LinkTerminal, merchant: c.LinkMerchant,
+		stateDir: c.StateDir, mac: iso.MACX919, responseTimeout: DefaultResponseTimeout, echoInterval: DefaultEchoInterval,
+		reconnectMax: DefaultReconnectMax}
+	if c.MACAlgorithm == "ecb" {
+		s.mac = iso.MACECB
+	}
+	if c.ResponseTimeoutMS > 0 {
+		s.responseTimeout = time.Duration(c.ResponseTimeoutMS) * time.Millisecond
+	}
+	if c.EchoIntervalMS > 0 {
+		s.echoInterval = time.Duration(c.EchoIntervalMS) * time.Millisecond
+	}
+	if c.ReconnectMaxMS > 0 {
+		s.reconnectMax = time.Duration(c.ReconnectMaxMS) * time.Millisecond
+	}
+	if s.addr == "" || s.stateDir == "" {
+		return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: switch_addr and state_dir are required"}
+	}
+	return s, nil
+}
+
+// String keeps the master key out of any log that prints the settings.
+func (s settings) String() string {
+	return fmt.Sprintf("switch %s acquirer %s terminal %s master key %s", s.addr, s.acquirer, s.terminal, s.tmk)
+}

@@ -1,0 +1,141 @@
+package unionpay_test
+
+import (
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/plugins/unionpay"
+	"github.com/citycard/citycard/plugins/unionpay/sim"
+	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/plugintest"
+)
+
+// masterKey is the link's master key in the tests, shared with the switch.
+const masterKey = "0123456789ABCDEFFEDCBA9876543210"
+
+const (
+	merchant = "898310048990001"
+	terminal = "00010001"
+)
+
+// card returns a 16-digit card number starting with prefix, with a good
+// Luhn check digit.
+func card(t testing.TB, prefix string) string {
+	t.Helper()
+	for len(prefix) < 15 {
+		prefix += "0"
+	}
+	d, err := cardcrypto.LuhnCheckDigit(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prefix + string(d)
+}
+
+// startSwitch starts a switch simulator on a free local port.
+func startSwitch(t testing.TB) (*sim.Switch, string) {
+	t.Helper()
+	k, err := cardcrypto.ParseKey(masterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := sim.New(sim.Options{MasterKey: k})
+	addr, stop, err := sw.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return sw, addr
+}
+
+// config is the plugin's configuration against the switch at addr, with
+// short timers so the tests run quickly.
+func config(addr, dir string) map[string]any {
+	return map[string]any{
+		"switch_addr": addr, "master_key": masterKey, "acquirer_id": "48020000",
+		"link_terminal": "CITYHUB1", "link_merchant": "CITYCARDHUB0001", "state_dir": dir,
+		"response_timeout_ms": 300, "echo_interval_ms": 5000, "reconnect_max_ms": 200,
+	}
+}
+
+// start runs the plugin in-process against the switch and waits until it
+// has signed on.
+func start(t testing.TB, cfg map[string]any) *plugintest.Harness {
+	t.Helper()
+	h := plugintest.Start(t, unionpay.NewWithLogger(slog.New(slog.DiscardHandler)))
+	if err := h.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the link signs on", func() bool { return h.Health() == nil })
+	return h
+}
+
+// eventually waits up to 5 s for ok.
+func eventually(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// authMsg is an authorisation of amount on pan under key.
+func authMsg(key, pan, expiry string, amount int64) sdk.Message {
+	m := plugintest.NewMessage(unionpay.TypeAuthorize, map[string]any{
+		"pan": pan, "expiry": expiry, "amount": amount, "currency": "CNY", "merchant": merchant, "terminal": terminal,
+	})
+	m.IdempotencyKey = key
+	return m
+}
+
+func authorise(t testing.TB, h *plugintest.Harness, m sdk.Message) unionpay.Authorization {
+	t.Helper()
+	replies, err := h.Handle(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replies) != 1 || replies[0].Type != unionpay.TypeAuthorization {
+		t.Fatalf("replies = %+v", replies)
+	}
+	var a unionpay.Authorization
+	if err := json.Unmarshal(replies[0].Payload, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func reverse(t testing.TB, h *plugintest.Harness, key string) string {
+	t.Helper()
+	m := plugintest.NewMessage(unionpay.TypeReverse, map[string]any{"authorization_key": key})
+	m.IdempotencyKey = "rev-" + key
+	replies, err := h.Handle(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replies) != 1 || replies[0].Type != unionpay.TypeReversal {
+		t.Fatalf("replies = %+v", replies)
+	}
+	var r unionpay.ReversalReply
+	if err := json.Unmarshal(replies[0].Payload, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Status
+}
+
+// applied counts the reversals the switch applied to the authorisation
+// with stan.
+func applied(sw *sim.Switch, stan string) int {
+	n := 0
+	for _, r := range sw.Reversals() {
+		if r.STAN == stan && r.Applied {
+			n++
+		}
+	}
+	return n
+}
