@@ -51,8 +51,9 @@ func NewWithLogger(log *slog.Logger) *Plugin {
 // Describe declares the messages and the configuration.
 func (p *Plugin) Describe() sdk.Descriptor { return descriptor() }
 
-// Configure opens the journal in the state directory and starts the link;
-// it does not wait for the switch, whose state Health reports.
+// Configure opens the journal in the state directory and starts the link.
+// It waits briefly for the first sign-on but never fails for want of the
+// switch, whose state Health reports.
 func (p *Plugin) Configure(ctx context.Context, config json.RawMessage, hub sdk.Hub) error {
 	s, err := parseConfig(config)
 	if err != nil {
@@ -68,6 +69,9 @@ func (p *Plugin) Configure(ctx context.Context, config json.RawMessage, hub sdk.
 	p.s, p.j = s, j
 	p.link = newLink(s, j, p.log.With("switch", s.addr))
 	p.link.start()
+	// Give the first sign-on a moment, so a healthy switch finds the
+	// plugin healthy at once; a switch that is down is Health's to report.
+	p.link.waitUp(ctx, min(s.responseTimeout, 2*time.Second))
 	return nil
 }
 

@@ -1,0 +1,179 @@
+package unionpay_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/citycard/citycard/conformance"
+	"github.com/citycard/citycard/plugins/unionpay"
+	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/plugintest"
+)
+
+// pluginBinary builds citycard-plugin-unionpay once per test run and
+// returns its path and SHA-256 sum.
+func pluginBinary(t *testing.T) (string, []byte) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the plugin binary")
+	}
+	built.once.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			built.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "citycard-unionpay-test-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir = dir
+		built.path = filepath.Join(dir, "citycard-plugin-unionpay")
+		if out, err := exec.Command(goTool, "build", "-o", built.path, "./cmd/citycard-plugin-unionpay").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		raw, err := os.ReadFile(built.path)
+		if err != nil {
+			built.err = err
+			return
+		}
+		sum := sha256.Sum256(raw)
+		built.sum = sum[:]
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path, built.sum
+}
+
+var built struct {
+	once      sync.Once
+	dir, path string
+	sum       []byte
+	err       error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// TestProcess runs the plugin binary as the hub's plugin host does
+// (checksum, AutoMTLS, gRPC), against the switch simulator.
+func TestProcess(t *testing.T) {
+	bin, sum := pluginBinary(t)
+	sw, addr := startSwitch(t)
+	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
+	defer pc.Kill()
+	c, err := sdk.Dispense(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := c.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != unionpay.Name || len(d.Handles) != 2 || len(d.Sends) != 2 {
+		t.Fatalf("descriptor = %+v", d)
+	}
+	cfg, err := json.Marshal(config(addr, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Configure(ctx, cfg, plugintest.NewFakeHub()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(ctx); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+	m := authMsg("proc-000001", card(t, "622215"), "3012", 700)
+	m.ID, m.Source, m.CorrelationID, m.CreatedAt = sdk.NewID(), "hub", "corr-proc-1", time.Now().UTC()
+	m.SchemaID = d.Handles[0].SchemaID
+	for range 2 { // a delivery and a redelivery
+		replies, err := c.Handle(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(replies) != 1 || replies[0].Type != unionpay.TypeAuthorization || !strings.Contains(string(replies[0].Payload), `"approved"`) {
+			t.Fatalf("replies = %+v", replies)
+		}
+	}
+	if n := len(sw.Authorisations()); n != 1 {
+		t.Errorf("%d authorisations at the switch, want 1", n)
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
+
+// TestConformance proves the plugin binary with the conformance kit, as a
+// partner proves theirs, against the switch simulator.
+func TestConformance(t *testing.T) {
+	bin, _ := pluginBinary(t)
+	_, addr := startSwitch(t)
+	mustJSON := func(v any) json.RawMessage {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	pan := card(t, "622216")
+	cfg := config(addr, t.TempDir())
+	cfg["response_timeout_ms"] = 2000
+	f := &conformance.File{
+		Config: mustJSON(cfg),
+		BadConfigs: []conformance.BadConfig{
+			{Config: mustJSON(map[string]any{"switch_addr": addr, "master_key": "00", "acquirer_id": "48020000",
+				"link_terminal": "CITYHUB1", "link_merchant": "CITYCARDHUB0001", "state_dir": t.TempDir()}), Why: "a master key too short"},
+		},
+		Samples: []conformance.Sample{
+			{Type: unionpay.TypeAuthorize, IdempotencyKey: "conformance-auth-1", Payload: mustJSON(map[string]any{"pan": pan,
+				"expiry": "3012", "amount": 100, "currency": "CNY", "merchant": merchant, "terminal": terminal})},
+			{Type: unionpay.TypeReverse, IdempotencyKey: "conformance-rev-1", Payload: mustJSON(map[string]any{"authorization_key": "conformance-auth-1"})},
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := conformance.Run(ctx, conformance.Options{Binary: bin, File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	_ = r.WriteTable(&table)
+	t.Logf("conformance of the unionpay plugin:\n%s", table.String())
+	// CI keeps the JUnit report of every reference plugin.
+	if dir := os.Getenv("CITYCARD_CONFORMANCE_OUT"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, "unionpay.xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WriteJUnit(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !r.OK() || r.Count(conformance.Fail)+r.Count(conformance.Error) > 0 {
+		t.Errorf("the plugin does not conform:\n%s", table.String())
+	}
+}
