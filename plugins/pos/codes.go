@@ -19,10 +19,10 @@ const (
 	rcNoSuchIssuer     = "15" // not a city card: bank cards go to plugins/unionpay
 	rcOriginalNotFound = "25"
 	rcFormatError      = "30"
-	rcNotSupported     = "40" // pre-authorisation, completion; balance the hub does not give
+	rcNotSupported     = "40" // a void of a completion: the hub cannot undo a capture by its key
 	rcExpiredCard      = "54"
 	rcIncorrectPIN     = "55"
-	rcOriginalAmount   = "64" // a void or refund for another amount than the original
+	rcOriginalAmount   = "64" // a void, refund or pre-authorisation cancellation for another amount than the original
 	rcBatchClosed      = "77" // the batch was settled: sign on again for the next one
 	rcDuplicate        = "94"
 	rcNotBalanced      = "95"
