@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"go.uber.org/goleak"
 
 	"github.com/citycard/citycard/conformance"
 	"github.com/citycard/citycard/plugins/unionpay"
@@ -66,10 +67,19 @@ var built struct {
 	err       error
 }
 
+// TestMain removes the plugin binary the process tests built, and fails
+// the run if a test leaves a goroutine behind.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if built.dir != "" {
 		_ = os.RemoveAll(built.dir)
+	}
+	// A link that leaked its reader, sender or a connection per restart would show here.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

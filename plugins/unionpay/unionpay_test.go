@@ -1,7 +1,10 @@
 package unionpay_test
 
 import (
+	"bytes"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -254,4 +257,63 @@ func TestNoSwitchIsRetryable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "unavailable") {
 		t.Errorf("with the switch gone: %v", err)
 	}
+}
+
+// TestNoCardDataInLogsOrJournal runs an approval, a timeout and a reversal
+// and looks for the card number, the PIN block and the master key in the
+// plugin's log and journal.
+func TestNoCardDataInLogsOrJournal(t *testing.T) {
+	sw, addr := startSwitch(t)
+	dir := t.TempDir()
+	var logs syncBuffer
+	h := plugintest.Start(t, unionpay.NewWithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err := h.Configure(config(addr, dir)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the link signs on", func() bool { return h.Health() == nil })
+	pan := card(t, "622218")
+	const pinBlock = "0412AC89ABCDEF67"
+	m := authMsg("secret-1", pan, "3012", 100)
+	m.Payload = []byte(`{"pan":"` + pan + `","expiry":"3012","amount":100,"currency":"CNY","merchant":"` + merchant +
+		`","terminal":"` + terminal + `","pin_block":"` + pinBlock + `","track2":"` + pan + `=30121010000000000"}`)
+	if a := authorise(t, h, m); a.Status != unionpay.Approved {
+		t.Fatalf("authorisation = %+v", a)
+	}
+	reverse(t, h, "secret-1")
+	sw.SetDelay(500 * time.Millisecond)
+	authorise(t, h, authMsg("secret-2", pan, "3012", 100))
+	sw.SetDelay(0)
+	eventually(t, "both reversals are applied", func() bool { return len(sw.Reversals()) == 2 })
+	journal, err := os.ReadFile(filepath.Join(dir, "unionpay.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"log": logs.String(), "journal": string(journal)} {
+		for _, secret := range []string{pan, pinBlock, strings.ToLower(pinBlock), masterKey, strings.ToLower(masterKey)} {
+			if strings.Contains(text, secret) {
+				t.Errorf("the %s holds a secret (%d characters)", name, len(secret))
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), pan[:6]+"******"+pan[12:]) {
+		t.Errorf("the log does not name the card masked:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the plugin's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
