@@ -56,11 +56,12 @@ func Bundle() demo.Bundle {
 }
 
 // Flows are the POS demo flows: a city card purchase at the shop's
-// terminal, and a purchase voided.
+// terminal, a purchase voided, and a pre-authorisation completed for less.
 func Flows() []demo.Flow {
 	return []demo.Flow{
 		{Name: "pos: city card purchase at the corner shop's terminal", Run: purchaseFlow},
 		{Name: "pos: purchase voided at the terminal", Run: voidFlow},
+		{Name: "pos: pre-authorisation and completion", Run: preAuthFlow},
 	}
 }
 
@@ -191,6 +192,57 @@ func voidFlow(ctx context.Context, env demo.Env) error {
 		return fmt.Errorf("the batch settlement was answered %s, want 00 (balanced)", rc)
 	}
 	env.Logf("batch settled and balanced; the terminal moves to batch %s", t.Batch())
+	return nil
+}
+
+// preAuthFlow holds 50.00 CNY on alice's card, completes it for 30.00
+// (the rest is released) and settles the batch, the completion counted as
+// the sale.
+func preAuthFlow(ctx context.Context, env demo.Env) error {
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	card := env.Card("alice")
+	before, err := cardBalance(ctx, env, card)
+	if err != nil {
+		return err
+	}
+	pa, err := t.PreAuth(ctx, sim.Card{PAN: card, PIN: demoPIN}, 5000)
+	if err != nil {
+		return fmt.Errorf("pre-authorisation: %w", err)
+	}
+	if !pa.Approved() {
+		return fmt.Errorf("a 50.00 CNY pre-authorisation with alice's card was answered %s, want 00", pa.RC)
+	}
+	avail := "not given"
+	if pa.Balance != nil {
+		avail = yuan(*pa.Balance)
+	}
+	env.Logf("pre-authorisation of %s with alice's card and PIN: approved, auth code %s, available after it %s", yuan(5000), pa.AuthCode, avail)
+	if err := wantBalance(ctx, env, card, before); err != nil {
+		return fmt.Errorf("after the pre-authorisation, which moves no money: %w", err)
+	}
+	c, err := t.Complete(ctx, pa, sim.Card{PAN: card}, 3000)
+	if err != nil {
+		return fmt.Errorf("completion: %w", err)
+	}
+	if !c.Approved() {
+		return fmt.Errorf("the completion of pre-authorisation STAN %s for %s was answered %s, want 00", pa.STAN, yuan(3000), c.RC)
+	}
+	env.Logf("pre-authorisation completed for %s (RRN %s); the rest of the hold is released", yuan(3000), c.RRN)
+	if err := wantBalance(ctx, env, card, before-3000); err != nil {
+		return err
+	}
+	rc, err := t.Settle(ctx)
+	if err != nil {
+		return fmt.Errorf("settlement: %w", err)
+	}
+	if rc != "00" {
+		return fmt.Errorf("the batch settlement was answered %s, want 00 (balanced)", rc)
+	}
+	env.Logf("batch settled and balanced, the completion counted as a sale; the terminal moves to batch %s", t.Batch())
 	return nil
 }
 

@@ -104,7 +104,7 @@ func TestBundle(t *testing.T) {
 	for _, l := range env.logs {
 		t.Log(l)
 	}
-	if got := bk.balance(alice); got != 50000-2*2580 {
-		t.Errorf("alice holds %d, want %d", got, 50000-2*2580)
+	if got, want := bk.balance(alice), int64(50000-2*2580-2*3000); got != want || bk.held(alice) != 0 {
+		t.Errorf("alice holds %d (%d on hold), want %d", got, bk.held(alice), want)
 	}
 }
