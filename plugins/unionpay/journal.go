@@ -1,7 +1,7 @@
 package unionpay
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,15 +69,31 @@ func openJournal(dir string) (*journal, error) {
 	}
 	j := &journal{f: f, answers: map[string]Authorization{}, sent: map[string]original{}, origs: map[string]original{},
 		queued: map[string]original{}, acked: map[string]bool{}, done: map[string]chan struct{}{}}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("unionpay: journal: %w", err)
+	}
+	good := 0 // bytes of whole, readable lines
+	for good < len(raw) {
+		end := bytes.IndexByte(raw[good:], '\n')
+		if end < 0 {
+			break
+		}
 		var r record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			// A torn last line from a crash mid-write: everything before it stands.
+		if err := json.Unmarshal(raw[good:good+end], &r); err != nil {
 			break
 		}
 		j.apply(r)
+		good += end + 1
+	}
+	if good < len(raw) {
+		// A torn last line from a crash mid-write: cut it off, so what is
+		// appended next starts on a line of its own. Everything before it stands.
+		if err := f.Truncate(int64(good)); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("unionpay: journal: %w", err)
+		}
 	}
 	for key, o := range j.sent {
 		ans := Authorization{Status: Declined, ResponseCode: rcTimeout, STAN: o.STAN, MaskedPAN: o.MaskedPAN}
