@@ -2,6 +2,7 @@ package pos_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
+	"github.com/citycard/citycard/sdk"
 )
 
 // TestPreAuthAndCompletion: a pre-authorisation holds money (it counts
@@ -312,4 +314,31 @@ func completionMsg(t *testing.T, term *sim.Terminal, number string, amount int64
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestPreAuthHubOutage: a pre-authorisation the hub did not answer is
+// answered 91; once the hub is back the plugin sends the same hold again
+// under its key and releases it, so nothing stays held.
+func TestPreAuthHubOutage(t *testing.T) {
+	w := setup(t)
+	term := w.signedOn(term1)
+	w.hub.FailWith(&sdk.Error{Code: sdk.CodeUnavailable, Message: "the hub is restarting", Retryable: true})
+	pa := expect(t, "pre-authorisation during the outage", "91")(term.PreAuth(ctx(t), sim.Card{PAN: alice, PIN: "123456"}, 4000))
+	w.hub.FailWith(nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(w.logs.String(), "released a hold the terminal was told had failed") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if h, v := len(w.submitted("card.hold.v1")), len(w.submitted("card.void.v1")); h != 1 || v != 1 {
+		t.Fatalf("hub: %d holds, %d voids; want 1 and 1", h, v)
+	}
+	if w.bank.held(alice) != 0 || w.bank.balance(alice) != 50000 {
+		t.Errorf("alice: balance %d, held %d", w.bank.balance(alice), w.bank.held(alice))
+	}
+	// The terminal was told it failed: it cannot be completed.
+	pa.AuthCode = "000000"
+	expect(t, "completion of a failed pre-authorisation", "25")(term.Complete(ctx(t), pa, sim.Card{PAN: alice}, 4000))
+	if rc, err := term.Settle(ctx(t)); err != nil || rc != "00" {
+		t.Errorf("settle: %s %v", rc, err)
+	}
 }
