@@ -141,6 +141,24 @@ func TestDroppedResponseIsReversed(t *testing.T) {
 	eventually(t, "the switch applies the reversal", func() bool { return applied(sw, a.STAN) == 1 })
 }
 
+func TestWrongMACFromTheSwitchIsReversed(t *testing.T) {
+	sw, addr := startSwitch(t)
+	h := start(t, config(addr, t.TempDir()))
+	pan := card(t, "622219")
+	sw.CorruptMACs(1)
+	a := authorise(t, h, authMsg("pos-10-000001", pan, "3012", 900))
+	if a.Status != unionpay.Declined || a.ResponseCode != "A0" {
+		t.Fatalf("authorisation = %+v, want declined A0", a)
+	}
+	eventually(t, "the switch applies the reversal", func() bool { return applied(sw, a.STAN) == 1 })
+	if rs := sw.Reversals(); len(rs) != 1 || rs[0].Reason != "A0" {
+		t.Errorf("reversals = %+v", rs)
+	}
+	if got := sw.Limit(pan); got != sim.DefaultLimit {
+		t.Errorf("limit = %d, want it restored", got)
+	}
+}
+
 func TestReverseAnApproval(t *testing.T) {
 	sw, addr := startSwitch(t)
 	h := start(t, config(addr, t.TempDir()))
@@ -284,6 +302,9 @@ func TestNoCardDataInLogsOrJournal(t *testing.T) {
 	authorise(t, h, authMsg("secret-2", pan, "3012", 100))
 	sw.SetDelay(0)
 	eventually(t, "both reversals are applied", func() bool { return len(sw.Reversals()) == 2 })
+	eventually(t, "the late answer is dropped", func() bool {
+		return strings.Contains(logs.String(), "dropped a response for an unknown STAN")
+	})
 	journal, err := os.ReadFile(filepath.Join(dir, "unionpay.journal"))
 	if err != nil {
 		t.Fatal(err)

@@ -88,6 +88,7 @@ type Switch struct {
 	delay     time.Duration
 	drop      int
 	hangUps   int
+	badMACs   int
 	conns     map[net.Conn]bool
 	seq       int
 }
@@ -146,6 +147,14 @@ func (s *Switch) HangUpOnReversals(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hangUps = n
+}
+
+// CorruptMACs makes the switch answer the next n authorisations (having
+// processed them) with a wrong MAC.
+func (s *Switch) CorruptMACs(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.badMACs = n
 }
 
 // DropConnections closes every open connection.
@@ -416,6 +425,10 @@ func (s *Switch) authorise(c *conn, m *iso8583.Message) {
 		answered = false
 	}
 	delay := s.delay
+	if answered && s.badMACs > 0 {
+		s.badMACs--
+		mak = make(cardcrypto.Key, 16) // not the session's key
+	}
 	s.seq++
 	seq := s.seq
 	s.byKey[stan] = len(s.auths)
