@@ -75,6 +75,13 @@ func TestPreAuthAndCompletion(t *testing.T) {
 	if rc, err := term.Settle(ctx(t)); err != nil || rc != "00" {
 		t.Errorf("settle: %s %v", rc, err)
 	}
+	// Nothing in the logs gives a card number or a PIN away.
+	logs := w.logs.String()
+	for _, secret := range []string{alice, bob, `"123456"`, "654321"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds %q", secret)
+		}
+	}
 }
 
 // TestCompletionOverTheHold: a completion for more than was held is
