@@ -23,6 +23,7 @@ const (
 type config struct {
 	Listen    string                    `json:"listen"`
 	CityBINs  []string                  `json:"city_bins"`
+	BankCards bool                      `json:"bank_cards"`
 	Terminals map[string]terminalConfig `json:"terminals"`
 	KeyStore  *struct {
 		Env  string `json:"env"`
@@ -53,6 +54,7 @@ type terminal struct {
 type settings struct {
 	listen      string
 	cityBINs    []string
+	bankCards   bool
 	terminals   map[string]*terminal
 	hubTimeout  time.Duration
 	idleTimeout time.Duration
@@ -74,7 +76,7 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, invalid("", "%v", err)
 	}
-	s := &settings{listen: c.Listen, cityBINs: slices.Clone(c.CityBINs), terminals: map[string]*terminal{},
+	s := &settings{listen: c.Listen, cityBINs: slices.Clone(c.CityBINs), bankCards: c.BankCards, terminals: map[string]*terminal{},
 		hubTimeout: defaultHubTimeout, idleTimeout: defaultIdleTimeout}
 	if s.listen == "" {
 		s.listen = defaultListen

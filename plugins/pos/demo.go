@@ -45,9 +45,10 @@ func Bundle() demo.Bundle {
 		Merchants: []demo.Merchant{{ID: DemoMerchant, Name: "Corner shop", MCC: "5411", FeeRateBps: 60}},
 		Start: func(ctx context.Context) (json.RawMessage, func(), error) {
 			cfg, err := json.Marshal(map[string]any{
-				"listen":    "127.0.0.1:0",
-				"city_bins": []string{DemoCityBIN},
-				"terminals": map[string]any{DemoTerminal: map[string]any{"merchant": DemoMerchant, "master_key": demoMasterKey}},
+				"listen":     "127.0.0.1:0",
+				"city_bins":  []string{DemoCityBIN},
+				"bank_cards": true,
+				"terminals":  map[string]any{DemoTerminal: map[string]any{"merchant": DemoMerchant, "master_key": demoMasterKey}},
 			})
 			return cfg, func() {}, err
 		},
@@ -274,4 +275,39 @@ func yuan(fen int64) string {
 		sign, fen = "-", -fen
 	}
 	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
+}
+
+// DemoBankCard is a UnionPay card the demo's acquirer simulator knows:
+// Luhn-valid and outside the city card's range.
+const DemoBankCard = "6222020000000000018"
+
+// BankFlows are the POS flows that need the hub's bank acquirer plugin
+// (plugins/unionpay) running beside this one: `citycard demo` runs them
+// when both are bundled.
+func BankFlows() []demo.Flow {
+	return []demo.Flow{{Name: "pos: bank card purchase through UnionPay", Run: bankPurchaseFlow}}
+}
+
+// bankPurchaseFlow buys with a UnionPay card at the shop's terminal: the
+// plugin sends the purchase to the hub, which has the acquirer authorise
+// it and keeps only the card's masked number.
+func bankPurchaseFlow(ctx context.Context, env demo.Env) error {
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	r, err := t.Purchase(ctx, sim.Card{PAN: DemoBankCard, Expiry: "3012"}, 4200)
+	if err != nil {
+		return fmt.Errorf("bank card purchase: %w", err)
+	}
+	if !r.Approved() {
+		return fmt.Errorf("a 42.00 CNY purchase with a UnionPay card was answered %s, want 00", r.RC)
+	}
+	env.Logf("purchase of %s with UnionPay card %s: approved by the acquirer, RRN %s", yuan(4200), cardcryptoMask(DemoBankCard), r.RRN)
+	return nil
+}
+
+func cardcryptoMask(pan string) string {
+	return pan[:6] + strings.Repeat("*", len(pan)-10) + pan[len(pan)-4:]
 }

@@ -40,6 +40,10 @@ type txn struct {
 	sess   *session
 	macked bool // the request carried a MAC that verified: the answer carries one
 	log    *slog.Logger
+	// expiry is the card's expiry (YYMM) as read, and bank is set for a bank
+	// card taken for the hub's acquirer (see card).
+	expiry string
+	bank   bool
 }
 
 func str(m *iso8583.Message, id int) string {
@@ -264,9 +268,14 @@ func (h *host) card(tx *txn) (cardcrypto.PAN, string) {
 			return pan, rcExpiredCard
 		}
 	}
+	tx.expiry = expiry
 	if !h.set.cityCard(pan) {
-		// Bank cards: the hook for plugins/unionpay.
-		return pan, rcNoSuchIssuer
+		// A bank card: a purchase goes to the hub, which has its acquirer
+		// authorise it; anything else is not taken.
+		if !h.set.bankCards || tx.mti != "0200" || !strings.HasPrefix(str(req, iso.FieldProcessingCode), "00") {
+			return pan, rcNoSuchIssuer
+		}
+		tx.bank = true
 	}
 	return pan, ""
 }
@@ -363,7 +372,15 @@ func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8
 		return h.decline(tx, r, rc)
 	}
 	p := cardPayment{Card: pan.Reveal(), Merchant: tx.t.merchant, Terminal: tx.t.id, Amount: amount, Currency: "CNY"}
-	if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
+	if tx.bank {
+		if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
+			return h.decline(tx, r, rcNotSupported)
+		}
+		if tx.expiry == "" {
+			return h.decline(tx, r, rcFormatError)
+		}
+		p.Expiry = tx.expiry
+	} else if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
 		pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
 		if err != nil {
 			tx.log.Info("PIN block cannot be decrypted", "card", pan)

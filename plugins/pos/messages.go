@@ -73,7 +73,9 @@ const configSchema = `{
 			"description": "TCP address the terminals connect to."},
 		"city_bins": {"type": "array", "minItems": 1, "uniqueItems": true,
 			"items": {"type": "string", "pattern": "^[0-9]{1,11}$"},
-			"description": "Card number prefixes of the city card. Other cards are declined 15 (no such issuer) until plugins/unionpay takes them."},
+			"description": "Card number prefixes of the city card. Other cards are bank cards: declined 15 (no such issuer) unless bank_cards is set."},
+		"bank_cards": {"type": "boolean", "default": false,
+			"description": "Send bank-card purchases to the hub, which has its bank acquirer (plugins/unionpay) authorise them. Purchases only, and without a PIN: translating a PIN block to the acquirer's key is not done yet, so a bank card with a PIN block is declined 40."},
 		"terminals": {
 			"type": "object",
 			"minProperties": 1,
@@ -135,6 +137,8 @@ type (
 		Amount   int64  `json:"amount"`
 		Currency string `json:"currency"`
 		PIN      string `json:"pin,omitempty"`
+		// Expiry (YYMM) goes with a bank card, for the acquirer.
+		Expiry string `json:"expiry,omitempty"`
 	}
 	cardReversal struct {
 		PaymentKey string `json:"payment_key"`

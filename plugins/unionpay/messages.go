@@ -75,8 +75,10 @@ var authorizeSchema = json.RawMessage(`{
 		"expiry": {"type": "string", "pattern": "^[0-9]{2}(0[1-9]|1[0-2])$"},
 		"amount": {"type": "integer", "minimum": 1, "maximum": 999999999999},
 		"currency": {"type": "string", "enum": ["CNY", "HKD", "MOP", "USD", "EUR", "JPY"]},
-		"merchant": {"type": "string", "minLength": 15, "maxLength": 15},
-		"terminal": {"type": "string", "minLength": 8, "maxLength": 8},
+		"merchant": {"type": "string", "minLength": 1, "maxLength": 15, "pattern": "^[ -~]+$",
+			"description": "The card acceptor (field 42), padded with spaces to 15 characters."},
+		"terminal": {"type": "string", "minLength": 1, "maxLength": 8, "pattern": "^[ -~]+$",
+			"description": "The terminal (field 41), padded with spaces to 8 characters."},
 		"pin_block": {"type": "string", "pattern": "^[0-9A-Fa-f]{16}$"},
 		"track2": {"type": "string", "pattern": "^[0-9]{12,19}[=D][0-9]{4,20}$"}
 	},

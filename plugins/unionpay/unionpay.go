@@ -202,7 +202,7 @@ func (p *Plugin) send(l *link, key string, req authorize) (Authorization, error)
 		}
 	}
 	ans, err := l.authorize(authorization{key: key, pan: pan, expiry: req.Expiry, amount: req.Amount,
-		currency: currencies[req.Currency], merchant: req.Merchant, terminal: req.Terminal, pinBlock: pin, track2: req.Track2})
+		currency: currencies[req.Currency], merchant: padRight(req.Merchant, 15), terminal: padRight(req.Terminal, 8), pinBlock: pin, track2: req.Track2})
 	if errors.Is(err, errNotSent) {
 		return Authorization{}, &sdk.Error{Code: sdk.CodeUnavailable, Message: err.Error(), Retryable: true}
 	}
@@ -272,4 +272,13 @@ func (p *Plugin) reverse(ctx context.Context, m sdk.Message) (ReversalReply, err
 		out.Status = Queued
 	}
 	return out, nil
+}
+
+// padRight pads s with spaces to n characters, as fields 41 and 42 are
+// fixed-length: the hub's merchant and terminal ids are often shorter.
+func padRight(s string, n int) string {
+	for len(s) < n {
+		s += " "
+	}
+	return s
 }

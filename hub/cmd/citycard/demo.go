@@ -18,6 +18,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/plugins/demo"
+	"github.com/citycard/citycard/plugins/pos"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -132,6 +133,15 @@ func runDemo(cmd *cobra.Command, _ []string) (err error) {
 	for _, b := range all {
 		for _, f := range b.Flows {
 			run(f.Name, func(ctx context.Context) error { return f.Run(ctx, env) })
+		}
+	}
+	// Flows across two plugins: a bank card at a city terminal goes through
+	// the hub to the acquirer.
+	if _, ok := bundle("pos"); ok {
+		if _, ok := bundle("unionpay"); ok {
+			for _, f := range pos.BankFlows() {
+				run(f.Name, func(ctx context.Context) error { return f.Run(ctx, env) })
+			}
 		}
 	}
 	run("ledger verify", func(ctx context.Context) error {

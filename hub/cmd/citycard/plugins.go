@@ -13,13 +13,14 @@ import (
 	"github.com/citycard/citycard/plugins/demo"
 	"github.com/citycard/citycard/plugins/pos"
 	"github.com/citycard/citycard/plugins/transit"
+	"github.com/citycard/citycard/plugins/unionpay"
 	"github.com/citycard/citycard/plugins/utilities"
 	"github.com/citycard/citycard/sdk"
 )
 
 // bundles are the reference plugins shipped inside the citycard binary, in
 // the order the demo runs them.
-var bundles = []func() demo.Bundle{transit.Bundle, pos.Bundle, utilities.Bundle}
+var bundles = []func() demo.Bundle{transit.Bundle, pos.Bundle, unionpay.Bundle, utilities.Bundle}
 
 // bundle returns the bundled plugin named name.
 func bundle(name string) (demo.Bundle, bool) {

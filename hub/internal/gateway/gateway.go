@@ -707,6 +707,11 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 	if err := g.opts.Service.CheckAcceptor(ctx, b.Merchant, b.Terminal); err != nil {
 		return decline(fault.CodeOf(err))
 	}
+	if b.Expiry == "" || b.Terminal == "" {
+		// The acquirer needs both; a channel that cannot give them does
+		// not take bank cards.
+		return decline(fault.InvalidRequest)
+	}
 	authKey := "bank:" + plugin + ":" + m.IdempotencyKey
 	req, _ := json.Marshal(map[string]any{"pan": b.Card, "expiry": b.Expiry, "amount": b.Amount, "currency": b.Currency,
 		"merchant": b.Merchant, "terminal": b.Terminal})

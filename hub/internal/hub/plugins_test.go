@@ -335,9 +335,18 @@ func TestBankCardPayments(t *testing.T) {
 		c, stop, done := serve(t, app)
 		t.Cleanup(func() { stop(); <-done })
 		c.must("POST", "/v1/merchants", map[string]any{"id": "M-PAYER", "name": "Payer", "mcc": "5411", "settlement_account": "1"}, 201)
+		c.must("POST", "/v1/terminals", map[string]any{"id": "T-PAYER", "merchant": "M-PAYER"}, 201)
 		h := &pluginHub{app: app, c: c, st: st}
 		const pan = "6222020000000000019"
-		_, m := h.send("payer.charge.v1", "k1", map[string]any{"key": "b1", "card": pan, "amount": 3000})
+		bank := func(key, card string, amount int) map[string]any {
+			return map[string]any{"key": key, "card": card, "amount": amount, "terminal": "T-PAYER", "expiry": "3012"}
+		}
+		// Without the expiry the acquirer needs, the channel cannot take the card.
+		_, m := h.send("payer.charge.v1", "k0", map[string]any{"key": "b0", "card": pan, "amount": 3000})
+		if d, _ := receipt(t, m); d["status"] != "declined" || d["reason"] != "invalid_request" {
+			t.Fatalf("bank card without expiry: %v", d)
+		}
+		_, m = h.send("payer.charge.v1", "k1", bank("b1", pan, 3000))
 		paid, dup := receipt(t, m)
 		matches(t, "api-payment", paid)
 		legs, _ := paid["legs"].([]any)
@@ -351,17 +360,17 @@ func TestBankCardPayments(t *testing.T) {
 			t.Fatalf("transfer %+v %v", tr, err)
 		}
 		// Resent: the first answer, and the acquirer asked once.
-		_, m = h.send("payer.charge.v1", "k1", map[string]any{"key": "b1", "card": pan, "amount": 3000})
+		_, m = h.send("payer.charge.v1", "k1", bank("b1", pan, 3000))
 		again, dup := receipt(t, m)
 		if !dup || again["id"] != paid["id"] {
 			t.Fatalf("resent: %v duplicate=%v", again, dup)
 		}
 		// Declines carry the registry's code for the acquirer's answer.
-		_, m = h.send("payer.charge.v1", "k2", map[string]any{"key": "b2", "card": "6222020000000000051", "amount": 100})
+		_, m = h.send("payer.charge.v1", "k2", bank("b2", "6222020000000000051", 100))
 		if d, _ := receipt(t, m); d["status"] != "declined" || d["reason"] != "insufficient_funds" {
 			t.Fatalf("51: %v", d)
 		}
-		_, m = h.send("payer.charge.v1", "k3", map[string]any{"key": "b3", "card": "6222020000000000054", "amount": 100})
+		_, m = h.send("payer.charge.v1", "k3", bank("b3", "6222020000000000054", 100))
 		if d, _ := receipt(t, m); d["status"] != "declined" || d["reason"] != "card_expired" {
 			t.Fatalf("54: %v", d)
 		}

@@ -64,6 +64,8 @@ type Config struct {
 type Card struct {
 	PAN string
 	PIN string // "" when no PIN is entered
+	// Expiry (YYMM) is sent in field 14 when set, as a bank card's is.
+	Expiry string
 }
 
 // Result is the host's answer to one transaction.
@@ -306,7 +308,7 @@ func (t *Terminal) request(c Card, amount int64, orig iso.Original) (iso.Request
 		return iso.Request{}, err
 	}
 	r := iso.Request{Terminal: t.terminal(), STAN: t.nextSTAN(), Batch: t.batch, At: time.Now(), Amount: amount,
-		Currency: "156", Original: orig, Card: iso.Card{PAN: pan, EntryMode: iso.EntryChipNoPIN}}
+		Currency: "156", Original: orig, Card: iso.Card{PAN: pan, Expiry: c.Expiry, EntryMode: iso.EntryChipNoPIN}}
 	if c.PIN != "" {
 		pin, err := cardcrypto.ParsePIN(c.PIN)
 		if err != nil {

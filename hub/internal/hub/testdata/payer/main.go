@@ -69,9 +69,11 @@ func (p *payer) Configure(_ context.Context, config json.RawMessage, hub sdk.Hub
 
 func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
 	var in struct {
-		Key    string `json:"key"`
-		Card   string `json:"card"`
-		Amount int64  `json:"amount"`
+		Key      string `json:"key"`
+		Card     string `json:"card"`
+		Amount   int64  `json:"amount"`
+		Terminal string `json:"terminal"`
+		Expiry   string `json:"expiry"`
 	}
 	if err := json.Unmarshal(m.Payload, &in); err != nil {
 		return nil, err
@@ -102,7 +104,14 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 		receipt, _ := json.Marshal(map[string]any{"hub": map[string]any{"answered": approved}, "duplicate": false})
 		return []sdk.Message{{Type: "payer.receipt.v1", Payload: receipt}}, nil
 	case "payer.charge.v1":
-		body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"})
+		pay := map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"}
+		if in.Terminal != "" {
+			pay["terminal"] = in.Terminal
+		}
+		if in.Expiry != "" {
+			pay["expiry"] = in.Expiry
+		}
+		body, _ := json.Marshal(pay)
 		out = sdk.Message{Type: "card.payment.v1", IdempotencyKey: "charge-" + in.Key, Payload: body}
 	case "payer.preauth.v1":
 		body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"})
