@@ -304,10 +304,6 @@ func bankPurchaseFlow(ctx context.Context, env demo.Env) error {
 	if !r.Approved() {
 		return fmt.Errorf("a 42.00 CNY purchase with a UnionPay card was answered %s, want 00", r.RC)
 	}
-	env.Logf("purchase of %s with UnionPay card %s: approved by the acquirer, RRN %s", yuan(4200), cardcryptoMask(DemoBankCard), r.RRN)
+	env.Logf("purchase of %s with UnionPay card %s: approved by the acquirer, RRN %s", yuan(4200), cardcrypto.MaskPAN(DemoBankCard), r.RRN)
 	return nil
-}
-
-func cardcryptoMask(pan string) string {
-	return pan[:6] + strings.Repeat("*", len(pan)-10) + pan[len(pan)-4:]
 }

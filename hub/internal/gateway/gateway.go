@@ -44,6 +44,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/transit"
+	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/schemas"
 	"github.com/citycard/citycard/sdk"
@@ -688,7 +689,7 @@ const (
 // being asked again (and the acquirer applies its own key once too); if
 // the approval cannot be recorded, the authorisation is reversed.
 func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c cards.Call, m sdk.Message, b bankCard) (ledger.Outcome, error) {
-	masked := maskPAN(b.Card)
+	masked := cardcrypto.MaskPAN(b.Card)
 	decline := func(reason string) (ledger.Outcome, error) {
 		return g.opts.Service.BankPayment(ctx, c, cards.BankPaymentRequest{MaskedCard: masked, Channel: channel,
 			Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency, Reason: reason})
@@ -748,14 +749,6 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 		return ledger.Outcome{}, err
 	}
 	return out, nil
-}
-
-// maskPAN keeps the first six and last four digits of a card number.
-func maskPAN(pan string) string {
-	if len(pan) < 11 {
-		return strings.Repeat("*", len(pan))
-	}
-	return pan[:6] + strings.Repeat("*", len(pan)-10) + pan[len(pan)-4:]
 }
 
 // declineCode maps an acquirer's ISO 8583 response code to the registry's
