@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/citycard/citycard/conformance/conformancetest"
 )
 
 // TestMain removes the plugin binary the process tests built, and fails
@@ -13,9 +15,7 @@ import (
 // goroutine per terminal connection would.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		_ = os.RemoveAll(built.dir)
-	}
+	conformancetest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

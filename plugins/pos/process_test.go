@@ -2,20 +2,15 @@ package pos_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/citycard/citycard/conformance"
+	"github.com/citycard/citycard/conformance/conformancetest"
 	"github.com/citycard/citycard/plugins/pos"
 	"github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/sdk"
@@ -26,45 +21,7 @@ import (
 // its path and SHA-256 sum.
 func pluginBinary(t *testing.T) (string, []byte) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the plugin binary")
-	}
-	built.once.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			built.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "citycard-pos-test-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.dir = dir
-		built.path = filepath.Join(dir, "citycard-plugin-pos")
-		if out, err := exec.Command(goTool, "build", "-o", built.path, "./cmd/citycard-plugin-pos").CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		raw, err := os.ReadFile(built.path)
-		if err != nil {
-			built.err = err
-			return
-		}
-		sum := sha256.Sum256(raw)
-		built.sum = sum[:]
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.path, built.sum
-}
-
-var built struct {
-	once      sync.Once
-	dir, path string
-	sum       []byte
-	err       error
+	return conformancetest.Build(t, "./cmd/citycard-plugin-pos")
 }
 
 // TestProcess runs the plugin binary as the hub's plugin host does
@@ -145,29 +102,5 @@ func TestConformance(t *testing.T) {
 			{Type: pos.TypeTerminalStatus, Payload: mustJSON(map[string]any{"terminal": term1})},
 		},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r, err := conformance.Run(ctx, conformance.Options{Binary: bin, File: f})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table strings.Builder
-	_ = r.WriteTable(&table)
-	t.Logf("conformance of the pos plugin:\n%s", table.String())
-	// CI keeps the JUnit report of every reference plugin.
-	if dir := os.Getenv("CITYCARD_CONFORMANCE_OUT"); dir != "" {
-		f, err := os.Create(filepath.Join(dir, "pos.xml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.WriteJUnit(f); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !r.OK() || r.Count(conformance.Fail)+r.Count(conformance.Error) > 0 {
-		t.Errorf("the plugin does not conform:\n%s", table.String())
-	}
+	conformancetest.Check(t, "pos", bin, f)
 }

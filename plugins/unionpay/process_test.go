@@ -2,14 +2,11 @@ package unionpay_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,63 +14,24 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/citycard/citycard/conformance"
+	"github.com/citycard/citycard/conformance/conformancetest"
 	"github.com/citycard/citycard/plugins/unionpay"
 	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/plugintest"
 )
 
-// pluginBinary builds citycard-plugin-unionpay once per test run and
-// returns its path and SHA-256 sum.
+// pluginBinary builds citycard-plugin-unionpay once per test run and returns
+// its path and SHA-256 sum.
 func pluginBinary(t *testing.T) (string, []byte) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the plugin binary")
-	}
-	built.once.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			built.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "citycard-unionpay-test-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.dir = dir
-		built.path = filepath.Join(dir, "citycard-plugin-unionpay")
-		if out, err := exec.Command(goTool, "build", "-o", built.path, "./cmd/citycard-plugin-unionpay").CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		raw, err := os.ReadFile(built.path)
-		if err != nil {
-			built.err = err
-			return
-		}
-		sum := sha256.Sum256(raw)
-		built.sum = sum[:]
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.path, built.sum
-}
-
-var built struct {
-	once      sync.Once
-	dir, path string
-	sum       []byte
-	err       error
+	return conformancetest.Build(t, "./cmd/citycard-plugin-unionpay")
 }
 
 // TestMain removes the plugin binary the process tests built, and fails
 // the run if a test leaves a goroutine behind.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		_ = os.RemoveAll(built.dir)
-	}
+	conformancetest.Cleanup()
 	// A link that leaked its reader, sender or a connection per restart would show here.
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -161,29 +119,5 @@ func TestConformance(t *testing.T) {
 			{Type: unionpay.TypeReverse, IdempotencyKey: "conformance-rev-1", Payload: mustJSON(map[string]any{"authorization_key": "conformance-auth-1"})},
 		},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r, err := conformance.Run(ctx, conformance.Options{Binary: bin, File: f})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table strings.Builder
-	_ = r.WriteTable(&table)
-	t.Logf("conformance of the unionpay plugin:\n%s", table.String())
-	// CI keeps the JUnit report of every reference plugin.
-	if dir := os.Getenv("CITYCARD_CONFORMANCE_OUT"); dir != "" {
-		f, err := os.Create(filepath.Join(dir, "unionpay.xml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.WriteJUnit(f); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !r.OK() || r.Count(conformance.Fail)+r.Count(conformance.Error) > 0 {
-		t.Errorf("the plugin does not conform:\n%s", table.String())
-	}
+	conformancetest.Check(t, "unionpay", bin, f)
 }

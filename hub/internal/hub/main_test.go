@@ -1,24 +1,15 @@
 package hub_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
+
+	"github.com/citycard/citycard/conformance/conformancetest"
 )
 
-// testDir holds what the tests build (the payer plugin); removed at exit.
-var testDir string
-
-func osMkdirTemp() (string, error) { return testDir, nil }
-
+// TestMain removes the plugin binaries the tests built.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "citycard-hub-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	conformancetest.Cleanup()
 	os.Exit(code)
 }

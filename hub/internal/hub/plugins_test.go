@@ -2,13 +2,12 @@ package hub_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/citycard/citycard/conformance/conformancetest"
 	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
@@ -29,33 +29,18 @@ import (
 	"github.com/citycard/citycard/sdk"
 )
 
-var payer struct {
-	once     sync.Once
-	bin, sum string
-	err      error
+// testPlugin builds a plugin package once per test binary and returns
+// the binary and its hex SHA-256, as the hub's plugin file wants it.
+func testPlugin(tb testing.TB, pkg string) (bin, sum string) {
+	tb.Helper()
+	bin, raw := conformancetest.Build(tb, pkg)
+	return bin, hex.EncodeToString(raw)
 }
 
-// payerPlugin builds testdata/payer once per test binary.
-func payerPlugin(t testing.TB) (bin, sum string) {
-	t.Helper()
-	payer.once.Do(func() {
-		dir, err := osMkdirTemp()
-		if err != nil {
-			payer.err = err
-			return
-		}
-		payer.bin = filepath.Join(dir, "payer")
-		out, err := exec.Command("go", "build", "-o", payer.bin, "./testdata/payer").CombinedOutput()
-		if err != nil {
-			payer.err = fmt.Errorf("build payer: %v\n%s", err, out)
-			return
-		}
-		payer.sum, payer.err = pluginhost.FileSHA256(payer.bin)
-	})
-	if payer.err != nil {
-		t.Fatal(payer.err)
-	}
-	return payer.bin, payer.sum
+// payerPlugin builds testdata/payer.
+func payerPlugin(tb testing.TB) (bin, sum string) {
+	tb.Helper()
+	return testPlugin(tb, "./testdata/payer")
 }
 
 // pluginHub is a hub serving the payer plugin, with a merchant and a card
@@ -296,12 +281,6 @@ func TestPluginHolds(t *testing.T) {
 	})
 }
 
-var fakebankBin struct {
-	once     sync.Once
-	bin, sum string
-	err      error
-}
-
 // TestBankCardPayments: a plugin's card.payment.v1 for a bank card number
 // goes to the bank acquirer plugin, and the hub records its answer: an
 // approval is owed by the acquirer to the merchant, a decline is an answer
@@ -311,23 +290,12 @@ func TestBankCardPayments(t *testing.T) {
 	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
 		t.Cleanup(pin.SetCostForTesting(1, 8))
 		bin, sum := payerPlugin(t)
-		fakebankBin.once.Do(func() {
-			fakebankBin.bin = filepath.Join(testDir, "fakebank")
-			out, err := exec.Command("go", "build", "-o", fakebankBin.bin, "./testdata/fakebank").CombinedOutput()
-			if err != nil {
-				fakebankBin.err = fmt.Errorf("build fakebank: %v\n%s", err, out)
-				return
-			}
-			fakebankBin.sum, fakebankBin.err = pluginhost.FileSHA256(fakebankBin.bin)
-		})
-		if fakebankBin.err != nil {
-			t.Fatal(fakebankBin.err)
-		}
+		bankBin, bankSum := testPlugin(t, "./testdata/fakebank")
 		app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
 			Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 			Plugins: []pluginhost.Spec{
 				{Name: "payer", Path: bin, SHA256: sum, Channel: "retail", Config: json.RawMessage(`{"merchant": "M-PAYER"}`)},
-				{Name: "fakebank", Path: fakebankBin.bin, SHA256: fakebankBin.sum},
+				{Name: "fakebank", Path: bankBin, SHA256: bankSum},
 			}})
 		if err != nil {
 			t.Fatal(err)

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -27,28 +25,10 @@ import (
 	"github.com/citycard/citycard/plugins/transit/tap"
 )
 
-var transitBin struct {
-	once     sync.Once
-	bin, sum string
-	err      error
-}
-
-// transitPlugin builds the transit plugin's binary once per test binary.
+// transitPlugin builds the transit plugin's binary.
 func transitPlugin(tb testing.TB) (bin, sum string) {
 	tb.Helper()
-	transitBin.once.Do(func() {
-		transitBin.bin = filepath.Join(testDir, "citycard-plugin-transit")
-		out, err := exec.Command("go", "build", "-o", transitBin.bin, "github.com/citycard/citycard/plugins/transit/cmd/citycard-plugin-transit").CombinedOutput()
-		if err != nil {
-			transitBin.err = fmt.Errorf("build the transit plugin: %v\n%s", err, out)
-			return
-		}
-		transitBin.sum, transitBin.err = pluginhost.FileSHA256(transitBin.bin)
-	})
-	if transitBin.err != nil {
-		tb.Fatal(transitBin.err)
-	}
-	return transitBin.bin, transitBin.sum
+	return testPlugin(tb, "github.com/citycard/citycard/plugins/transit/cmd/citycard-plugin-transit")
 }
 
 // transitRig is a hub running the transit plugin as a child process, with

@@ -1,0 +1,136 @@
+// Package conformancetest is what a plugin's own tests use to build the
+// plugin binary and prove it with the conformance kit, the way CI proves
+// every reference plugin.
+package conformancetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/citycard/citycard/conformance"
+)
+
+// OutEnv names the directory where Check writes each plugin's JUnit
+// report; CI sets it and fails a reference plugin without a report.
+const OutEnv = "CITYCARD_CONFORMANCE_OUT"
+
+type build struct {
+	once sync.Once
+	path string
+	sum  []byte
+	err  error
+}
+
+var builds struct {
+	mu  sync.Mutex
+	dir string
+	by  map[string]*build
+}
+
+// Build builds the Go package pkg (a path relative to the test's package
+// directory, such as "./cmd/citycard-plugin-pos", or an import path) once
+// per test binary and returns the binary and its SHA-256 sum. It skips the
+// test under -short. Call Cleanup from TestMain to remove the builds.
+func Build(tb testing.TB, pkg string) (path string, sum []byte) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("-short: builds a plugin binary")
+	}
+	builds.mu.Lock()
+	if builds.by == nil {
+		builds.by = map[string]*build{}
+	}
+	b := builds.by[pkg]
+	if b == nil {
+		b = &build{}
+		builds.by[pkg] = b
+	}
+	builds.mu.Unlock()
+	b.once.Do(func() {
+		dir, err := buildDir()
+		if err != nil {
+			b.err = err
+			return
+		}
+		id := sha256.Sum256([]byte(pkg))
+		b.path = filepath.Join(dir, fmt.Sprintf("%x-%s", id[:4], filepath.Base(pkg)))
+		if out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			return
+		}
+		raw, err := os.ReadFile(b.path)
+		if err != nil {
+			b.err = err
+			return
+		}
+		s := sha256.Sum256(raw)
+		b.sum = s[:]
+	})
+	if b.err != nil {
+		tb.Fatal(b.err)
+	}
+	return b.path, b.sum
+}
+
+func buildDir() (string, error) {
+	builds.mu.Lock()
+	defer builds.mu.Unlock()
+	if builds.dir == "" {
+		dir, err := os.MkdirTemp("", "citycard-plugin-builds-")
+		if err != nil {
+			return "", err
+		}
+		builds.dir = dir
+	}
+	return builds.dir, nil
+}
+
+// Cleanup removes every binary Build built.
+func Cleanup() {
+	builds.mu.Lock()
+	defer builds.mu.Unlock()
+	if builds.dir != "" {
+		_ = os.RemoveAll(builds.dir)
+		builds.dir = ""
+	}
+}
+
+// Check proves the plugin binary bin with the conformance file f. It logs
+// the results table, writes the JUnit report to $CITYCARD_CONFORMANCE_OUT/
+// <name>.xml when that is set, and fails t unless every MUST requirement
+// passes and no check failed or errored.
+func Check(t *testing.T, name, bin string, f *conformance.File) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := conformance.Run(ctx, conformance.Options{Binary: bin, File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	_ = r.WriteTable(&table)
+	t.Logf("conformance of the %s plugin:\n%s", name, table.String())
+	if dir := os.Getenv(OutEnv); dir != "" {
+		out, err := os.Create(filepath.Join(dir, name+".xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WriteJUnit(out); err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !r.OK() || r.Count(conformance.Fail)+r.Count(conformance.Error) > 0 {
+		t.Errorf("the %s plugin does not conform:\n%s", name, table.String())
+	}
+}
