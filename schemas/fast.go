@@ -1,5 +1,7 @@
 package schemas
 
+import "bytes"
+
 // fast holds quick checks for the schemas on the hub's hot paths. A quick
 // check only ever says "valid" for a document the schema accepts; when it
 // says no (or is not sure: an escaped string, a number written as 1.0, a
@@ -92,13 +94,16 @@ func (s *scanner) uint() bool {
 // bool reads true or false.
 func (s *scanner) bool() bool {
 	s.ws()
-	for _, w := range []string{"true", "false"} {
-		if len(s.b)-s.i >= len(w) && string(s.b[s.i:s.i+len(w)]) == w {
-			s.i += len(w)
-			return true
-		}
+	rest := s.b[s.i:]
+	switch {
+	case bytes.HasPrefix(rest, []byte("true")):
+		s.i += 4
+	case bytes.HasPrefix(rest, []byte("false")):
+		s.i += 5
+	default:
+		return false
 	}
-	return false
+	return true
 }
 
 // end reports whether only whitespace is left.

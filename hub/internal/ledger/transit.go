@@ -1,10 +1,10 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/store"
@@ -123,7 +123,7 @@ func (e *Engine) buildTransit(p *pending, b *store.Batch, now time.Time) {
 	for c := range p.tr.riders {
 		b.RiderStates = append(b.RiderStates, store.RiderState{Card: c, State: e.tr.riders[c], UpdatedAt: now})
 	}
-	slices.SortFunc(b.RiderStates, func(x, y store.RiderState) int { return compareStrings(x.Card, y.Card) })
+	slices.SortFunc(b.RiderStates, func(x, y store.RiderState) int { return strings.Compare(x.Card, y.Card) })
 	for d := range p.tr.devices {
 		if dev := e.tr.devices[d]; dev != nil {
 			b.DeviceSeqs = append(b.DeviceSeqs, store.DeviceSeq{Device: d, LastSeq: dev.LastSeq})
@@ -134,8 +134,6 @@ func (e *Engine) buildTransit(p *pending, b *store.Batch, now time.Time) {
 func (p *transitPending) empty() bool {
 	return len(p.taps) == 0 && len(p.deny) == 0 && len(p.riders) == 0 && len(p.devices) == 0
 }
-
-func compareStrings(a, b string) int { return bytes.Compare([]byte(a), []byte(b)) }
 
 // Tap returns the tap (device, seq) as posted before, and false if it has
 // not been; the op must name it in Keys.Taps.
@@ -170,7 +168,7 @@ func (tx *Tx) PutRiderState(card string, state []byte) {
 	if tx.tu.riderSnap == nil {
 		tx.tu.riderSnap, tx.tu.riderHad = map[string][]byte{}, map[string]bool{}
 	}
-	if _, saved := tx.tu.riderSnap[card]; !saved && !tx.tu.riderHad[card] {
+	if _, saved := tx.tu.riderSnap[card]; !saved {
 		tx.tu.riderSnap[card], tx.tu.riderHad[card] = old, had
 	}
 	tx.e.tr.riders[card] = state

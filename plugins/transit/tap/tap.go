@@ -113,9 +113,10 @@ func Verify(key []byte, t Tap) bool {
 // the MAC.
 func Check(t Tap) (field string, err error) {
 	bad := func(f, msg string) (string, error) { return f, errors.New(msg) }
+	if err := CheckDevice(t.Device); err != nil {
+		return "device", err
+	}
 	switch {
-	case t.Device == "" || len(t.Device) > 64 || !printable(t.Device, false):
-		return bad("device", "device must be 1 to 64 printable ASCII characters without spaces or '|'")
 	case t.Seq < 1:
 		return bad("seq", "seq must be 1 or more")
 	case len(t.Card) < 12 || len(t.Card) > 19 || strings.Trim(t.Card, "0123456789") != "":
@@ -132,6 +133,15 @@ func Check(t Tap) (field string, err error) {
 		return bad("mac", "mac must be 16 hex digits")
 	}
 	return "", nil
+}
+
+// CheckDevice returns what is wrong with a device id, or nil: 1 to 64
+// printable ASCII characters without spaces or '|'.
+func CheckDevice(id string) error {
+	if id == "" || len(id) > 64 || !printable(id, false) {
+		return errors.New("device must be 1 to 64 printable ASCII characters without spaces or '|'")
+	}
+	return nil
 }
 
 // printable reports whether s is printable ASCII without '|' (and without
