@@ -427,7 +427,13 @@ func (h *pluginHub) Submit(ctx context.Context, m sdk.Message) (sdk.Result, erro
 		return sdk.Result{}, err
 	}
 	h.g.submissions.WithLabelValues(h.plugin, m.Type, "published").Inc()
-	a, err := h.g.publish(ctx, bus.Topic(h.plugin, m.Type), m, "", h.stored(m))
+	var stored func(context.Context) (answer, bool)
+	if m.Type != TypeTransitTaps {
+		// Taps are posted once by (device, seq), not recorded under the
+		// message's key, so there is no stored answer to look for.
+		stored = h.stored(m)
+	}
+	a, err := h.g.publish(ctx, bus.Topic(h.plugin, m.Type), m, "", stored)
 	if err != nil {
 		return sdk.Result{}, err
 	}
