@@ -602,4 +602,6 @@ type Store interface {
 	// PurgeDedupKeys deletes the keys that lapsed by before and returns how
 	// many.
 	PurgeDedupKeys(ctx context.Context, before time.Time) (int64, error)
+
+	SagaStore
 }

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DedupConcurrentClaims", testDedupConcurrentClaims},
 	}
 	tests = append(tests, transitTests...)
+	tests = append(tests, sagaTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
