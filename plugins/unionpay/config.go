@@ -25,6 +25,19 @@ type Config struct {
 	ResponseTimeoutMS int    `json:"response_timeout_ms,omitempty"`
 	EchoIntervalMS    int    `json:"echo_interval_ms,omitempty"`
 	ReconnectMaxMS    int    `json:"reconnect_max_ms,omitempty"`
+	// PINZoneKey is the double-length key, in hex, under which the city's
+	// POS front end enciphers PIN blocks for this plugin.
+	PINZoneKey      string `json:"pin_zone_key,omitempty"`
+	PINZoneKeyCheck string `json:"pin_zone_key_check,omitempty"`
+	// KeyStore says where the top key of the token vault is.
+	KeyStore *KeyStoreConfig `json:"key_store,omitempty"`
+}
+
+// KeyStoreConfig names the source of the vault's top key: an environment
+// variable or a file holding 32 bytes as 64 hex digits or base64.
+type KeyStoreConfig struct {
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
 }
 
 // settings is a checked Config with its defaults applied.
@@ -39,6 +52,8 @@ type settings struct {
 	responseTimeout time.Duration
 	echoInterval    time.Duration
 	reconnectMax    time.Duration
+	zpk             cardcrypto.Key       // nil when no PIN zone key is configured
+	store           *cardcrypto.KeyStore // nil when no key_store is configured
 }
 
 // Defaults.
@@ -65,9 +80,32 @@ func parseConfig(raw json.RawMessage) (settings, error) {
 			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: master_key does not match master_key_check", Field: "/master_key_check"}
 		}
 	}
+	var zpk cardcrypto.Key
+	if c.PINZoneKey != "" {
+		zpk, err = cardcrypto.ParseKey(c.PINZoneKey)
+		if err != nil || len(zpk) != 16 {
+			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: pin_zone_key must be a double-length key in hex", Field: "/pin_zone_key"}
+		}
+	}
+	if c.PINZoneKeyCheck != "" {
+		want, _ := hex.DecodeString(c.PINZoneKeyCheck)
+		if zpk == nil || len(want) == 0 || cardcrypto.VerifyCheckValue(zpk, want) != nil {
+			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: pin_zone_key does not match pin_zone_key_check", Field: "/pin_zone_key_check"}
+		}
+	}
+	var store *cardcrypto.KeyStore
+	if c.KeyStore != nil {
+		if c.KeyStore.Env == "" && c.KeyStore.File == "" {
+			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: key_store needs env or file", Field: "/key_store"}
+		}
+		store, err = cardcrypto.OpenKeyStore(cardcrypto.TopKeySource{Env: c.KeyStore.Env, File: c.KeyStore.File})
+		if err != nil {
+			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: key_store: " + err.Error(), Field: "/key_store"}
+		}
+	}
 	s := settings{addr: c.SwitchAddr, tmk: tmk, acquirer: c.AcquirerID, terminal: c.LinkTerminal, merchant: c.LinkMerchant,
 		stateDir: c.StateDir, mac: iso.MACX919, responseTimeout: DefaultResponseTimeout, echoInterval: DefaultEchoInterval,
-		reconnectMax: DefaultReconnectMax}
+		reconnectMax: DefaultReconnectMax, zpk: zpk, store: store}
 	if c.MACAlgorithm == "ecb" {
 		s.mac = iso.MACECB
 	}
@@ -88,5 +126,5 @@ func parseConfig(raw json.RawMessage) (settings, error) {
 
 // String keeps the master key out of any log that prints the settings.
 func (s settings) String() string {
-	return fmt.Sprintf("switch %s acquirer %s terminal %s master key %s", s.addr, s.acquirer, s.terminal, s.tmk)
+	return fmt.Sprintf("switch %s acquirer %s terminal %s master key %s PIN zone key %s", s.addr, s.acquirer, s.terminal, s.tmk, s.zpk)
 }

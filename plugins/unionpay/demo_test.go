@@ -28,6 +28,18 @@ func TestBundle(t *testing.T) {
 	if a := authorise(t, h, authMsg("demo-1", card(t, "622217"), "3012", 1_000)); a.Status != unionpay.Approved {
 		t.Errorf("authorisation = %+v", a)
 	}
+	// The demo's vault and PIN zone key work.
+	var tok unionpay.Token
+	send(t, h, msg(unionpay.TypeTokenize, "demo-tok", map[string]any{"pan": card(t, "622217"), "expiry": "3012"}), unionpay.TypeToken, &tok)
+	block, err := unionpay.DemoPINBlock("1234", card(t, "622217"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := msg(unionpay.TypeAuthorize, "demo-2", map[string]any{"token": tok.Token, "amount": 500, "currency": "CNY",
+		"merchant": merchant, "terminal": terminal, "pin_block": block})
+	if a := authorise(t, h, m); a.Status != unionpay.Approved {
+		t.Errorf("authorisation by token with a PIN = %+v", a)
+	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}

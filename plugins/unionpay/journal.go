@@ -28,6 +28,49 @@ type original struct {
 	EntryMode string `json:"entry_mode"`
 	MaskedPAN string `json:"masked_pan"`
 	Reason    string `json:"reason,omitempty"` // field 39 of the 0400
+	// Kind is the transaction (kind* constants); empty in older journals
+	// means a purchase.
+	Kind string `json:"kind,omitempty"`
+	// Proc, Cond and MsgType are fields 3, 25 and 60.1 of the request,
+	// which its reversal repeats; empty means a purchase's.
+	Proc    string `json:"proc,omitempty"`
+	Cond    string `json:"cond,omitempty"`
+	MsgType string `json:"msg_type,omitempty"`
+	// Ref is the key of the transaction a completion, void, refund or
+	// pre-authorisation cancellation refers to, and RefSTAN, RefDate,
+	// RefRRN and RefAuth what identifies it at the switch (fields 61, 37
+	// and 38), kept so the request can be sent again as it was.
+	Ref     string `json:"ref,omitempty"`
+	RefSTAN string `json:"ref_stan,omitempty"`
+	RefDate string `json:"ref_date,omitempty"`
+	RefRRN  string `json:"ref_rrn,omitempty"`
+	RefAuth string `json:"ref_auth,omitempty"`
+}
+
+// Transaction kinds, as original.Kind.
+const (
+	kindPurchase      = "purchase"
+	kindPreAuth       = "preauth"
+	kindCompletion    = "completion"
+	kindVoid          = "void"
+	kindRefund        = "refund"
+	kindPreAuthCancel = "preauth_cancel"
+	kindBalance       = "balance"
+)
+
+// kind returns o's kind, a purchase for records written before kinds.
+func (o original) kind() string {
+	if o.Kind == "" {
+		return kindPurchase
+	}
+	return o.Kind
+}
+
+// resendable kinds are not reversed when their answer never comes: the
+// hub sends them again under the same key and the link resends the same
+// request (same STAN), which the switch applies only once.
+func resendable(kind string) bool {
+	return kind == kindVoid || kind == kindRefund || kind == kindPreAuthCancel
 }
 
 // record is one line of the journal.
@@ -96,9 +139,16 @@ func openJournal(dir string) (*journal, error) {
 		}
 	}
 	for key, o := range j.sent {
+		if resendable(o.kind()) {
+			continue // sent again when the hub retries it
+		}
 		ans := Authorization{Status: Declined, ResponseCode: rcTimeout, STAN: o.STAN, MaskedPAN: o.MaskedPAN}
-		o.Reason = reasonTimeout
-		if err := j.writeLocked(record{Op: "answer", Key: key, Answer: &ans}, record{Op: "queue", Key: key, Orig: &o}); err != nil {
+		rs := []record{{Op: "answer", Key: key, Answer: &ans}}
+		if o.kind() != kindBalance {
+			o.Reason = reasonTimeout
+			rs = append(rs, record{Op: "queue", Key: key, Orig: &o})
+		}
+		if err := j.writeLocked(rs...); err != nil {
 			_ = f.Close()
 			return nil, err
 		}
@@ -223,6 +273,14 @@ func (j *journal) ackedCh(key string) <-chan struct{} {
 	}
 	j.done[key] = ch
 	return ch
+}
+
+// unanswered returns a request of key that was sent and never answered.
+func (j *journal) unanswered(key string) (original, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	o, ok := j.sent[key]
+	return o, ok
 }
 
 // original returns what identifies the authorisation of key at the switch.

@@ -2,7 +2,6 @@ package unionpay
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,8 +19,11 @@ import (
 // Response codes (field 39) and reversal reasons the link uses itself.
 const (
 	rcApproved    = "00"
-	rcInvalidCard = "14"
+	rcInvalidTxn  = "12" // the original is not of a kind this can undo or complete
+	rcInvalidCard = "14" // Luhn failure or unknown token
+	rcNoOriginal  = "25" // no approved original under that key
 	rcTimeout     = "68" // the answer came too late, or never
+	rcPINError    = "99" // the PIN block does not decipher under the PIN zone key
 	rcMACError    = "A0"
 	reasonTimeout = iso.ReverseTimeout  // 98: no response from the switch
 	reasonMAC     = iso.ReverseMACError // A0: the response's MAC failed
@@ -60,8 +62,9 @@ type link struct {
 	mu      sync.Mutex
 	conn    net.Conn // nil when not connected
 	mak     cardcrypto.Key
-	up      bool          // signed on
-	upCh    chan struct{} // closed while up
+	pik     cardcrypto.Key // the session PIN key, from sign-on
+	up      bool           // signed on
+	upCh    chan struct{}  // closed while up
 	lastErr error
 	pending map[string]chan *iso8583.Message // by response MTI and STAN
 
@@ -171,7 +174,7 @@ func (l *link) serve(c net.Conn) bool {
 		_ = c.Close()
 		<-readerDone
 		l.mu.Lock()
-		l.conn, l.mak = nil, nil
+		l.conn, l.mak, l.pik = nil, nil, nil
 		if l.up {
 			l.up = false
 			l.upCh = make(chan struct{})
@@ -329,11 +332,10 @@ func (l *link) signOn() error {
 	if err != nil {
 		return fmt.Errorf("unionpay: sign-on keys: %w", err)
 	}
-	// PIN blocks are passed through as the hub enciphered them (README),
-	// so the switch's PIN key is not kept.
-	keys.PIN.Wipe()
+	// PIN blocks are translated from the PIN zone key to this session's
+	// PIN key before they go to the switch.
 	l.mu.Lock()
-	l.mak = keys.MAC
+	l.mak, l.pik = keys.MAC, keys.PIN
 	l.mu.Unlock()
 	return nil
 }
@@ -360,53 +362,53 @@ func (l *link) macKey() cardcrypto.Key {
 	return l.mak
 }
 
-// authorization is one authorisation request as the link sends it.
-type authorization struct {
-	key      string
-	pan      cardcrypto.PAN
-	expiry   string
-	amount   int64
-	currency string // field 49, numeric
-	merchant string
-	terminal string
-	pinBlock []byte
-	track2   string
+// sessionKeys returns the session's MAC and PIN keys, both from the same
+// sign-on.
+func (l *link) sessionKeys() (mak, pik cardcrypto.Key) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mak, l.pik
+}
+
+// request is one financial request as the link sends it.
+type request struct {
+	key string
+	// o is what the journal keeps of it. transact sets its key, STAN and
+	// date, unless resend says they are those of the request already sent.
+	o      original
+	resend bool
+	// build makes the message for stan at the time at; pik is the
+	// session's PIN key, under which a PIN block is enciphered.
+	build func(stan string, at time.Time, pik cardcrypto.Key) (*iso8583.Message, error)
 }
 
 // errNotSent marks a request that never left the plugin: the hub may
 // retry it.
 var errNotSent = errors.New("unionpay: not sent")
 
-// authorize sends one 0200 and returns the switch's answer. A request the
-// switch may have received but did not answer in time is declined 68 and
-// its reversal queued before authorize returns. An error wrapping
-// errNotSent means nothing reached the switch and nothing was recorded.
-func (l *link) authorize(a authorization) (Authorization, error) {
+// transact sends one financial request and returns the switch's answer.
+// A purchase, pre-authorisation or completion the switch may have received
+// but did not answer in time (or answered with a wrong MAC) is declined 68
+// (A0) and its reversal queued before transact returns; a void, refund or
+// cancellation is declined 68 (A0) with nothing recorded as its answer, so
+// the hub's retry under the same key sends the same request (same STAN)
+// again, which the switch applies once. An error wrapping errNotSent means
+// nothing reached the switch.
+func (l *link) transact(r request) (Authorization, error) {
 	if !l.waitUp(l.ctx, l.s.responseTimeout) {
 		return Authorization{}, fmt.Errorf("%w: %w", errNotSent, l.health())
 	}
-	mak := l.macKey()
-	if mak == nil {
+	mak, pik := l.sessionKeys()
+	if mak == nil || pik == nil {
 		return Authorization{}, fmt.Errorf("%w: %w", errNotSent, errLinkDown)
 	}
 	now := time.Now()
-	stan := l.j.nextSTAN()
-	entry := iso.EntryManualNoPIN
-	switch {
-	case a.track2 != "" && a.pinBlock != nil:
-		entry = iso.EntrySwipePIN
-	case a.track2 != "":
-		entry = iso.EntrySwipeNoPIN
-	case a.pinBlock != nil:
-		entry = "011" // manual, PIN entered
+	o := r.o
+	o.Key = r.key
+	if !r.resend {
+		o.STAN, o.Date = l.j.nextSTAN(), now.Format("0102")
 	}
-	m, err := iso.NewPurchase(iso.Request{
-		Terminal: iso.Terminal{Envelope: l.env, TerminalID: a.terminal, MerchantID: a.merchant},
-		STAN:     stan, Batch: batch, At: now,
-		Card: iso.Card{PAN: a.pan, Expiry: a.expiry, Track2: a.track2, EntryMode: entry,
-			PINBlock: a.pinBlock, TripleDESPIN: a.pinBlock != nil},
-		Amount: a.amount, Currency: a.currency,
-	})
+	m, err := r.build(o.STAN, now, pik)
 	if err == nil {
 		err = m.Field(iso.FieldAcquirerID, l.s.acquirer)
 	}
@@ -416,43 +418,76 @@ func (l *link) authorize(a authorization) (Authorization, error) {
 	if err != nil {
 		return Authorization{}, fmt.Errorf("%w: building the request: %w", errNotSent, err)
 	}
-	o := original{Key: a.key, STAN: stan, Date: now.Format("0102"), Amount: a.amount, Currency: a.currency,
-		Terminal: a.terminal, Merchant: a.merchant, EntryMode: entry, MaskedPAN: a.pan.Masked()}
-	// Recorded before it leaves, so a crash while waiting still ends in a reversal.
-	if err := l.j.write(record{Op: "sent", Key: a.key, Orig: &o}); err != nil {
-		return Authorization{}, fmt.Errorf("%w: %w", errNotSent, err)
+	if !r.resend {
+		// Recorded before it leaves, so a crash while waiting still ends in a reversal.
+		if err := l.j.write(record{Op: "sent", Key: r.key, Orig: &o}); err != nil {
+			return Authorization{}, fmt.Errorf("%w: %w", errNotSent, err)
+		}
 	}
+	kind := o.kind()
 	resp, sent, err := l.exchange(m, false)
 	if err != nil && !sent {
+		if resendable(kind) {
+			// Journalled as sent: the retry sends it, under the same STAN.
+			return Authorization{}, fmt.Errorf("%w: %w", errNotSent, err)
+		}
 		// Never on the wire: forget it rather than reverse it.
-		ans := Authorization{Status: Declined, ResponseCode: rcTimeout, STAN: stan, MaskedPAN: o.MaskedPAN}
-		if werr := l.j.write(record{Op: "answer", Key: a.key, Answer: &ans}); werr != nil {
+		ans := Authorization{Status: Declined, ResponseCode: rcTimeout, STAN: o.STAN, MaskedPAN: o.MaskedPAN}
+		if werr := l.j.write(record{Op: "answer", Key: r.key, Answer: &ans}); werr != nil {
 			return Authorization{}, werr
 		}
-		l.log.Warn("authorisation not sent; declined", "stan", stan, "pan", a.pan, "err", err)
+		l.log.Warn("request not sent; declined", "kind", kind, "stan", o.STAN, "pan", o.MaskedPAN, "err", err)
 		return ans, nil
 	}
 	if err == nil {
 		if verr := iso.VerifyMAC(resp, l.s.mac, mak); verr != nil {
-			l.log.Warn("authorisation response failed its MAC; reversing", "stan", stan, "err", verr)
-			return l.declineAndReverse(o, rcMACError, reasonMAC)
+			l.log.Warn("response failed its MAC", "kind", kind, "stan", o.STAN, "err", verr)
+			return l.unanswered(o, rcMACError, reasonMAC)
 		}
 	} else {
-		l.log.Warn("no answer to an authorisation; declining and reversing", "stan", stan, "pan", a.pan, "err", err)
-		return l.declineAndReverse(o, rcTimeout, reasonTimeout)
+		l.log.Warn("no answer from the switch", "kind", kind, "stan", o.STAN, "pan", o.MaskedPAN, "err", err)
+		return l.unanswered(o, rcTimeout, reasonTimeout)
 	}
 	rc, _ := resp.GetString(iso.FieldResponseCode)
-	ans := Authorization{Status: Declined, ResponseCode: rc, STAN: stan, MaskedPAN: o.MaskedPAN}
+	ans := Authorization{Status: Declined, ResponseCode: rc, STAN: o.STAN, MaskedPAN: o.MaskedPAN}
 	ans.RRN, _ = resp.GetString(iso.FieldRRN)
 	if rc == rcApproved {
 		ans.Status = Approved
 		ans.AuthCode, _ = resp.GetString(iso.FieldAuthCode)
+		if kind == kindBalance {
+			f54, _ := resp.GetString(iso.FieldBalance)
+			b, err := iso.ParseBalance(f54)
+			if err != nil {
+				l.log.Warn("balance inquiry answered without a usable balance", "stan", o.STAN, "err", err)
+			} else {
+				ans.Balance = &b.Amount
+			}
+		}
 	}
-	if err := l.j.write(record{Op: "answer", Key: a.key, Answer: &ans}); err != nil {
+	if err := l.j.write(record{Op: "answer", Key: r.key, Answer: &ans}); err != nil {
 		return Authorization{}, err
 	}
-	l.log.Info("authorisation", "stan", stan, "pan", a.pan, "amount", a.amount, "response_code", rc)
+	l.log.Info("answered", "kind", kind, "stan", o.STAN, "pan", o.MaskedPAN, "amount", o.Amount, "response_code", rc)
 	return ans, nil
+}
+
+// unanswered settles a request sent whose answer never came, or came with
+// a wrong MAC: a purchase, pre-authorisation or completion is declined and
+// reversed; a balance inquiry is declined; a void, refund or cancellation
+// is declined for now, with no answer recorded, to be sent again.
+func (l *link) unanswered(o original, rc, reason string) (Authorization, error) {
+	ans := Authorization{Status: Declined, ResponseCode: rc, STAN: o.STAN, MaskedPAN: o.MaskedPAN}
+	switch kind := o.kind(); {
+	case resendable(kind):
+		return ans, nil
+	case kind == kindBalance:
+		if err := l.j.write(record{Op: "answer", Key: o.Key, Answer: &ans}); err != nil {
+			return Authorization{}, err
+		}
+		return ans, nil
+	default:
+		return l.declineAndReverse(o, rc, reason)
+	}
 }
 
 // declineAndReverse records a decline with rc and queues the reversal of o
@@ -499,7 +534,11 @@ func (l *link) reverse(o original) error {
 		return errLinkDown
 	}
 	m := iso.NewMessage("0400", l.env)
-	f60, err := iso.Field60{MessageType: iso.TypePurchase, Batch: batch}.Encode()
+	proc, cond, msgType := o.Proc, o.Cond, o.MsgType
+	if proc == "" {
+		proc, cond, msgType = iso.ProcPurchase, iso.CondNormal, iso.TypePurchase
+	}
+	f60, err := iso.Field60{MessageType: msgType, Batch: batch}.Encode()
 	if err != nil {
 		return err
 	}
@@ -511,8 +550,8 @@ func (l *link) reverse(o original) error {
 		id int
 		v  string
 	}{
-		{iso.FieldProcessingCode, iso.ProcPurchase}, {iso.FieldAmount, fmt.Sprintf("%012d", o.Amount)},
-		{iso.FieldSTAN, o.STAN}, {iso.FieldEntryMode, o.EntryMode}, {iso.FieldConditionCode, iso.CondNormal},
+		{iso.FieldProcessingCode, proc}, {iso.FieldAmount, fmt.Sprintf("%012d", o.Amount)},
+		{iso.FieldSTAN, o.STAN}, {iso.FieldEntryMode, o.EntryMode}, {iso.FieldConditionCode, cond},
 		{iso.FieldAcquirerID, l.s.acquirer}, {iso.FieldResponseCode, o.Reason}, {iso.FieldTerminalID, o.Terminal},
 		{iso.FieldMerchantID, o.Merchant}, {iso.FieldCurrency, o.Currency}, {iso.FieldReserved60, f60},
 		{iso.FieldOriginal, f61},
@@ -543,11 +582,4 @@ func (l *link) reverse(o original) error {
 	}
 	l.log.Info("reversal acknowledged", "stan", o.STAN, "response_code", rc)
 	return nil
-}
-
-func decodePINBlock(s string) ([]byte, error) {
-	if s == "" {
-		return nil, nil
-	}
-	return hex.DecodeString(s)
 }

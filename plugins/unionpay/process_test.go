@@ -59,7 +59,7 @@ func TestProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Name != unionpay.Name || len(d.Handles) != 2 || len(d.Sends) != 2 {
+	if d.Name != unionpay.Name || len(d.Handles) != 6 || len(d.Sends) != 3 {
 		t.Fatalf("descriptor = %+v", d)
 	}
 	cfg, err := json.Marshal(config(addr, t.TempDir()))
@@ -117,6 +117,15 @@ func TestConformance(t *testing.T) {
 			{Type: unionpay.TypeAuthorize, IdempotencyKey: "conformance-auth-1", Payload: mustJSON(map[string]any{"pan": pan,
 				"expiry": "3012", "amount": 100, "currency": "CNY", "merchant": merchant, "terminal": terminal})},
 			{Type: unionpay.TypeReverse, IdempotencyKey: "conformance-rev-1", Payload: mustJSON(map[string]any{"authorization_key": "conformance-auth-1"})},
+			{Type: unionpay.TypeTokenize, IdempotencyKey: "conformance-tok-1", Payload: mustJSON(map[string]any{"pan": pan, "expiry": "3012"})},
+			{Type: unionpay.TypeAuthorize, IdempotencyKey: "conformance-pre-1", Payload: mustJSON(map[string]any{"pan": pan,
+				"expiry": "3012", "amount": 500, "currency": "CNY", "merchant": merchant, "terminal": terminal, "transaction": "preauth",
+				"pin_block": pinBlock(t, "123456", pan)})},
+			{Type: unionpay.TypeComplete, IdempotencyKey: "conformance-comp-1", Payload: mustJSON(map[string]any{"authorization_key": "conformance-pre-1",
+				"amount": 400, "currency": "CNY"})},
+			{Type: unionpay.TypeCancel, IdempotencyKey: "conformance-void-1", Payload: mustJSON(map[string]any{"authorization_key": "conformance-comp-1",
+				"kind": "void", "amount": 400, "currency": "CNY"})},
+			{Type: unionpay.TypeBalance, IdempotencyKey: "conformance-bal-1", Payload: mustJSON(map[string]any{"pan": pan, "expiry": "3012"})},
 		},
 	}
 	conformancetest.Check(t, "unionpay", bin, f)

@@ -1,8 +1,11 @@
 package unionpay_test
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +18,12 @@ import (
 
 // masterKey is the link's master key in the tests, shared with the switch.
 const masterKey = "0123456789ABCDEFFEDCBA9876543210"
+
+// pinZoneKey is the PIN zone key the tests' POS front end enciphers PINs under.
+const pinZoneKey = "89ABCDEF0123456776543210FEDCBA98"
+
+// topKey is the token vault's top key in the tests.
+const topKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 const (
 	merchant = "898310048990001"
@@ -52,13 +61,62 @@ func startSwitch(t testing.TB) (*sim.Switch, string) {
 }
 
 // config is the plugin's configuration against the switch at addr, with
-// short timers so the tests run quickly.
+// short timers so the tests run quickly, the PIN zone key, and the vault's
+// top key in a file beside the state directory.
 func config(addr, dir string) map[string]any {
+	keyFile := filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".topkey")
+	_ = os.WriteFile(keyFile, []byte(topKey), 0o600)
 	return map[string]any{
 		"switch_addr": addr, "master_key": masterKey, "acquirer_id": "48020000",
 		"link_terminal": "CITYHUB1", "link_merchant": "CITYCARDHUB0001", "state_dir": dir,
 		"response_timeout_ms": 300, "echo_interval_ms": 5000, "reconnect_max_ms": 200,
+		"pin_zone_key": pinZoneKey, "key_store": map[string]any{"file": keyFile},
 	}
+}
+
+// pinBlock is pin for pan enciphered under the PIN zone key, in hex, as
+// the city's POS front end sends it.
+func pinBlock(t testing.TB, pin, pan string) string {
+	t.Helper()
+	zpk, err := cardcrypto.ParseKey(pinZoneKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cardcrypto.ParsePIN(pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cardcrypto.ParsePAN(pan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cardcrypto.EncryptPINBlock(zpk, p, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// send handles m and decodes its one reply of type typ into out.
+func send(t testing.TB, h *plugintest.Harness, m sdk.Message, typ string, out any) {
+	t.Helper()
+	replies, err := h.Handle(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replies) != 1 || replies[0].Type != typ {
+		t.Fatalf("replies = %+v", replies)
+	}
+	if err := json.Unmarshal(replies[0].Payload, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// msg is a message of typ with payload under key.
+func msg(typ, key string, payload map[string]any) sdk.Message {
+	m := plugintest.NewMessage(typ, payload)
+	m.IdempotencyKey = key
+	return m
 }
 
 // start runs the plugin in-process against the switch and waits until it

@@ -1,8 +1,10 @@
 // Package unionpay is the CityCard plugin for the acquirer link from the
-// city's hub to the UnionPay switch: bank-card authorisations and their
-// reversals over ISO 8583 (plugins/pos/iso), with sign-on and key exchange,
-// keep-alive echoes, MACs, reconnection, and store-and-forward of
-// reversals in a journal that survives restarts. README.md describes the
+// city's hub to the UnionPay switch: bank-card purchases and
+// pre-authorisations, their completions, voids, refunds, cancellations and
+// reversals, and balance inquiries over ISO 8583 (plugins/pos/iso), with
+// sign-on and key exchange, PIN translation, keep-alive echoes, MACs,
+// reconnection, store-and-forward of reversals in a journal that survives
+// restarts, and a vault of linked bank cards (tokens). README.md describes the
 // messages, the configuration and what the hub must do; package sim is a
 // switch to run it against.
 package unionpay
@@ -16,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -27,6 +28,7 @@ type Plugin struct {
 	mu       sync.Mutex
 	s        settings
 	j        *journal
+	v        *vault // nil without key_store
 	link     *link
 	inflight map[string]*flight // authorisations on the wire, by idempotency key
 }
@@ -66,7 +68,14 @@ func (p *Plugin) Configure(ctx context.Context, config json.RawMessage, hub sdk.
 	if err != nil {
 		return &sdk.Error{Code: sdk.CodeConfigInvalid, Message: err.Error(), Field: "/state_dir"}
 	}
-	p.s, p.j = s, j
+	var v *vault
+	if s.store != nil {
+		if v, err = openVault(s.stateDir, s.store); err != nil {
+			_ = j.close()
+			return &sdk.Error{Code: sdk.CodeConfigInvalid, Message: err.Error(), Field: "/key_store"}
+		}
+	}
+	p.s, p.j, p.v = s, j, v
 	p.link = newLink(s, j, p.log.With("switch", s.addr))
 	p.link.start()
 	// Give the first sign-on a moment, so a healthy switch finds the
@@ -83,6 +92,10 @@ func (p *Plugin) shutdownLocked() {
 	if p.j != nil {
 		_ = p.j.close()
 		p.j = nil
+	}
+	if p.v != nil {
+		_ = p.v.close()
+		p.v = nil
 	}
 }
 
@@ -118,7 +131,8 @@ func (p *Plugin) current() (*link, *journal, error) {
 	return p.link, p.j, nil
 }
 
-// Handle authorises or reverses.
+// Handle authorises, completes, cancels, reverses, tokenises or asks for a
+// balance.
 func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
 	var body any
 	var typ string
@@ -130,6 +144,18 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 	case TypeReverse:
 		typ = TypeReversal
 		body, err = p.reverse(ctx, m)
+	case TypeTokenize:
+		typ = TypeToken
+		body, err = p.tokenize(m)
+	case TypeComplete:
+		typ = TypeAuthorization
+		body, err = p.complete(ctx, m)
+	case TypeCancel:
+		typ = TypeAuthorization
+		body, err = p.cancel(ctx, m)
+	case TypeBalance:
+		typ = TypeAuthorization
+		body, err = p.balance(ctx, m)
 	default:
 		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Message: "unionpay: " + m.Type}
 	}
@@ -144,19 +170,37 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 }
 
 func (p *Plugin) authorize(ctx context.Context, m sdk.Message) (Authorization, error) {
-	if m.IdempotencyKey == "" {
-		return Authorization{}, &sdk.Error{Code: "idempotency_key_required", Message: "unionpay: an authorisation needs the envelope's idempotency key", Field: "/idempotency_key"}
-	}
 	var req authorize
-	if err := json.Unmarshal(m.Payload, &req); err != nil {
-		return Authorization{}, &sdk.Error{Code: sdk.CodeSchemaInvalid, Message: "unionpay: " + err.Error(), Field: "/payload"}
-	}
-	l, j, err := p.current()
+	l, key, err := p.prepare(m, &req)
 	if err != nil {
 		return Authorization{}, err
 	}
-	key := m.IdempotencyKey
+	return p.once(ctx, key, func() (Authorization, error) { return p.sendAuthorize(l, key, req) })
+}
 
+// prepare checks the envelope's idempotency key, decodes the payload into
+// req and returns the link.
+func (p *Plugin) prepare(m sdk.Message, req any) (*link, string, error) {
+	if m.IdempotencyKey == "" {
+		return nil, "", &sdk.Error{Code: "idempotency_key_required", Message: "unionpay: " + m.Type + " needs the envelope's idempotency key", Field: "/idempotency_key"}
+	}
+	if err := json.Unmarshal(m.Payload, req); err != nil {
+		return nil, "", &sdk.Error{Code: sdk.CodeSchemaInvalid, Message: "unionpay: " + err.Error(), Field: "/payload"}
+	}
+	l, _, err := p.current()
+	if err != nil {
+		return nil, "", err
+	}
+	return l, m.IdempotencyKey, nil
+}
+
+// once runs send for key unless the journal holds its answer or a delivery
+// of the same key is already in flight, whose answer it then waits for.
+func (p *Plugin) once(ctx context.Context, key string, send func() (Authorization, error)) (Authorization, error) {
+	_, j, err := p.current()
+	if err != nil {
+		return Authorization{}, err
+	}
 	p.mu.Lock()
 	if ans, ok := j.answer(key); ok {
 		p.mu.Unlock()
@@ -175,7 +219,10 @@ func (p *Plugin) authorize(ctx context.Context, m sdk.Message) (Authorization, e
 	p.inflight[key] = f
 	p.mu.Unlock()
 
-	f.ans, f.err = p.send(l, key, req)
+	f.ans, f.err = send()
+	if errors.Is(f.err, errNotSent) {
+		f.err = &sdk.Error{Code: sdk.CodeUnavailable, Message: f.err.Error(), Retryable: true}
+	}
 	p.mu.Lock()
 	delete(p.inflight, key)
 	p.mu.Unlock()
@@ -183,30 +230,20 @@ func (p *Plugin) authorize(ctx context.Context, m sdk.Message) (Authorization, e
 	return f.ans, f.err
 }
 
-// send checks the card locally and sends the authorisation.
-func (p *Plugin) send(l *link, key string, req authorize) (Authorization, error) {
-	pan, err := cardcrypto.ParsePAN(req.PAN)
-	if err != nil {
-		// A number failing Luhn never goes to the switch: declined here as
-		// the issuer would (14), with nothing to reverse.
-		return Authorization{Status: Declined, ResponseCode: rcInvalidCard, STAN: "000000", MaskedPAN: cardcrypto.MaskPAN(req.PAN)}, nil
+// waitFlight waits for a delivery of key in flight, if any.
+func (p *Plugin) waitFlight(ctx context.Context, key string) error {
+	p.mu.Lock()
+	f := p.inflight[key]
+	p.mu.Unlock()
+	if f == nil {
+		return nil
 	}
-	pin, err := decodePINBlock(req.PINBlock)
-	if err != nil {
-		return Authorization{}, &sdk.Error{Code: sdk.CodeSchemaInvalid, Message: "unionpay: pin_block is not hex", Field: "/payload/pin_block"}
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return &sdk.Error{Code: sdk.CodeTimeout, Message: "unionpay: the original is still waiting for the switch", Retryable: true}
 	}
-	if req.Track2 != "" {
-		t2, err := cardcrypto.ParseTrack2(req.Track2)
-		if err != nil || !t2.PAN.Equal(pan) {
-			return Authorization{}, &sdk.Error{Code: sdk.CodeSchemaInvalid, Message: "unionpay: track2 does not hold the card's number", Field: "/payload/track2"}
-		}
-	}
-	ans, err := l.authorize(authorization{key: key, pan: pan, expiry: req.Expiry, amount: req.Amount,
-		currency: currencies[req.Currency], merchant: padRight(req.Merchant, 15), terminal: padRight(req.Terminal, 8), pinBlock: pin, track2: req.Track2})
-	if errors.Is(err, errNotSent) {
-		return Authorization{}, &sdk.Error{Code: sdk.CodeUnavailable, Message: err.Error(), Retryable: true}
-	}
-	return ans, err
 }
 
 func (p *Plugin) reverse(ctx context.Context, m sdk.Message) (ReversalReply, error) {
@@ -220,18 +257,16 @@ func (p *Plugin) reverse(ctx context.Context, m sdk.Message) (ReversalReply, err
 	}
 	key := req.AuthorizationKey
 	out := ReversalReply{AuthorizationKey: key}
-	p.mu.Lock()
-	f := p.inflight[key]
-	p.mu.Unlock()
-	if f != nil {
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return ReversalReply{}, &sdk.Error{Code: sdk.CodeTimeout, Message: "unionpay: the authorisation is still waiting for the switch", Retryable: true}
-		}
+	if err := p.waitFlight(ctx, key); err != nil {
+		return ReversalReply{}, err
 	}
 	ans, ok := j.answer(key)
 	o, sent := j.original(key)
+	if k := o.kind(); sent && k != kindPurchase && k != kindPreAuth && k != kindCompletion {
+		// Voids, refunds, cancellations and inquiries are not reversed.
+		out.Status = UnknownOriginal
+		return out, nil
+	}
 	if !ok || !sent {
 		// Never authorised here, or declined before reaching the switch.
 		if ok {

@@ -290,7 +290,7 @@ func TestNoCardDataInLogsOrJournal(t *testing.T) {
 	}
 	eventually(t, "the link signs on", func() bool { return h.Health() == nil })
 	pan := card(t, "622218")
-	const pinBlock = "0412AC89ABCDEF67"
+	pinBlock := pinBlock(t, "123456", pan)
 	m := authMsg("secret-1", pan, "3012", 100)
 	m.Payload = []byte(`{"pan":"` + pan + `","expiry":"3012","amount":100,"currency":"CNY","merchant":"` + merchant +
 		`","terminal":"` + terminal + `","pin_block":"` + pinBlock + `","track2":"` + pan + `=30121010000000000"}`)
@@ -310,7 +310,8 @@ func TestNoCardDataInLogsOrJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, text := range map[string]string{"log": logs.String(), "journal": string(journal)} {
-		for _, secret := range []string{pan, pinBlock, strings.ToLower(pinBlock), masterKey, strings.ToLower(masterKey)} {
+		for _, secret := range []string{pan, pinBlock, strings.ToUpper(pinBlock), masterKey, strings.ToLower(masterKey),
+			pinZoneKey, strings.ToLower(pinZoneKey), topKey, "123456"} {
 			if strings.Contains(text, secret) {
 				t.Errorf("the %s holds a secret (%d characters)", name, len(secret))
 			}
