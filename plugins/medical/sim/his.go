@@ -110,7 +110,7 @@ func (h *HIS) PostBill(ctx context.Context, b Bill) (Answer, error) {
 
 // PostRaw posts any body to path, for tests of malformed requests.
 func (h *HIS) PostRaw(ctx context.Context, path string, body []byte) (Answer, error) {
-	return h.do(ctx, http.MethodPost, path, json.RawMessage(body))
+	return h.send(ctx, http.MethodPost, path, body)
 }
 
 // Refund asks for a bill to be refunded.
@@ -124,19 +124,26 @@ func (h *HIS) Reconciliation(ctx context.Context, date string) (Answer, error) {
 }
 
 func (h *HIS) do(ctx context.Context, method, path string, in any) (Answer, error) {
+	if in == nil {
+		return h.send(ctx, method, path, nil)
+	}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return Answer{}, err
+	}
+	return h.send(ctx, method, path, raw)
+}
+
+func (h *HIS) send(ctx context.Context, method, path string, raw []byte) (Answer, error) {
 	var body io.Reader
-	if in != nil {
-		raw, err := json.Marshal(in)
-		if err != nil {
-			return Answer{}, err
-		}
+	if raw != nil {
 		body = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, h.base+path, body)
 	if err != nil {
 		return Answer{}, err
 	}
-	if in != nil {
+	if raw != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := h.http.Do(req)
@@ -144,9 +151,9 @@ func (h *HIS) do(ctx context.Context, method, path string, in any) (Answer, erro
 		return Answer{}, fmt.Errorf("his: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return Answer{}, fmt.Errorf("his: %s %s: %w", method, path, err)
 	}
-	return Answer{Status: resp.StatusCode, Body: raw}, nil
+	return Answer{Status: resp.StatusCode, Body: out}, nil
 }

@@ -45,16 +45,16 @@ import (
 
 // Transaction numbers (infno).
 const (
-	InfPerson        = "1101"
-	InfRegister      = "2201"
-	InfUploadFees    = "2204"
-	InfPreSettle     = "2206"
-	InfSettle        = "2207"
-	InfReverse       = "2208"
-	InfCorrect       = "2601"
-	InfReconcile     = "3201"
-	maxBody          = 1 << 20
-	bpsDenominator   = 10000
+	InfPerson      = "1101"
+	InfRegister    = "2201"
+	InfUploadFees  = "2204"
+	InfPreSettle   = "2206"
+	InfSettle      = "2207"
+	InfReverse     = "2208"
+	InfCorrect     = "2601"
+	InfReconcile   = "3201"
+	maxBody        = 1 << 20
+	bpsDenominator = 10000
 )
 
 // Zone is the insurer's time zone: settlements count on its calendar days.
