@@ -21,6 +21,11 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	z, _ := cardcrypto.ParseKey(pinZoneKey)
+	zkcv, err := cardcrypto.KCV(z)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := plugintest.Start(t, unionpay.NewWithLogger(slog.New(slog.DiscardHandler)))
 	for _, tc := range []struct {
 		name  string
@@ -35,6 +40,13 @@ func TestConfig(t *testing.T) {
 		{"unknown setting", func(c map[string]any) { c["switch_adr"] = "x" }, "/switch_adr"},
 		{"no state directory", func(c map[string]any) { delete(c, "state_dir") }, "state_dir"},
 		{"terminal too long", func(c map[string]any) { c["link_terminal"] = "CITYHUB01" }, "/link_terminal"},
+		{"PIN zone key with its check value", func(c map[string]any) { c["pin_zone_key_check"] = hex.EncodeToString(zkcv) }, ""},
+		{"wrong PIN zone key check value", func(c map[string]any) { c["pin_zone_key_check"] = "000000" }, "/pin_zone_key_check"},
+		{"short PIN zone key", func(c map[string]any) { c["pin_zone_key"] = "0123456789ABCDEF" }, "/pin_zone_key"},
+		{"no PIN zone key", func(c map[string]any) { delete(c, "pin_zone_key") }, ""},
+		{"no key store", func(c map[string]any) { delete(c, "key_store") }, ""},
+		{"top key file missing", func(c map[string]any) { c["key_store"] = map[string]any{"file": "/nonexistent/top.key"} }, "/key_store"},
+		{"top key in an unset variable", func(c map[string]any) { c["key_store"] = map[string]any{"env": "UNIONPAY_TEST_UNSET_TOP_KEY"} }, "/key_store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config("127.0.0.1:1", t.TempDir())
@@ -51,8 +63,8 @@ func TestConfig(t *testing.T) {
 			if !errors.As(err, &e) || e.Code != sdk.CodeConfigInvalid || !strings.Contains(e.Field+e.Message, tc.field) {
 				t.Errorf("got %v, want config_invalid naming %s", err, tc.field)
 			}
-			if err != nil && strings.Contains(err.Error(), masterKey) {
-				t.Error("the error holds the master key")
+			if err != nil && (strings.Contains(err.Error(), masterKey) || strings.Contains(err.Error(), pinZoneKey)) {
+				t.Error("the error holds a key")
 			}
 		})
 	}

@@ -5,7 +5,9 @@
 //
 // then point the plugin's switch_addr at it, with the same master key. Cards
 // are approved up to -limit (minor units); -wrong-pin marks a card whose
-// authorisations are declined 55. It logs to stderr (card numbers masked)
+// authorisations are declined 55; -pin PAN=PIN gives a card a PIN, which
+// its purchases, pre-authorisations and balance inquiries must then carry
+// (field 52, under the PIN key of the sign-on; three wrong in a row lock it). It logs to stderr (card numbers masked)
 // and stops on SIGINT or SIGTERM.
 package main
 
@@ -15,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/citycard/citycard/plugins/cardcrypto"
@@ -26,6 +29,7 @@ func main() {
 	tmkHex := flag.String("tmk", os.Getenv("UNIONPAY_SIM_TMK"), "the link's master key in hex (default $UNIONPAY_SIM_TMK)")
 	limit := flag.Int64("limit", sim.DefaultLimit, "each card's available limit, in minor units")
 	wrongPIN := flag.String("wrong-pin", "", "a card number to decline with 55 (wrong PIN)")
+	withPIN := flag.String("pin", "", "PAN=PIN: a card with a PIN to verify")
 	flag.Parse()
 	tmk, err := cardcrypto.ParseKey(*tmkHex)
 	if err != nil || len(tmk) != 16 {
@@ -36,6 +40,14 @@ func main() {
 	sw := sim.New(sim.Options{MasterKey: tmk, DefaultLimit: *limit, Logger: log})
 	if *wrongPIN != "" {
 		sw.SetCard(*wrongPIN, sim.Card{Limit: *limit, WrongPIN: true})
+	}
+	if *withPIN != "" {
+		pan, pin, ok := strings.Cut(*withPIN, "=")
+		if _, err := cardcrypto.ParsePIN(pin); !ok || err != nil {
+			fmt.Fprintln(os.Stderr, "unionpay-sim: -pin must be PAN=PIN, with 4 to 12 PIN digits")
+			os.Exit(2)
+		}
+		sw.SetCard(pan, sim.Card{Limit: *limit, PIN: pin})
 	}
 	listening, stop, err := sw.Start(*addr)
 	if err != nil {
