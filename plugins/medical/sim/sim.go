@@ -371,6 +371,27 @@ func (s *Insurer) Register(psnNo, orgCode, billNo string, lines []FeeLine) (stri
 	return v.id, nil
 }
 
+// Settle books a settlement of a visit directly, as a 2207 under msgid
+// would, for tests that reverse or reconcile settlements made elsewhere.
+func (s *Insurer) Settle(msgid, psnNo, mdtrtID string) (Settlement, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.visits[mdtrtID]
+	if v == nil {
+		return Settlement{}, fmt.Errorf("no visit %s", mdtrtID)
+	}
+	in, _ := json.Marshal(SettleInput{PsnNo: psnNo, MdtrtID: mdtrtID, Total: v.total})
+	r, st := s.settle(msgid, in)
+	if r.InfCode != 0 {
+		return Settlement{}, errors.New(r.ErrMsg)
+	}
+	if st == nil {
+		st = v.live
+	}
+	s.msgs[msgid] = &applied{infno: InfSettle, answer: r, setl: st}
+	return *st, nil
+}
+
 // Request is the envelope of every request.
 type Request struct {
 	InfNo string          `json:"infno"`
