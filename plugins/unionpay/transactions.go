@@ -339,6 +339,6 @@ func (p *Plugin) tokenize(m sdk.Message) (Token, error) {
 	if err != nil {
 		return Token{}, &sdk.Error{Code: sdk.CodeInternal, Message: err.Error()}
 	}
-	p.log.Info("card tokenised", "pan", pan, "token", token)
+	p.log.Info("card tokenised", "pan", pan)
 	return Token{Token: token, MaskedPAN: pan.Masked(), Last4: pan.Last4(), Expiry: req.Expiry}, nil
 }
