@@ -22,6 +22,7 @@ type client struct {
 	t   *testing.T
 	c   net.Conn
 	mak cardcrypto.Key
+	pik cardcrypto.Key
 }
 
 func dial(t *testing.T, sw *sim.Switch) *client {
@@ -67,7 +68,7 @@ func (c *client) signOn() {
 	if err != nil {
 		c.t.Fatalf("working keys: %v", err)
 	}
-	c.mak = keys.MAC
+	c.mak, c.pik = keys.MAC, keys.PIN
 }
 
 // purchase sends a 0200 for pan (set as given, even with a bad check
@@ -151,6 +152,134 @@ func TestRules(t *testing.T) {
 	for _, a := range sw.Authorisations() {
 		if a.MaskedPAN == rich || a.MaskedPAN == bad {
 			t.Errorf("the record holds a card number in clear")
+		}
+	}
+}
+
+// send MACs m, exchanges it and returns the response code and response.
+func (c *client) send(m *iso8583.Message) (string, *iso8583.Message) {
+	c.t.Helper()
+	if err := m.Field(iso.FieldAcquirerID, "48020000"); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := iso.SetMAC(m, iso.MACX919, c.mak); err != nil {
+		c.t.Fatal(err)
+	}
+	r := c.exchange(m)
+	if err := iso.VerifyMAC(r, iso.MACX919, c.mak); err != nil {
+		c.t.Errorf("response MAC: %v", err)
+	}
+	rc, _ := r.GetString(iso.FieldResponseCode)
+	return rc, r
+}
+
+func (c *client) request(stan, pan, pin string) iso.Request {
+	c.t.Helper()
+	p, err := cardcrypto.ParsePAN(pan)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	card := iso.Card{PAN: p, Expiry: "3012", EntryMode: iso.EntryManualNoPIN}
+	if pin != "" {
+		pp, err := cardcrypto.ParsePIN(pin)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		card.PINBlock, err = cardcrypto.EncryptPINBlock(c.pik, pp, p)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		card.EntryMode, card.TripleDESPIN = "011", true
+	}
+	return iso.Request{Terminal: link, STAN: stan, Batch: "000001", At: time.Now(), Card: card, Amount: 1_000, Currency: "156"}
+}
+
+func TestPINsAndBalance(t *testing.T) {
+	pan := luhn("622202333333333")
+	sw := sim.New(sim.Options{MasterKey: tmk})
+	sw.SetCard(pan, sim.Card{Limit: 50_000, PIN: "4321"})
+	c := dial(t, sw)
+	c.signOn()
+	purchase := func(stan, pin string) string {
+		m, err := iso.NewPurchase(c.request(stan, pan, pin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _ := c.send(m)
+		return rc
+	}
+	for _, tc := range []struct{ stan, pin, want string }{
+		{"000001", "4321", "00"}, {"000002", "", "55"}, {"000003", "1111", "55"}, {"000004", "4321", "00"},
+		{"000005", "1111", "55"}, {"000006", "1111", "55"}, {"000007", "1111", "55"}, {"000008", "4321", "75"},
+	} {
+		if got := purchase(tc.stan, tc.pin); got != tc.want {
+			t.Errorf("STAN %s with PIN %q: %s, want %s", tc.stan, tc.pin, got, tc.want)
+		}
+	}
+	sw.ResetPINTries(pan)
+	if got := purchase("000009", "4321"); got != "00" {
+		t.Errorf("after the reset: %s", got)
+	}
+	// A block under another key does not decipher.
+	r := c.request("000010", pan, "4321")
+	r.Card.PINBlock = []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	m, _ := iso.NewPurchase(r)
+	if rc, _ := c.send(m); rc != "99" {
+		t.Errorf("undecipherable block: %s", rc)
+	}
+	b, err := iso.NewBalanceInquiry(c.request("000011", pan, "4321"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, resp := c.send(b)
+	f54, _ := resp.GetString(iso.FieldBalance)
+	if bal, err := iso.ParseBalance(f54); rc != "00" || err != nil || bal.Amount != 50_000-3_000 {
+		t.Errorf("balance: %s %q %v", rc, f54, err)
+	}
+}
+
+func TestVoidIsAppliedOnce(t *testing.T) {
+	pan := luhn("622202444444444")
+	sw := sim.New(sim.Options{MasterKey: tmk})
+	c := dial(t, sw)
+	c.signOn()
+	m, _ := iso.NewPurchase(c.request("000001", pan, ""))
+	rc, resp := c.send(m)
+	rrn, _ := resp.GetString(iso.FieldRRN)
+	if rc != "00" {
+		t.Fatalf("purchase: %s", rc)
+	}
+	r := c.request("000002", pan, "")
+	r.Original = iso.Original{Batch: "000001", STAN: "000001", Date: time.Now().Format("0102"), RRN: rrn}
+	void := func() string {
+		m, err := iso.NewVoid(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _ := c.send(m)
+		return rc
+	}
+	if rc := void(); rc != "00" {
+		t.Fatalf("void: %s", rc)
+	}
+	if rc := void(); rc != "00" {
+		t.Errorf("the same void again: %s, want its first answer", rc)
+	}
+	if got := sw.Limit(pan); got != sim.DefaultLimit {
+		t.Errorf("limit = %d", got)
+	}
+	r.STAN = "000003"
+	if rc := void(); rc != "25" {
+		t.Errorf("another void of the same purchase: %s, want 25", rc)
+	}
+	// Another request under a STAN already used is a duplicate.
+	m, _ = iso.NewPurchase(c.request("000002", pan, ""))
+	if rc, _ := c.send(m); rc != "94" {
+		t.Errorf("a purchase under the void's STAN: %s, want 94", rc)
+	}
+	for _, a := range sw.Authorisations() {
+		if a.Kind == sim.KindVoid && a.STAN == "000002" && a.Repeats != 1 {
+			t.Errorf("void recorded %+v", a)
 		}
 	}
 }
