@@ -290,7 +290,7 @@ func TestNoCardDataInLogsOrJournal(t *testing.T) {
 	}
 	eventually(t, "the link signs on", func() bool { return h.Health() == nil })
 	pan := card(t, "622218")
-	pinBlock := pinBlock(t, "123456", pan)
+	pinBlock := pinBlock(t, "98765432109", pan)
 	m := authMsg("secret-1", pan, "3012", 100)
 	m.Payload = []byte(`{"pan":"` + pan + `","expiry":"3012","amount":100,"currency":"CNY","merchant":"` + merchant +
 		`","terminal":"` + terminal + `","pin_block":"` + pinBlock + `","track2":"` + pan + `=30121010000000000"}`)
@@ -298,6 +298,17 @@ func TestNoCardDataInLogsOrJournal(t *testing.T) {
 		t.Fatalf("authorisation = %+v", a)
 	}
 	reverse(t, h, "secret-1")
+	// A linked card: tokenised, paid with by token and PIN, asked for its balance.
+	var tok unionpay.Token
+	send(t, h, msg(unionpay.TypeTokenize, "secret-tok", map[string]any{"pan": pan, "expiry": "3012"}), unionpay.TypeToken, &tok)
+	if a := answer(t, h, msg(unionpay.TypeAuthorize, "secret-3", map[string]any{"token": tok.Token, "amount": 100, "currency": "CNY",
+		"merchant": merchant, "terminal": terminal, "pin_block": pinBlock})); a.Status != unionpay.Approved {
+		t.Fatalf("authorisation by token = %+v", a)
+	}
+	answer(t, h, msg(unionpay.TypeBalance, "secret-4", map[string]any{"token": tok.Token, "pin_block": pinBlock}))
+	if a := answer(t, h, cancelMsg("secret-5", "secret-3", "refund", 50)); a.Status != unionpay.Approved {
+		t.Fatalf("refund = %+v", a)
+	}
 	sw.SetDelay(500 * time.Millisecond)
 	authorise(t, h, authMsg("secret-2", pan, "3012", 100))
 	sw.SetDelay(0)
@@ -309,9 +320,13 @@ func TestNoCardDataInLogsOrJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, text := range map[string]string{"log": logs.String(), "journal": string(journal)} {
+	vault, err := os.ReadFile(filepath.Join(dir, "unionpay.vault"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"log": logs.String(), "journal": string(journal), "vault": string(vault)} {
 		for _, secret := range []string{pan, pinBlock, strings.ToUpper(pinBlock), masterKey, strings.ToLower(masterKey),
-			pinZoneKey, strings.ToLower(pinZoneKey), topKey, "123456"} {
+			pinZoneKey, strings.ToLower(pinZoneKey), topKey, "98765432109"} {
 			if strings.Contains(text, secret) {
 				t.Errorf("the %s holds a secret (%d characters)", name, len(secret))
 			}
