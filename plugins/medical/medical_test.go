@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -314,6 +315,55 @@ func TestSettleReverse(t *testing.T) {
 	var r medical.SettlementReversal
 	if err != nil || only(replies, medical.TypeSettlementReversal, &r) != nil || r.Status != medical.Failed || r.Reason != medical.ReasonInsurerError {
 		t.Errorf("reversing nothing: %+v, %v", r, err)
+	}
+}
+
+func TestSettleReverseAfterATimeout(t *testing.T) {
+	w := setup(t, withInsurerTimeout(200*time.Millisecond), withMiddleware(swallowFirst(sim.InfReverse, 1)))
+	id := w.visit("B-8")
+	s := w.settleVisit("bill:H:B-8", id, 5050)
+	replies, err := w.handle(medical.TypeSettleReverse, "reverse:bill:H:B-8", map[string]any{"bill_key": "bill:H:B-8",
+		"setl_id": s.SetlID, "psn_no": alicePsn, "mdtrt_id": id})
+	var r medical.SettlementReversal
+	if err != nil || only(replies, medical.TypeSettlementReversal, &r) != nil || r.Status != medical.Reversed {
+		t.Fatalf("reversal: %+v %v", r, err)
+	}
+	// The first 2208 reversed it and was corrected (reinstating it); the second reversed it again.
+	corrs, revs := w.ins.Corrections(), w.ins.Reversals()
+	if len(corrs) != 1 || !corrs[0].Applied || corrs[0].OInfNo != sim.InfReverse || len(revs) != 2 || revs[1].Already {
+		t.Errorf("corrections %+v, reversals %+v", corrs, revs)
+	}
+	if live := w.ins.LiveSettlements(); len(live) != 0 {
+		t.Errorf("live = %+v", live)
+	}
+}
+
+func TestSettlementThatDoesNotAddUpIsReversed(t *testing.T) {
+	// An insurer whose 2207 answers a fund share one fen too large.
+	skew := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/api/"+sim.InfSettle {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			var resp map[string]any
+			_ = json.Unmarshal(rec.Body.Bytes(), &resp)
+			if out, ok := resp["output"].(map[string]any); ok {
+				out["fund_pay"] = out["fund_pay"].(float64) + 1
+			}
+			_ = json.NewEncoder(w).Encode(resp)
+		})
+	}
+	w := setup(t, withMiddleware(skew))
+	id := w.visit("B-9")
+	s := w.settleVisit("bill:H:B-9", id, 5050)
+	if s.Status != medical.Failed || s.Reason != medical.ReasonInsurerError || !strings.Contains(s.Message, "does not add up") {
+		t.Errorf("settlement = %+v", s)
+	}
+	if live := w.ins.LiveSettlements(); len(live) != 0 || len(w.ins.Reversals()) != 1 {
+		t.Errorf("live %+v, reversals %+v", live, w.ins.Reversals())
 	}
 }
 

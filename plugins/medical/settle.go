@@ -48,15 +48,17 @@ func (st *state) settle(ctx context.Context, log *slog.Logger, in SettleMessage)
 			e.pending = slices.DeleteFunc(e.pending, func(s string) bool { return s == msgid })
 			if out.FundPay+out.AcctPay+out.CashPay != in.Total || out.FundPay < 0 || out.AcctPay < 0 || out.CashPay < 0 {
 				// The insurer booked something the hub cannot charge:
-				// undo it and say so.
-				log.Error("the insurer's split does not add up to the bill; reversing it", "setl_id", out.SetlID,
+				// reverse it and say so.
+				log.Error("the insurer's split does not add up to the bill; reversing the settlement", "setl_id", out.SetlID,
 					"fund_pay", out.FundPay, "acct_pay", out.AcctPay, "cash_pay", out.CashPay, "total", in.Total)
-				e.pending = append(e.pending, msgid)
-				if err := st.correctPending(ctx, log, e, sim.InfSettle); err != nil {
-					return "", nil, err
+				rev := sim.ReverseInput{SetlID: out.SetlID, PsnNo: in.PsnNo, MdtrtID: in.MdtrtID}
+				if err := st.ins.call(ctx, sim.InfReverse, st.ins.msgid(), rev, nil); err != nil {
+					return "", nil, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true,
+						Message: fmt.Sprintf("medical: settlement %s does not add up and reversing it failed: %v", out.SetlID, err)}
 				}
 				e.answer = Settlement{Status: Failed, Reason: ReasonInsurerError,
-					Message: fmt.Sprintf("the insurer's split %d+%d+%d does not add up to the total %d", out.FundPay, out.AcctPay, out.CashPay, in.Total)}
+					Message: fmt.Sprintf("the insurer's split %d+%d+%d does not add up to the total %d; settlement %s reversed",
+						out.FundPay, out.AcctPay, out.CashPay, in.Total, out.SetlID)}
 				return TypeSettlement, e.answer, nil
 			}
 			log.Info("settled with the insurer", "msgid", msgid, "setl_id", out.SetlID, "fund_pay", out.FundPay,

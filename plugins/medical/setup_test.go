@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -66,6 +67,34 @@ type receipt struct {
 
 type setupOptions struct {
 	insurerTimeout time.Duration
+	middleware     func(http.Handler) http.Handler
+}
+
+// withMiddleware puts m in front of the insurer.
+func withMiddleware(m func(http.Handler) http.Handler) func(*setupOptions) {
+	return func(o *setupOptions) { o.middleware = m }
+}
+
+// swallowFirst lets the insurer apply the first n requests of infno but
+// keeps their answers until the caller gives up: a timeout after the fact.
+func swallowFirst(infno string, n int) func(http.Handler) http.Handler {
+	var mu sync.Mutex
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			swallow := r.URL.Path == "/api/"+infno && n > 0
+			if swallow {
+				n--
+			}
+			mu.Unlock()
+			if !swallow {
+				next.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			<-r.Context().Done()
+		})
+	}
 }
 
 func setup(t *testing.T, opts ...func(*setupOptions)) *world {
@@ -75,7 +104,11 @@ func setup(t *testing.T, opts ...func(*setupOptions)) *world {
 		f(&o)
 	}
 	w := &world{t: t, ins: sim.New(sim.Options{Now: clock}), bills: map[string]receipt{}}
-	srv := httptest.NewServer(w.ins.Handler())
+	var h http.Handler = w.ins.Handler()
+	if o.middleware != nil {
+		h = o.middleware(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() { w.ins.Close(); srv.Close() })
 	w.url = srv.URL
 	hub := plugintest.NewFakeHub()
