@@ -3,6 +3,7 @@ package medical_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -493,4 +494,75 @@ func TestConfiguration(t *testing.T) {
 	if _, err := h.Handle(plugintest.NewMessage(medical.TypeStatus, map[string]any{})); err == nil {
 		t.Error("handled a message unconfigured")
 	}
+}
+
+func TestReconfigureKeepsTheAddressAndTheJournal(t *testing.T) {
+	w := setup(t)
+	decodeReceipt(t, w.post(bill("OP-K1", hospital, medical.Outpatient, aliceCard, aliceID, "Alice")))
+	addr := w.p.Addr()
+	cfg := config(w.url, 2*time.Second)
+	cfg["listen"] = addr
+	for range 2 {
+		if err := w.h.Configure(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.p.Addr() != addr {
+		t.Errorf("listening on %s, configured %s", w.p.Addr(), addr)
+	}
+	his := sim.NewHIS(addr)
+	defer his.Close()
+	a, err := his.PostBill(context.Background(), bill("OP-K1", hospital, medical.Outpatient, aliceCard, aliceID, "Alice"))
+	if err != nil || a.Status != http.StatusOK {
+		t.Fatalf("%+v %v", a, err)
+	}
+	if n := w.ins.Calls(sim.InfPerson); n != 1 {
+		t.Errorf("the journal was lost: %d calls of 1101", n)
+	}
+}
+
+func TestTheLogKeepsNoPINOrCardNumber(t *testing.T) {
+	var logs syncBuffer
+	w := setup(t)
+	p := medical.New(medical.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	hub := plugintest.NewFakeHub()
+	hub.RespondWith(w.respond)
+	w.h = plugintest.Start(t, p, plugintest.WithHub(hub))
+	if err := w.h.Configure(config(w.url, 2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	his := sim.NewHIS(p.Addr())
+	defer his.Close()
+	b := bill("OP-L1", hospital, medical.Outpatient, aliceCard, aliceID, "Alice")
+	b.PIN = "482915"
+	if a, err := his.PostBill(context.Background(), b); err != nil || a.Status != http.StatusOK {
+		t.Fatalf("%+v %v", a, err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "OP-L1") {
+		t.Fatalf("nothing logged: %s", out)
+	}
+	for _, secret := range []string{"482915", aliceCard} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log gives %s away:\n%s", secret, out)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer the plugin's concurrent handlers may log to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
