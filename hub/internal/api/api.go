@@ -98,6 +98,9 @@ func (s *server) routes() {
 	s.handle("POST /v1/cards/{number}/replace", "cards.replace", s.replace)
 	s.handle("POST /v1/cards/{number}/cancel", "cards.cancel", s.cancel)
 	s.handle("POST /v1/cards/{number}/pin", "cards.pin", s.setPIN)
+	s.handle("POST /v1/cards/{number}/bank-card", "cards.bankcard", s.linkBankCard)
+	s.handle("GET /v1/cards/{number}/bank-card", "cards.read", s.getBankCard)
+	s.handle("POST /v1/cards/{number}/bank-card/unlink", "cards.bankcard", s.unlinkBankCard)
 	// Payments, holds, transfers.
 	s.handle("POST /v1/payments", "payments.create", s.pay)
 	s.handle("POST /v1/holds", "holds.create", s.hold)

@@ -25,6 +25,15 @@ type Plugins interface {
 	DeadLetters(ctx context.Context, after int64, limit int) ([]DeadLetterView, error)
 	// Replay publishes dead letter id again, to the handler that failed.
 	Replay(ctx context.Context, id int64) error
+	// Tokenize has the bank acquirer keep a bank card and return its token.
+	Tokenize(ctx context.Context, pan, expiry string) (BankToken, error)
+}
+
+// BankToken is the bank acquirer's token for a bank card.
+type BankToken struct {
+	Token     string `json:"token"`
+	MaskedPAN string `json:"masked_pan"`
+	Last4     string `json:"last4"`
 }
 
 // PluginView is one plugin as GET /v1/plugins shows it.

@@ -19,6 +19,9 @@ type HoldRequest struct {
 	PaymentRequest
 	// ExpiresIn is the hold's life in seconds (default: the service's HoldTTL).
 	ExpiresIn int64 `json:"expires_in,omitempty"`
+	// UpTo holds as much of the amount as the purses have, rather than
+	// declining when they have less; the result's amount is what was held.
+	UpTo bool `json:"-"`
 }
 
 // Hold reserves money on a card.
@@ -30,7 +33,7 @@ func (s *Service) Hold(ctx context.Context, c Call, req HoldRequest) (ledger.Out
 	if req.ExpiresIn > 0 {
 		ttl = time.Duration(req.ExpiresIn) * time.Second
 	}
-	return s.debit(ctx, c, req.PaymentRequest, true, s.opts.Now().UTC().Add(ttl))
+	return s.debit(ctx, c, req.PaymentRequest, true, req.UpTo, s.opts.Now().UTC().Add(ttl))
 }
 
 // HoldResult is the state of a hold after a capture or a void.

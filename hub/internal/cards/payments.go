@@ -79,6 +79,7 @@ type debitOp struct {
 	order   []string
 	pin     pinCheck
 	hold    bool
+	upTo    bool // a hold for as much of the amount as the purses have
 	expires time.Time
 	teller  string
 }
@@ -142,6 +143,11 @@ func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
 		return o.decline(res, fault.ExceedsLimit)
 	}
 	legs, accs, ok := o.split(tx, c)
+	amount := r.Amount
+	if !ok && o.upTo {
+		legs, accs, amount = o.available(tx, c)
+		ok = amount > 0
+	}
 	if !ok {
 		bal := cardBalance(tx, c.Number, o.p)
 		res.Balance = &bal
@@ -152,13 +158,13 @@ func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
 	for i, l := range legs {
 		entries = append(entries, store.Entry{Account: accs[i].ID, Amount: l.Amount})
 	}
-	entries = append(entries, store.Entry{Account: merchant.ID, Amount: -r.Amount})
+	entries = append(entries, store.Entry{Account: merchant.ID, Amount: -amount})
 	kind := store.TransferPayment
 	if o.hold {
 		kind = store.TransferHold
 	}
 	id, err := tx.Post(store.Transfer{Kind: kind, Currency: c.Currency, Card: c.Number, Pending: o.hold,
-		Amount: r.Amount, Channel: r.Channel, Merchant: r.Merchant, Terminal: r.Terminal, Operator: o.teller,
+		Amount: amount, Channel: r.Channel, Merchant: r.Merchant, Terminal: r.Terminal, Operator: o.teller,
 		Entries: entries}, o.expires)
 	if err != nil {
 		if fault.Is(err, fault.InsufficientFunds) {
@@ -168,6 +174,7 @@ func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
 	}
 	res.ID = strconv.FormatInt(id, 10)
 	res.Status = Approved
+	res.Amount = amount
 	res.Legs = legs
 	if o.hold {
 		exp := o.expires
@@ -219,6 +226,28 @@ func (o *debitOp) split(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, b
 		}
 	}
 	return legs, used, true
+}
+
+// available takes what the purses have of the amount, in policy order and
+// never below zero: the city card's part of a payment another card
+// completes.
+func (o *debitOp) available(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, int64) {
+	remaining := o.req.Amount
+	var legs []Leg
+	var used []*store.Account
+	for _, name := range o.order {
+		a := tx.Account(PurseCode(c.Number, name))
+		if a == nil {
+			continue
+		}
+		if avail := ledger.Available(*a); avail > 0 && remaining > 0 {
+			n := min(avail, remaining)
+			legs = append(legs, Leg{Purse: name, Amount: n})
+			used = append(used, a)
+			remaining -= n
+		}
+	}
+	return legs, used, o.req.Amount - remaining
 }
 
 // prepareDebit runs the checks that need no writer: the request's shape, the
@@ -309,10 +338,10 @@ var errPINRequired = errors.New("pin required")
 // Pay debits a card. Declines (a frozen card, a wrong PIN, too little
 // money) are answers with a reason; malformed requests are errors.
 func (s *Service) Pay(ctx context.Context, c Call, req PaymentRequest) (ledger.Outcome, error) {
-	return s.debit(ctx, c, req, false, time.Time{})
+	return s.debit(ctx, c, req, false, false, time.Time{})
 }
 
-func (s *Service) debit(ctx context.Context, c Call, req PaymentRequest, hold bool, expires time.Time) (ledger.Outcome, error) {
+func (s *Service) debit(ctx context.Context, c Call, req PaymentRequest, hold, upTo bool, expires time.Time) (ledger.Outcome, error) {
 	op, err := s.prepareDebit(ctx, req, hold)
 	action := "payments.create"
 	if hold {
@@ -327,6 +356,7 @@ func (s *Service) debit(ctx context.Context, c Call, req PaymentRequest, hold bo
 		return ledger.Outcome{}, err
 	}
 	op.expires = expires
+	op.upTo = upTo
 	op.teller = c.Operator
 	return s.submit(ctx, c, action, req.Card, op)
 }

@@ -21,6 +21,8 @@ const (
 	// KeywordUnknownPurse: a purse order names a purse not in the list
 	// it must be drawn from.
 	KeywordUnknownPurse = "unknownPurse"
+	// KeywordBankFallback: bank_fallback on a channel without bank cards.
+	KeywordBankFallback = "bankFallback"
 	// KeywordThreshold: a PIN threshold is set but the rule is not "above".
 	KeywordThreshold = "threshold"
 )
@@ -129,6 +131,13 @@ func checkPolicy(pol Policy) error {
 				Message:      fmt.Sprintf("purse %q is not in purses", name),
 			})
 		}
+	}
+	if pol.BankFallback && !pol.AcceptsCard(BankCard) {
+		vs = append(vs, schemas.Violation{
+			InstancePath: "/bank_fallback",
+			Keyword:      KeywordBankFallback,
+			Message:      "a channel that falls back to a linked bank card must accept bank cards",
+		})
 	}
 	if pol.PIN.Required != PINAbove && pol.PIN.Threshold != 0 {
 		vs = append(vs, schemas.Violation{

@@ -97,8 +97,11 @@ type Policy struct {
 	MaxAmount  int64    `json:"max_amount"` // largest single transaction
 	// AllowNegative lets purses go below zero down to their NegativeLimit,
 	// so a bus tap never waits for a top-up.
-	AllowNegative bool   `json:"allow_negative"`
-	Currency      string `json:"currency"`
+	AllowNegative bool `json:"allow_negative"`
+	// BankFallback lets a holder's linked bank card pay what the city
+	// card's purses cannot, as one payment.
+	BankFallback bool   `json:"bank_fallback,omitempty"`
+	Currency     string `json:"currency"`
 }
 
 // PINRule says when the channel needs a PIN.

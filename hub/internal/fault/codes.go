@@ -32,6 +32,10 @@ const (
 	Internal               = "internal"                 // Internal error
 	Unavailable            = "unavailable"              // The service is unavailable; try again later
 	Timeout                = "timeout"                  // The request timed out
+	InProgress             = "in_progress"              // A request with this key is still being carried out; ask again
+	NoLinkedBankCard       = "no_linked_bank_card"      // The card has no linked bank card
+	BillNotFound           = "bill_not_found"           // No such medical bill
+	FeeLinesMismatch       = "fee_lines_mismatch"       // The bill's fee lines do not add up to its total
 	SchemaInvalid          = "schema_invalid"           // The message does not match its schema
 	ConfigInvalid          = "config_invalid"           // The plugin configuration is not valid
 	DescriptorInvalid      = "descriptor_invalid"       // The plugin describes itself wrongly
@@ -64,4 +68,9 @@ const (
 	HoldExpired              = "hold_expired"               // The hold has expired
 	RiskDeclined             = "risk_declined"              // Declined by risk control
 	Denylisted               = "denylisted"                 // The card is on the transit deny list
+	BankDeclined             = "bank_declined"              // The bank declined the card
+	BankUnavailable          = "bank_unavailable"           // The bank did not answer in time; nothing was charged
+	InsurerUnavailable       = "insurer_unavailable"        // The medical insurer did not answer in time; nothing was charged
+	InsurerDeclined          = "insurer_declined"           // The medical insurer refused the settlement
+	Interrupted              = "interrupted"                // The payment was interrupted and everything it did was undone
 )

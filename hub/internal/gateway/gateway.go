@@ -43,6 +43,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/catalog"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/transit"
 	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/transit/tap"
@@ -117,6 +118,12 @@ type Options struct {
 	// BankPlugin is the plugin that authorises bank cards
 	// (unionpay.authorize.v1); "" declines them.
 	BankPlugin string
+	// BankTimeout bounds each call to BankPlugin (default 30s).
+	BankTimeout time.Duration
+	// Sagas keeps the payments with legs beyond the ledger (a linked bank
+	// card's part, an insurer's) and the bank cards holders link; nil
+	// takes no such payments.
+	Sagas store.SagaStore
 }
 
 // Gateway is the hub side of every plugin: it implements sdk.Hub for each
@@ -238,6 +245,23 @@ func (g *Gateway) resolve(msg *message.Message, a answer) {
 // publish sends m on topic and waits for the answer of its handler, or,
 // when stored is set and the bus is durable, for the answer stored in the
 // ledger by whichever node handled it.
+// publishBounded publishes msg. In process, Publish returns only when the
+// handler is done, so a caller with a deadline stops waiting at it; the
+// handler's late answer then finds no one waiting.
+func (g *Gateway) publishBounded(ctx context.Context, topic string, msg *message.Message) error {
+	if _, ok := ctx.Deadline(); !ok || !g.opts.Router.InProcess() {
+		return g.opts.Router.Publish(ctx, topic, msg)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- g.opts.Router.Publish(ctx, topic, msg) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plugin string,
 	stored func(context.Context) (answer, bool)) (answer, error) {
 	body, err := json.Marshal(m)
@@ -257,7 +281,11 @@ func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plug
 	} else {
 		ctx = bus.WithCorrelationID(ctx, m.ID)
 	}
-	if err := g.opts.Router.Publish(ctx, topic, msg); err != nil {
+	if err := g.publishBounded(ctx, topic, msg); err != nil {
+		if ctx.Err() != nil {
+			return answer{}, &sdk.Error{Code: sdk.CodeTimeout, Retryable: true,
+				Message: fmt.Sprintf("no answer to message %s before the deadline", m.ID)}
+		}
 		if errors.Is(err, bus.ErrClosed) || errors.Is(err, bus.ErrNotStarted) {
 			return answer{}, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true, Message: "the hub is not routing messages now: " + err.Error()}
 		}
@@ -598,8 +626,14 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 			return g.bankPayment(ctx, plugin, channel, c, m, bankCard{Card: p.Card, Expiry: p.Expiry, Merchant: p.Merchant,
 				Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency})
 		}
-		return g.opts.Service.Pay(ctx, c, cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
-			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN})
+		req := cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
+			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN}
+		if link, ok, err := g.linkedBankCard(ctx, channel, p.Card); err != nil {
+			return ledger.Outcome{}, err
+		} else if ok {
+			return g.splitPayment(ctx, plugin, c, req, link)
+		}
+		return g.opts.Service.Pay(ctx, c, req)
 	case TypeCardHold:
 		channel := g.opts.Channels[plugin]
 		if channel == "" {
@@ -816,7 +850,7 @@ func toSDK(err error) error {
 	}
 	code := fault.CodeOf(err)
 	var fe *fault.Error
-	e := &sdk.Error{Code: code, Message: err.Error(), Retryable: ledger.IsRetryable(err)}
+	e := &sdk.Error{Code: code, Message: err.Error(), Retryable: ledger.IsRetryable(err) || code == fault.InProgress}
 	if errors.As(err, &fe) {
 		e.Field = fe.Field
 		if fe.Detail != "" {

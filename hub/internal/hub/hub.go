@@ -73,9 +73,16 @@ type Config struct {
 	// DenyPush is how often the hub looks for a new transit deny-list
 	// version to announce to plugins (default DefaultDenyPush).
 	DenyPush time.Duration
+	// SagaStaleAfter is how long a payment with legs beyond the ledger (a
+	// linked bank card's, an insurer's) may go without progress before the
+	// hub takes it as abandoned by a stopped node and finishes or undoes it
+	// (default DefaultSagaStaleAfter).
+	SagaStaleAfter time.Duration
 	// BankPlugin is the plugin that authorises bank cards (default: the
 	// plugin named "unionpay", if there is one).
 	BankPlugin string
+	// BankTimeout bounds each call to the bank plugin (default 30s).
+	BankTimeout time.Duration
 }
 
 // App is a running hub: its store is open and its ledger writer started.

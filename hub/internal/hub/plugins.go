@@ -46,8 +46,9 @@ type plugins struct {
 	channels map[string]string
 	pgPool   *pgxpool.Pool // the router's own pool, for a postgres:// bus
 
-	stopPush context.CancelFunc
-	pushing  sync.WaitGroup
+	stopPush     context.CancelFunc
+	stopRecovery context.CancelFunc
+	pushing      sync.WaitGroup
 }
 
 // BusStore is the --bus value that puts the router in the hub's own
@@ -188,7 +189,8 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 		prefix = cardno.DefaultPrefix
 	}
 	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Channels: p.channels, Registerer: reg,
-		Transit: a.transit, IssuerPrefix: prefix, BankPlugin: bank})
+		Transit: a.transit, IssuerPrefix: prefix, BankPlugin: bank, Sagas: a.st,
+		BankTimeout: cfg.BankTimeout})
 	for _, s := range cfg.Plugins {
 		if err := p.gw.HandleSubmissions(s.Name); err != nil {
 			return fmt.Errorf("hub: plugin %s: %w", s.Name, err)
@@ -222,6 +224,7 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 		return fmt.Errorf("hub: %w", err)
 	}
 	p.startDenyPush(a.st, cfg.DenyPush)
+	p.startSagaRecovery(cfg.SagaStaleAfter)
 	a.plugins = p
 	return nil
 }
@@ -293,6 +296,37 @@ func (p *plugins) startDenyPush(st store.Store, every time.Duration) {
 	})
 }
 
+// DefaultSagaStaleAfter is how long a saga may go without progress before
+// the hub's recovery finishes or undoes it.
+const DefaultSagaStaleAfter = 30 * time.Second
+
+// startSagaRecovery closes the sagas a stopped hub left open: at start,
+// then every few seconds, for those not written for staleAfter. A saga
+// still being carried on by a request is written at each leg, and a
+// recovery that takes one over does so over the version it read.
+func (p *plugins) startSagaRecovery(staleAfter time.Duration) {
+	if staleAfter <= 0 {
+		staleAfter = DefaultSagaStaleAfter
+	}
+	every := min(staleAfter/3, 5*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopRecovery = cancel
+	p.pushing.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if n, err := p.gw.RecoverSagas(ctx, staleAfter); n > 0 || (err != nil && ctx.Err() == nil) {
+				p.log.Info("hub: sagas recovered", "closed", n, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
+
 // crashed logs what was in flight to a plugin that died. Nothing is lost
 // with it: a message the hub sent is retried by the router once the plugin
 // is back (plugins apply an idempotency key once, which the conformance kit
@@ -312,8 +346,11 @@ func (p *plugins) crashed(plugin string, inFlight []sdk.Message) {
 func (p *plugins) close(ctx context.Context) error {
 	if p.stopPush != nil {
 		p.stopPush()
-		p.pushing.Wait()
 	}
+	if p.stopRecovery != nil {
+		p.stopRecovery()
+	}
+	p.pushing.Wait()
 	var errs []error
 	if p.host != nil {
 		sctx, cancel := context.WithTimeout(ctx, ShutdownTimeout)
@@ -327,6 +364,12 @@ func (p *plugins) close(ctx context.Context) error {
 		p.pgPool.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// Tokenize implements api.Plugins.
+func (p *plugins) Tokenize(ctx context.Context, pan, expiry string) (api.BankToken, error) {
+	t, err := p.gw.Tokenize(ctx, pan, expiry)
+	return api.BankToken(t), err
 }
 
 // Status implements api.Plugins.

@@ -34,7 +34,7 @@ var Roles = []string{Admin, Teller, Risk, Finance, Auditor}
 // Permissions: the actions each role may take. Admin may do everything.
 // Reads are open to every role; the auditor may only read.
 var permissions = map[string][]string{
-	Teller: {"cards.issue", "cards.topup", "cards.loss", "cards.replace", "cards.cancel", "cards.pin",
+	Teller: {"cards.issue", "cards.topup", "cards.loss", "cards.replace", "cards.cancel", "cards.pin", "cards.bankcard",
 		"payments.create", "holds.create", "holds.capture", "holds.void"},
 	Risk: {"cards.loss", "cards.freeze", "cards.unfreeze"},
 	Finance: {"transfers.reverse", "ledger.adjust", "merchants.create", "terminals.create", "products.put",

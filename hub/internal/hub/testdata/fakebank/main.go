@@ -1,25 +1,37 @@
 // Command fakebank is a test plugin standing in for the bank acquirer
-// (plugins/unionpay): it authorises bank cards by simple rules, applies each
-// idempotency key once, and counts what it was asked.
+// (plugins/unionpay): it authorises bank cards by simple rules, keeps
+// tokens for linked cards, applies each idempotency key once, and counts
+// what it was asked.
+//
+// Cards ending 0051 are declined 51, 0054 declined 54, 0068 declined 68
+// (the acquirer's own timeout); a card ending 0091 is approved after three
+// seconds, later than the hub waits in the tests.
 package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/citycard/citycard/sdk"
 )
 
-func main() { sdk.Serve(&bank{answers: map[string]json.RawMessage{}, reversed: map[string]bool{}}) }
+func main() {
+	sdk.Serve(&bank{answers: map[string]json.RawMessage{}, reversed: map[string]bool{}, vault: map[string]string{}})
+}
 
 type bank struct {
 	mu       sync.Mutex
 	answers  map[string]json.RawMessage // by idempotency key
 	asked    int
 	reversed map[string]bool
+	vault    map[string]string // token → card number
 }
 
 const lax = `{"type": "object"}`
@@ -29,18 +41,23 @@ func (b *bank) Describe() sdk.Descriptor {
 		return sdk.MessageType{Type: t, SchemaID: "https://fakebank.test/" + t + ".json", Schema: json.RawMessage(lax)}
 	}
 	return sdk.Descriptor{Name: "fakebank", Version: "0.1.0",
-		Handles: []sdk.MessageType{mt("unionpay.authorize.v1"), mt("unionpay.reverse.v1"), mt("fakebank.count.v1")},
-		Sends:   []sdk.MessageType{mt("unionpay.authorization.v1"), mt("unionpay.reversal.v1"), mt("fakebank.counts.v1")}}
+		Handles: []sdk.MessageType{mt("unionpay.authorize.v1"), mt("unionpay.reverse.v1"), mt("unionpay.tokenize.v1"), mt("fakebank.count.v1")},
+		Sends:   []sdk.MessageType{mt("unionpay.authorization.v1"), mt("unionpay.reversal.v1"), mt("unionpay.token.v1"), mt("fakebank.counts.v1")}}
 }
 
 func (b *bank) Configure(context.Context, json.RawMessage, sdk.Hub) error { return nil }
 
-func (b *bank) Handle(_ context.Context, m sdk.Message) ([]sdk.Message, error) {
+func (b *bank) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch m.Type {
 	case "fakebank.count.v1":
-		body, _ := json.Marshal(map[string]int{"authorised": b.asked, "reversed": len(b.reversed)})
+		var keys []string
+		for k := range b.reversed {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		body, _ := json.Marshal(map[string]any{"authorised": b.asked, "reversed": len(b.reversed), "reversed_keys": keys})
 		return []sdk.Message{{Type: "fakebank.counts.v1", Payload: body}}, nil
 	case "unionpay.reverse.v1":
 		var r struct {
@@ -48,18 +65,39 @@ func (b *bank) Handle(_ context.Context, m sdk.Message) ([]sdk.Message, error) {
 		}
 		_ = json.Unmarshal(m.Payload, &r)
 		b.reversed[r.Key] = true
-		body, _ := json.Marshal(map[string]string{"status": "reversed"})
+		body, _ := json.Marshal(map[string]string{"status": "reversed", "authorization_key": r.Key})
 		return []sdk.Message{{Type: "unionpay.reversal.v1", Payload: body}}, nil
+	case "unionpay.tokenize.v1":
+		var r struct {
+			PAN    string `json:"pan"`
+			Expiry string `json:"expiry"`
+		}
+		_ = json.Unmarshal(m.Payload, &r)
+		sum := sha256.Sum256([]byte(r.PAN))
+		tok := "tok_" + hex.EncodeToString(sum[:16])
+		b.vault[tok] = r.PAN
+		body, _ := json.Marshal(map[string]string{"token": tok, "masked_pan": r.PAN[:6] + strings.Repeat("*", len(r.PAN)-10) + r.PAN[len(r.PAN)-4:],
+			"last4": r.PAN[len(r.PAN)-4:], "expiry": r.Expiry})
+		return []sdk.Message{{Type: "unionpay.token.v1", Payload: body}}, nil
 	}
 	if a, ok := b.answers[m.IdempotencyKey]; ok {
 		return []sdk.Message{{Type: "unionpay.authorization.v1", Payload: a}}, nil
 	}
 	var req struct {
 		PAN    string `json:"pan"`
+		Token  string `json:"token"`
 		Amount int64  `json:"amount"`
 	}
 	if err := json.Unmarshal(m.Payload, &req); err != nil {
 		return nil, err
+	}
+	if req.Token != "" {
+		pan, ok := b.vault[req.Token]
+		if !ok {
+			a, _ := json.Marshal(map[string]string{"status": "declined", "response_code": "14"})
+			return []sdk.Message{{Type: "unionpay.authorization.v1", Payload: a}}, nil
+		}
+		req.PAN = pan
 	}
 	b.asked++
 	ans := map[string]string{"status": "approved", "response_code": "00", "auth_code": fmt.Sprintf("A%05d", b.asked),
@@ -69,6 +107,16 @@ func (b *bank) Handle(_ context.Context, m sdk.Message) ([]sdk.Message, error) {
 		ans = map[string]string{"status": "declined", "response_code": "51"}
 	case strings.HasSuffix(req.PAN, "0054"):
 		ans = map[string]string{"status": "declined", "response_code": "54"}
+	case strings.HasSuffix(req.PAN, "0068"):
+		ans = map[string]string{"status": "declined", "response_code": "68"}
+	case strings.HasSuffix(req.PAN, "0091"):
+		// Approved, but too late for the hub: it must reverse it.
+		b.mu.Unlock()
+		select {
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+		}
+		b.mu.Lock()
 	}
 	a, _ := json.Marshal(ans)
 	b.answers[m.IdempotencyKey] = a

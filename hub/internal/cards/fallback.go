@@ -1,0 +1,110 @@
+package cards
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/fault"
+	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/store"
+)
+
+// SplitPaymentRequest completes a payment the city card could pay only
+// part of: the hold on the card (its part, placed with HoldRequest.UpTo)
+// is posted together with the bank card's part, which the acquirer has
+// approved, as one payment of the whole amount.
+type SplitPaymentRequest struct {
+	PaymentRequest
+	// Hold is the city card's part; 0 when the card had nothing to give.
+	Hold int64
+	// The bank card's part and the acquirer's references.
+	BankAmount     int64
+	MaskedBankCard string
+	AuthCode, RRN  string
+}
+
+type splitOp struct {
+	req    SplitPaymentRequest
+	rules  *rules
+	teller string
+}
+
+func (o *splitOp) Prefetch(k *ledger.Keys) {
+	if o.req.Hold != 0 {
+		k.Hold(o.req.Hold)
+	}
+	k.Card(o.req.Card)
+	k.Account(AccountBank, MerchantCode(o.req.Merchant))
+}
+
+func (o *splitOp) Apply(tx *ledger.Tx) (any, error) {
+	r := o.req
+	res := &PaymentResult{Card: r.Card, Channel: r.Channel, Merchant: r.Merchant, Terminal: r.Terminal,
+		Amount: r.Amount, Currency: r.Currency, At: tx.Now(), Legs: []Leg{}}
+	var entries []store.Entry
+	city := int64(0)
+	if r.Hold != 0 {
+		h, pt, ok := tx.Hold(r.Hold)
+		switch {
+		case !ok:
+			return nil, fault.E(fault.HoldNotFound, "hold", fmt.Sprintf("no hold %d", r.Hold))
+		case h.Status != store.HoldPending:
+			return nil, fault.E(fault.HoldNotPending, "hold", fmt.Sprintf("hold %d is %s", r.Hold, h.Status))
+		case h.Card != r.Card || h.Merchant != r.Merchant:
+			return nil, fault.E(fault.InvalidRequest, "hold", fmt.Sprintf("hold %d is not this card's at this merchant", r.Hold))
+		}
+		tx.Release(pt)
+		for _, en := range pt.Entries {
+			if en.Amount > 0 {
+				entries = append(entries, store.Entry{Account: en.Account, Amount: en.Amount})
+				res.Legs = append(res.Legs, Leg{Purse: tx.AccountByID(en.Account).Purse, Amount: en.Amount})
+				city += en.Amount
+			}
+		}
+		h.Status, h.Captured = store.HoldCaptured, h.Amount
+		tx.PutHold(h)
+	}
+	if city+r.BankAmount != r.Amount {
+		return nil, fault.E(fault.InvalidAmount, "amount",
+			fmt.Sprintf("the card's part %d and the bank card's %d do not make %d", city, r.BankAmount, r.Amount))
+	}
+	if r.BankAmount > 0 {
+		entries = append(entries, store.Entry{Account: systemAccount(tx, AccountBank, r.Currency).ID, Amount: r.BankAmount})
+		res.Legs = append(res.Legs, Leg{Purse: LegBankCard, Amount: r.BankAmount})
+	}
+	entries = append(entries, store.Entry{Account: merchantAccount(tx, r.Merchant, r.Currency).ID, Amount: -r.Amount})
+	id, err := tx.Post(store.Transfer{Kind: store.TransferPayment, Currency: r.Currency, Card: r.Card, Ref: r.Hold,
+		Amount: r.Amount, Channel: r.Channel, Merchant: r.Merchant, Terminal: r.Terminal, Operator: o.teller,
+		Memo:    fmt.Sprintf("bank card %s paid %d, auth %s rrn %s", r.MaskedBankCard, r.BankAmount, r.AuthCode, r.RRN),
+		Entries: entries}, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	res.ID, res.Status = strconv.FormatInt(id, 10), Approved
+	if c, ok := tx.Card(r.Card); ok {
+		if p, ok := o.rules.product(c.Product); ok {
+			bal := cardBalance(tx, c.Number, p)
+			res.Balance = &bal
+		}
+	}
+	return res, nil
+}
+
+// PaySplit posts a payment the city card and its linked bank card share.
+// It is answered under c's key: the payment's own.
+func (s *Service) PaySplit(ctx context.Context, c Call, req SplitPaymentRequest) (ledger.Outcome, error) {
+	if req.Amount <= 0 || req.BankAmount < 0 || req.BankAmount > req.Amount {
+		return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount", "the amounts of a split payment are not valid")
+	}
+	return s.submit(ctx, c, "payments.split", req.Card, &splitOp{req: req, rules: s.rules, teller: c.Operator})
+}
+
+// Decline records a decline as the answer to c's request, so that the
+// request sent again gets it back.
+func (s *Service) Decline(ctx context.Context, c Call, req PaymentRequest, reason string) (ledger.Outcome, error) {
+	return s.submit(ctx, c, "payments.create", req.Card, declineOp{res: &PaymentResult{Status: Declined, Reason: reason,
+		Card: req.Card, Channel: req.Channel, Merchant: req.Merchant, Terminal: req.Terminal,
+		Amount: req.Amount, Currency: req.Currency, Legs: []Leg{}}})
+}

@@ -1,0 +1,431 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/cards"
+	"github.com/citycard/citycard/hub/internal/fault"
+	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/schemas"
+	"github.com/citycard/citycard/sdk"
+)
+
+// SagaSplitPayment is the kind of the saga of a payment a city card and
+// its linked bank card share.
+const SagaSplitPayment = "split_payment"
+
+// TypeBankTokenize asks the bank acquirer plugin for a token standing for
+// a bank card (unionpay.tokenize.v1).
+const TypeBankTokenize = "unionpay.tokenize.v1"
+
+// Legs of a split payment, in the order they are taken.
+const (
+	stepHold = "hold" // the city card's part is being held
+	stepBank = "bank" // the bank card is being asked for the rest
+	stepPost = "post" // both approved: the payment is being posted
+)
+
+// splitSaga is the durable state of a split payment. It never holds a PIN
+// or a bank card number: the bank card is its acquirer token.
+type splitSaga struct {
+	Plugin     string               `json:"plugin"`
+	Request    cards.PaymentRequest `json:"request"`
+	Hash       string               `json:"hash"`
+	Token      string               `json:"token"`
+	MaskedBank string               `json:"masked_bank"`
+	Step       string               `json:"step"`
+	Hold       int64                `json:"hold,omitempty"`
+	CityAmount int64                `json:"city_amount"`
+	BankAmount int64                `json:"bank_amount"`
+	AuthCode   string               `json:"auth_code,omitempty"`
+	RRN        string               `json:"rrn,omitempty"`
+	Reason     string               `json:"reason,omitempty"`
+}
+
+func (s *splitSaga) holdKey(key string) string { return "split-hold:" + key }
+func (s *splitSaga) bankKey(key string) string { return "bank:" + s.Plugin + ":" + key }
+
+// sagaRecord keeps a saga's row and writes it over the version it read.
+type sagaRecord struct {
+	g   *Gateway
+	row store.Saga
+}
+
+// save writes data (and state) over the version read; a conflict means
+// another node's recovery took the saga over.
+func (r *sagaRecord) save(ctx context.Context, state string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fault.Wrap(fault.Internal, err)
+	}
+	row := r.row
+	row.State, row.Data, row.UpdatedAt = state, b, time.Now().UTC()
+	up, err := r.g.opts.Sagas.UpdateSaga(context.WithoutCancel(ctx), row)
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return fault.E(fault.InProgress, "", "the payment was taken over by the hub's recovery; ask again")
+		}
+		return fault.Wrap(fault.Unavailable, err)
+	}
+	r.row = up
+	return nil
+}
+
+// startSaga creates the saga of operator's request key, or finds it. A
+// saga that has ended gives its recorded answer (done is true); an open one
+// is an in_progress error.
+func (g *Gateway) startSaga(ctx context.Context, c cards.Call, kind string, data any) (*sagaRecord, *ledger.Outcome, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, nil, fault.Wrap(fault.Internal, err)
+	}
+	now := time.Now().UTC()
+	row, created, err := g.opts.Sagas.CreateSaga(ctx, store.Saga{Operator: c.Operator, Key: c.IdempotencyKey, Kind: kind,
+		State: store.SagaRunning, Data: b, CreatedAt: now})
+	if err != nil {
+		return nil, nil, fault.Wrap(fault.Unavailable, err)
+	}
+	if created {
+		return &sagaRecord{g: g, row: row}, nil, nil
+	}
+	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
+		return nil, nil, err
+	} else if ok && !row.Open() {
+		return nil, &ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	}
+	return nil, nil, fault.E(fault.InProgress, "idempotency_key",
+		fmt.Sprintf("the request with key %q is still being carried out; ask again", c.IdempotencyKey))
+}
+
+// linkedBankCard returns the bank card a city card pays its shortfall
+// with on channel, if the channel allows it and the holder linked one.
+func (g *Gateway) linkedBankCard(ctx context.Context, channel, card string) (store.LinkedBankCard, bool, error) {
+	if g.opts.Sagas == nil || g.opts.BankPlugin == "" || g.plugins == nil {
+		return store.LinkedBankCard{}, false, nil
+	}
+	pol, ok := g.opts.Service.Catalog().Policy(channel)
+	if !ok || !pol.BankFallback {
+		return store.LinkedBankCard{}, false, nil
+	}
+	l, err := g.opts.Sagas.LinkedBankCard(ctx, card)
+	if errors.Is(err, store.ErrNotFound) {
+		return l, false, nil
+	}
+	if err != nil {
+		return l, false, fault.Wrap(fault.Unavailable, err)
+	}
+	return l, true, nil
+}
+
+// splitPayment pays with the city card what its purses hold and with the
+// linked bank card the rest, as one payment answered under the request's
+// key. Each leg is recorded in the saga before it is taken: a bank decline
+// or timeout, or a hub stopped half-way, releases the city card's part and
+// reverses the bank's, and the payment declines.
+func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call, req cards.PaymentRequest, link store.LinkedBankCard) (ledger.Outcome, error) {
+	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
+		return ledger.Outcome{}, err
+	} else if ok {
+		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	}
+	pin := req.PIN
+	req.PIN = ""
+	s := &splitSaga{Plugin: plugin, Request: req, Hash: c.RequestHash, Token: link.Token, MaskedBank: link.MaskedPAN, Step: stepHold}
+	rec, done, err := g.startSaga(ctx, c, SagaSplitPayment, s)
+	if err != nil || done != nil {
+		if done != nil {
+			return *done, nil
+		}
+		return ledger.Outcome{}, err
+	}
+	hc := c
+	hc.IdempotencyKey = s.holdKey(c.IdempotencyKey)
+	hreq := req
+	hreq.PIN = pin
+	out, err := g.opts.Service.Hold(ctx, hc, cards.HoldRequest{PaymentRequest: hreq, UpTo: true, ExpiresIn: int64(g.splitHoldTTL() / time.Second)})
+	if err != nil {
+		// Nothing was held, or the hold is found by its key and released.
+		return g.undoSplit(ctx, rec, c, s, fault.CodeOf(err), err)
+	}
+	var held cards.PaymentResult
+	if err := json.Unmarshal(out.Body, &held); err != nil {
+		return g.undoSplit(ctx, rec, c, s, fault.Internal, fault.Wrap(fault.Internal, err))
+	}
+	switch {
+	case held.Status == cards.Approved:
+		s.Hold, _ = strconv.ParseInt(held.ID, 10, 64)
+		s.CityAmount = held.Amount
+	case held.Reason == fault.InsufficientFunds:
+		// The purses hold nothing: the bank card pays it all.
+	default:
+		// The card itself is refused (frozen, wrong PIN…): no bank card
+		// pays for a card that may not pay.
+		return g.undoSplit(ctx, rec, c, s, held.Reason, nil)
+	}
+	s.BankAmount = req.Amount - s.CityAmount
+	if s.BankAmount > 0 {
+		s.Step = stepBank
+		if err := rec.save(ctx, store.SagaRunning, s); err != nil {
+			return ledger.Outcome{}, err
+		}
+		reason, err := g.authoriseToken(ctx, c, s)
+		if err != nil || reason != "" {
+			if reason == "" {
+				reason = fault.BankUnavailable
+			}
+			return g.undoSplit(ctx, rec, c, s, reason, nil)
+		}
+	}
+	s.Step = stepPost
+	if err := rec.save(ctx, store.SagaRunning, s); err != nil {
+		return ledger.Outcome{}, err
+	}
+	out, err = g.opts.Service.PaySplit(ctx, c, cards.SplitPaymentRequest{PaymentRequest: req, Hold: s.Hold,
+		BankAmount: s.BankAmount, MaskedBankCard: s.MaskedBank, AuthCode: s.AuthCode, RRN: s.RRN})
+	if err != nil {
+		return g.undoSplit(ctx, rec, c, s, fault.Interrupted, err)
+	}
+	if err := rec.save(ctx, store.SagaDone, s); err != nil {
+		g.log.Warn("gateway: split payment posted, saga not closed", "key", c.IdempotencyKey, "err", err)
+	}
+	return out, nil
+}
+
+func (g *Gateway) splitHoldTTL() time.Duration { return 10 * time.Minute }
+
+// bankTimeout bounds one call to the bank acquirer plugin.
+func (g *Gateway) bankTimeout() time.Duration {
+	if g.opts.BankTimeout > 0 {
+		return g.opts.BankTimeout
+	}
+	return 30 * time.Second
+}
+
+// authoriseToken asks the acquirer for the bank card's part; it returns
+// the decline's registry code, or an error when there was no answer.
+func (g *Gateway) authoriseToken(ctx context.Context, c cards.Call, s *splitSaga) (string, error) {
+	r := s.Request
+	payload, _ := json.Marshal(map[string]any{"token": s.Token, "amount": s.BankAmount, "currency": r.Currency,
+		"merchant": r.Merchant, "terminal": r.Terminal})
+	ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
+	defer cancel()
+	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankAuthorize, IdempotencyKey: s.bankKey(c.IdempotencyKey), Payload: payload})
+	if err != nil {
+		g.log.Warn("gateway: the bank card's part was not authorised", "card", s.MaskedBank, "err", err)
+		return "", err
+	}
+	var auth struct {
+		Status       string `json:"status"`
+		ResponseCode string `json:"response_code"`
+		AuthCode     string `json:"auth_code"`
+		RRN          string `json:"rrn"`
+	}
+	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &auth) != nil {
+		return "", fault.E(fault.Internal, "", "the acquirer's answer does not decode")
+	}
+	if auth.Status != "approved" {
+		if auth.ResponseCode == "68" || auth.ResponseCode == "91" {
+			return fault.BankUnavailable, nil
+		}
+		return bankDecline(auth.ResponseCode), nil
+	}
+	s.AuthCode, s.RRN = auth.AuthCode, auth.RRN
+	return "", nil
+}
+
+// bankDecline is the registry code of the bank's decline: the holder sees
+// why (insufficient funds, expired card…), else bank_declined.
+func bankDecline(rc string) string {
+	code := declineCode(rc)
+	if code == fault.RiskDeclined {
+		return fault.BankDeclined
+	}
+	return code
+}
+
+// undoSplit declines the payment with reason and undoes its legs: the
+// decline is recorded first (the holder's answer), then the bank's part is
+// reversed and the hold released. What cannot be undone now is left to
+// the recovery, with the saga compensating. A payment found posted is not
+// undone: its answer stands.
+func (g *Gateway) undoSplit(ctx context.Context, rec *sagaRecord, c cards.Call, s *splitSaga, reason string, cause error) (ledger.Outcome, error) {
+	ctx = context.WithoutCancel(ctx)
+	if cause != nil {
+		g.log.Warn("gateway: split payment undone", "key", c.IdempotencyKey, "reason", reason, "err", cause)
+	}
+	s.Reason = reason
+	if err := rec.save(ctx, store.SagaCompensating, s); err != nil {
+		return ledger.Outcome{}, err
+	}
+	out, posted, err := g.declineSplit(ctx, c, s)
+	if err != nil {
+		return ledger.Outcome{}, err
+	}
+	if posted {
+		_ = rec.save(ctx, store.SagaDone, s)
+		return out, nil
+	}
+	if err := g.compensateSplit(ctx, c.IdempotencyKey, s); err != nil {
+		g.log.Error("gateway: split payment not yet undone; recovery will finish it", "key", c.IdempotencyKey, "err", err)
+		return out, nil
+	}
+	if err := rec.save(ctx, store.SagaUndone, s); err != nil {
+		g.log.Warn("gateway: split payment undone, saga not closed", "key", c.IdempotencyKey, "err", err)
+	}
+	return out, nil
+}
+
+// declineSplit records the decline as the payment's answer. If the
+// payment was posted after all, that answer stands and posted is true.
+func (g *Gateway) declineSplit(ctx context.Context, c cards.Call, s *splitSaga) (ledger.Outcome, bool, error) {
+	reason := s.Reason
+	if reason == "" || !isDecline(reason) {
+		reason = fault.Interrupted
+	}
+	c.RequestHash = s.Hash
+	out, err := g.opts.Service.Decline(ctx, c, s.Request, reason)
+	if err != nil {
+		return out, false, err
+	}
+	var r cards.PaymentResult
+	if json.Unmarshal(out.Body, &r) == nil && r.Status == cards.Approved {
+		return out, true, nil
+	}
+	return out, false, nil
+}
+
+// compensateSplit reverses the bank's part (if it may have been asked)
+// and releases the hold (if one was placed). Both are safe to repeat.
+func (g *Gateway) compensateSplit(ctx context.Context, key string, s *splitSaga) error {
+	if s.Step == stepBank || s.Step == stepPost {
+		rev, _ := json.Marshal(map[string]string{"authorization_key": s.bankKey(key)})
+		ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
+		_, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankReverse, IdempotencyKey: "reverse:" + s.bankKey(key), Payload: rev})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("reverse the bank card's part: %w", err)
+		}
+	}
+	hold := s.Hold
+	if hold == 0 {
+		// The hold may have been placed without its answer being read.
+		id, err := g.approvedByKey(ctx, s.Plugin, s.holdKey(key), "hold_key", fault.HoldNotFound, "hold")
+		if err == nil {
+			hold = id
+		} else if !fault.Is(err, fault.HoldNotFound) {
+			return err
+		}
+	}
+	if hold != 0 {
+		c := cards.Call{Operator: OperatorPrefix + s.Plugin, Role: "plugin", IdempotencyKey: "split-release:" + key,
+			RequestHash: s.Hash, Encode: encode}
+		if _, err := g.opts.Service.Void(ctx, c, hold); err != nil && !fault.Is(err, fault.HoldNotPending) {
+			return fmt.Errorf("release hold %d: %w", hold, err)
+		}
+	}
+	return nil
+}
+
+func isDecline(code string) bool {
+	d, ok := schemas.LookupError(code)
+	return ok && d.Kind == schemas.KindDecline
+}
+
+// RecoverSagas finishes or undoes the sagas no request is carrying on: those
+// not written for staleAfter (a hub that stopped half-way). It returns how
+// many it closed.
+func (g *Gateway) RecoverSagas(ctx context.Context, staleAfter time.Duration) (int, error) {
+	if g.opts.Sagas == nil {
+		return 0, nil
+	}
+	open, err := g.opts.Sagas.OpenSagas(ctx, 200)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var firstErr error
+	for _, row := range open {
+		if time.Since(row.UpdatedAt) < staleAfter {
+			continue
+		}
+		var err error
+		switch row.Kind {
+		case SagaSplitPayment:
+			err = g.recoverSplit(ctx, row)
+		default:
+			continue
+		}
+		if err != nil {
+			g.log.Warn("gateway: saga not recovered yet", "kind", row.Kind, "operator", row.Operator, "key", row.Key, "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		n++
+	}
+	return n, firstErr
+}
+
+// recoverSplit closes a split payment a stopped request left open: posted
+// stays posted; anything else is declined and undone.
+func (g *Gateway) recoverSplit(ctx context.Context, row store.Saga) error {
+	var s splitSaga
+	if err := json.Unmarshal(row.Data, &s); err != nil {
+		return fmt.Errorf("saga %s: %w", row.Key, err)
+	}
+	rec := &sagaRecord{g: g, row: row}
+	if s.Reason == "" {
+		s.Reason = fault.Interrupted
+	}
+	if err := rec.save(ctx, store.SagaCompensating, &s); err != nil {
+		return err
+	}
+	c := cards.Call{Operator: row.Operator, Role: "plugin", IdempotencyKey: row.Key, RequestHash: s.Hash, Encode: encode}
+	_, posted, err := g.declineSplit(ctx, c, &s)
+	if err != nil {
+		return err
+	}
+	if posted {
+		return rec.save(ctx, store.SagaDone, &s)
+	}
+	if err := g.compensateSplit(ctx, row.Key, &s); err != nil {
+		return err
+	}
+	g.log.Info("gateway: interrupted split payment undone", "key", row.Key, "step", s.Step)
+	return rec.save(ctx, store.SagaUndone, &s)
+}
+
+// BankToken is the acquirer's token for a bank card and how the card may
+// be shown.
+type BankToken struct {
+	Token     string `json:"token"`
+	MaskedPAN string `json:"masked_pan"`
+	Last4     string `json:"last4"`
+}
+
+// Tokenize has the bank acquirer plugin keep a bank card and give a token
+// for it. The card number goes no further than the plugin's vault.
+func (g *Gateway) Tokenize(ctx context.Context, pan, expiry string) (BankToken, error) {
+	if g.opts.BankPlugin == "" || g.plugins == nil {
+		return BankToken{}, fault.E(fault.ChannelNotAllowed, "", "this hub has no bank acquirer to link bank cards with")
+	}
+	payload, _ := json.Marshal(map[string]string{"pan": pan, "expiry": expiry})
+	ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
+	defer cancel()
+	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankTokenize, Payload: payload})
+	if err != nil {
+		return BankToken{}, err
+	}
+	var t BankToken
+	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &t) != nil || t.Token == "" || len(t.Last4) != 4 {
+		return BankToken{}, fault.E(fault.Internal, "", "the acquirer's token does not decode")
+	}
+	return t, nil
+}
