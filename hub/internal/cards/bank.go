@@ -28,12 +28,14 @@ type BankPaymentRequest struct {
 	// code when it is not.
 	Approved bool
 	Reason   string
-	// AuthCode and RRN are the acquirer's references.
-	AuthCode, RRN string
+	// AuthCode and RRN are the acquirer's references; BankKey names the
+	// authorisation at the acquirer plugin.
+	AuthCode, RRN, BankKey string
 }
 
 type bankOp struct {
-	req BankPaymentRequest
+	req  BankPaymentRequest
+	hold int64 // for a completion: what was pre-authorised
 }
 
 func (o *bankOp) Prefetch(k *ledger.Keys) {
@@ -43,8 +45,9 @@ func (o *bankOp) Prefetch(k *ledger.Keys) {
 func (o *bankOp) Apply(tx *ledger.Tx) (any, error) {
 	r := o.req
 	res := &PaymentResult{Card: r.MaskedCard, Channel: r.Channel, Merchant: r.Merchant, Terminal: r.Terminal,
-		Amount: r.Amount, Currency: r.Currency, At: tx.Now(), Legs: []Leg{}}
+		Amount: r.Amount, Currency: r.Currency, At: tx.Now(), Legs: []Leg{}, BankKey: r.BankKey}
 	if !r.Approved {
+		res.BankKey = ""
 		res.Status, res.Reason = Declined, r.Reason
 		return res, nil
 	}
@@ -79,4 +82,47 @@ func (s *Service) BankPayment(ctx context.Context, c Call, req BankPaymentReques
 		return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount", "amount must be positive")
 	}
 	return s.submit(ctx, c, "payments.bank", req.MaskedCard, &bankOp{req: req})
+}
+
+// answerOp records a result decided outside the writer (a bank card's
+// pre-authorisation or its cancellation, which move no money in the
+// ledger) as the answer to its request.
+type answerOp struct{ res any }
+
+func (answerOp) Prefetch(*ledger.Keys)           {}
+func (o answerOp) Apply(*ledger.Tx) (any, error) { return o.res, nil }
+
+// Record keeps res as the answer to c's request, so that the request sent
+// again gets it back; nothing else is written.
+func (s *Service) Record(ctx context.Context, c Call, action, target string, res any) (ledger.Outcome, error) {
+	return s.submit(ctx, c, action, target, answerOp{res: res})
+}
+
+// BankCaptureRequest posts the completion of a bank card's
+// pre-authorisation, which the acquirer has approved.
+type BankCaptureRequest struct {
+	BankPaymentRequest
+	HoldAmount int64 // what was pre-authorised
+}
+
+type bankCaptureOp struct{ bankOp }
+
+func (o *bankCaptureOp) Apply(tx *ledger.Tx) (any, error) {
+	v, err := o.bankOp.Apply(tx)
+	if err != nil {
+		return nil, err
+	}
+	p := v.(*PaymentResult)
+	return &HoldResult{Status: store.HoldCaptured, Card: p.Card, Merchant: p.Merchant, Amount: o.hold, Captured: p.Amount,
+		Currency: p.Currency, Transfer: p.ID, Legs: p.Legs, At: p.At, BankKey: p.BankKey}, nil
+}
+
+// BankCapture posts a bank card's completion: the acquirer owes the hub
+// the amount completed, the hub owes the merchant.
+func (s *Service) BankCapture(ctx context.Context, c Call, req BankCaptureRequest) (ledger.Outcome, error) {
+	req.Approved = true
+	if req.Amount <= 0 {
+		return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount", "amount must be positive")
+	}
+	return s.submit(ctx, c, "holds.capture", req.MaskedCard, &bankCaptureOp{bankOp{req: req.BankPaymentRequest, hold: req.HoldAmount}})
 }

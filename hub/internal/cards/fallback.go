@@ -23,6 +23,7 @@ type SplitPaymentRequest struct {
 	BankAmount     int64
 	MaskedBankCard string
 	AuthCode, RRN  string
+	BankKey        string
 }
 
 type splitOp struct {
@@ -83,6 +84,9 @@ func (o *splitOp) Apply(tx *ledger.Tx) (any, error) {
 		return nil, err
 	}
 	res.ID, res.Status = strconv.FormatInt(id, 10), Approved
+	if r.BankAmount > 0 {
+		res.BankKey = r.BankKey
+	}
 	if c, ok := tx.Card(r.Card); ok {
 		if p, ok := o.rules.product(c.Product); ok {
 			bal := cardBalance(tx, c.Number, p)

@@ -49,6 +49,8 @@ type HoldResult struct {
 	Transfer string    `json:"transfer,omitempty"`
 	Legs     []Leg     `json:"legs"`
 	At       time.Time `json:"at"`
+	// BankKey names a bank card's completion at the acquirer plugin.
+	BankKey string `json:"bank_key,omitempty"`
 }
 
 // CaptureRequest posts a hold, wholly or in part; the rest is released.

@@ -47,7 +47,11 @@ type PaymentResult struct {
 	Balance *int64 `json:"balance,omitempty"`
 	// Hold fields, set for pre-authorisations.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	At        time.Time  `json:"at"`
+	// BankKey names the bank card's authorisation at the acquirer plugin,
+	// for a payment or pre-authorisation a bank card paid all or part of:
+	// what a void, refund, completion or cancellation refers to.
+	BankKey string    `json:"bank_key,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // Payment statuses.

@@ -70,6 +70,8 @@ var HubTypes = map[string]string{
 	TypeCardHold:     "msg-card-hold-v1",
 	TypeCardCapture:  "msg-card-capture-v1",
 	TypeCardVoid:     "msg-card-void-v1",
+	// A read: its idempotency key is optional.
+	TypeCardBalanceInquiry: "msg-card-balance-inquiry-v1",
 }
 
 // Query kinds the hub answers beyond the sdk's.
@@ -409,7 +411,7 @@ func (h *pluginHub) check(m sdk.Message) error {
 	// The sdk's hub side has checked the payload against the schema the
 	// plugin declared; when that is the hub's own, once is enough.
 	if m.SchemaID == stem || m.SchemaID == schemas.BaseURL+stem+".json" {
-		if m.IdempotencyKey == "" {
+		if m.IdempotencyKey == "" && m.Type != TypeCardBalanceInquiry {
 			return &sdk.Error{Code: fault.IdempotencyKeyRequired, Field: "/idempotency_key",
 				Message: m.Type + " changes the ledger and needs an idempotency key"}
 		}
@@ -424,7 +426,7 @@ func (h *pluginHub) check(m sdk.Message) error {
 		}
 		return &sdk.Error{Code: sdk.CodeSchemaInvalid, Field: "/payload", Message: fmt.Sprintf("%s payload: %v", m.Type, err)}
 	}
-	if m.IdempotencyKey == "" {
+	if m.IdempotencyKey == "" && m.Type != TypeCardBalanceInquiry {
 		return &sdk.Error{Code: fault.IdempotencyKeyRequired, Field: "/idempotency_key",
 			Message: m.Type + " changes the ledger and needs an idempotency key"}
 	}
@@ -617,6 +619,7 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		}
 		var p struct {
 			Card, Merchant, Terminal, Currency, PIN, Expiry string
+			PINBlock                                        string `json:"pin_block"`
 			Amount                                          int64
 		}
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
@@ -624,7 +627,7 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		}
 		if g.opts.IssuerPrefix != "" && !strings.HasPrefix(p.Card, g.opts.IssuerPrefix) {
 			return g.bankPayment(ctx, plugin, channel, c, m, bankCard{Card: p.Card, Expiry: p.Expiry, Merchant: p.Merchant,
-				Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency})
+				Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PINBlock: p.PINBlock})
 		}
 		req := cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
 			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN}
@@ -648,9 +651,15 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 			Currency  string `json:"currency"`
 			PIN       string `json:"pin"`
 			ExpiresIn int64  `json:"expires_in"`
+			Expiry    string `json:"expiry"`
+			PINBlock  string `json:"pin_block"`
 		}
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+		}
+		if g.opts.IssuerPrefix != "" && !strings.HasPrefix(p.Card, g.opts.IssuerPrefix) {
+			return g.bankPayment(ctx, plugin, channel, c, m, bankCard{Card: p.Card, Expiry: p.Expiry, Merchant: p.Merchant,
+				Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PINBlock: p.PINBlock, preauth: true})
 		}
 		return g.opts.Service.Hold(ctx, c, cards.HoldRequest{PaymentRequest: cards.PaymentRequest{Card: p.Card, Channel: channel,
 			Merchant: p.Merchant, Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN}, ExpiresIn: p.ExpiresIn})
@@ -663,6 +672,11 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
 		}
+		if bank, ok, err := g.bankAnswer(ctx, plugin, p.HoldKey); err != nil {
+			return ledger.Outcome{}, err
+		} else if ok && bank.ID == "" {
+			return g.bankHoldUse(ctx, plugin, typ, c, m, bank, p.Amount, p.Currency)
+		}
 		id, err := g.approvedByKey(ctx, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
 		if err != nil {
 			return ledger.Outcome{}, err
@@ -671,10 +685,14 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 			return g.opts.Service.Void(ctx, c, id)
 		}
 		return g.opts.Service.Capture(ctx, c, cards.CaptureRequest{Hold: id, Amount: p.Amount, Currency: p.Currency})
+	case TypeCardBalanceInquiry:
+		return g.balanceInquiry(ctx, m)
 	case TypeCardReversal:
 		var p struct {
 			PaymentKey string `json:"payment_key"`
 			Memo       string `json:"memo"`
+			Kind       string `json:"kind"`
+			Amount     int64  `json:"amount"`
 		}
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
@@ -682,6 +700,19 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		id, err := g.paymentByKey(ctx, plugin, p.PaymentKey)
 		if err != nil {
 			return ledger.Outcome{}, err
+		}
+		orig, _, err := g.bankAnswer(ctx, plugin, p.PaymentKey)
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		if p.Amount != 0 && p.Amount != orig.Amount {
+			return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount",
+				fmt.Sprintf("only the whole payment of %d can be undone, not %d", orig.Amount, p.Amount))
+		}
+		if orig.BankKey != "" {
+			if err := g.bankUndo(ctx, plugin, c, orig, p.Kind); err != nil {
+				return ledger.Outcome{}, err
+			}
 		}
 		return g.opts.Service.Reverse(ctx, c, cards.ReverseRequest{Transfer: id, Memo: p.Memo})
 	}
@@ -714,7 +745,9 @@ func (g *Gateway) taps(ctx context.Context, plugin string, m sdk.Message) (ledge
 // bankCard is a card.payment.v1 for a bank card.
 type bankCard struct {
 	Card, Expiry, Merchant, Terminal, Currency string
+	PINBlock                                   string
 	Amount                                     int64
+	preauth                                    bool // a pre-authorisation (card.hold.v1)
 }
 
 // Messages of the bank acquirer plugin (plugins/unionpay).
@@ -754,8 +787,15 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 		return decline(fault.InvalidRequest)
 	}
 	authKey := "bank:" + plugin + ":" + m.IdempotencyKey
-	req, _ := json.Marshal(map[string]any{"pan": b.Card, "expiry": b.Expiry, "amount": b.Amount, "currency": b.Currency,
-		"merchant": b.Merchant, "terminal": b.Terminal})
+	fields := map[string]any{"pan": b.Card, "expiry": b.Expiry, "amount": b.Amount, "currency": b.Currency,
+		"merchant": b.Merchant, "terminal": b.Terminal}
+	if b.PINBlock != "" {
+		fields["pin_block"] = b.PINBlock
+	}
+	if b.preauth {
+		fields["transaction"] = "preauth"
+	}
+	req, _ := json.Marshal(fields)
 	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankAuthorize, IdempotencyKey: authKey,
 		CorrelationID: m.CorrelationID, Payload: req})
 	if err != nil {
@@ -776,9 +816,16 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 	if auth.Status != "approved" {
 		return decline(declineCode(auth.ResponseCode))
 	}
+	if b.preauth {
+		// A bank card's pre-authorisation moves no money in the ledger
+		// until it is completed: its answer is all the hub keeps.
+		return g.opts.Service.Record(ctx, c, "holds.create", masked, &cards.PaymentResult{Status: cards.Approved,
+			Card: masked, Channel: channel, Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency,
+			Legs: []cards.Leg{{Purse: cards.LegBankCard, Amount: b.Amount}}, BankKey: authKey, At: time.Now().UTC()})
+	}
 	out, err := g.opts.Service.BankPayment(ctx, c, cards.BankPaymentRequest{MaskedCard: masked, Channel: channel,
 		Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency, Approved: true,
-		AuthCode: auth.AuthCode, RRN: auth.RRN})
+		AuthCode: auth.AuthCode, RRN: auth.RRN, BankKey: authKey})
 	if err != nil {
 		rev, _ := json.Marshal(map[string]string{"authorization_key": authKey})
 		if _, rerr := g.Send(context.WithoutCancel(ctx), g.opts.BankPlugin, sdk.Message{Type: TypeBankReverse,

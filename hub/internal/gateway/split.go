@@ -187,7 +187,7 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 		return ledger.Outcome{}, err
 	}
 	out, err = g.opts.Service.PaySplit(ctx, c, cards.SplitPaymentRequest{PaymentRequest: req, Hold: s.Hold,
-		BankAmount: s.BankAmount, MaskedBankCard: s.MaskedBank, AuthCode: s.AuthCode, RRN: s.RRN})
+		BankAmount: s.BankAmount, MaskedBankCard: s.MaskedBank, AuthCode: s.AuthCode, RRN: s.RRN, BankKey: s.bankKey(c.IdempotencyKey)})
 	if err != nil {
 		return g.undoSplit(ctx, rec, c, s, fault.Interrupted, err)
 	}

@@ -314,3 +314,97 @@ func l(t *testing.T, st store.Store) string {
 	})
 	return card
 }
+
+// TestBankCardOperations: a bank card's pre-authorisation, completion and
+// cancellation, a void and a refund, and a balance inquiry, each carried
+// out at the acquirer and, where money moves, in the ledger.
+func TestBankCardOperations(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		h := startSplitHub(t, st, time.Hour)
+		h.seed(t, 10000)
+		ctx := context.Background()
+		pan := bankPAN(t, "0019")
+		bankMsg := func(typ, key string, extra map[string]any) map[string]any {
+			t.Helper()
+			p := map[string]any{"key": key, "card": pan, "terminal": "T-PAYER", "expiry": "3012"}
+			for k, v := range extra {
+				p[k] = v
+			}
+			st, m := h.send(typ, typ+key, p)
+			if st != 200 {
+				t.Fatalf("%s %s: %d %v", typ, key, st, m)
+			}
+			d, _ := receipt(t, m)
+			return d
+		}
+		// Pre-authorised at the bank; nothing moves in the ledger yet.
+		pre := bankMsg("payer.preauth.v1", "p1", map[string]any{"amount": 5000})
+		if pre["status"] != "approved" || pre["bank_key"] != "bank:payer:hold-p1" || pre["id"] != nil || pre["card"] != cardcrypto.MaskPAN(pan) {
+			t.Fatalf("bank pre-authorisation: %v", pre)
+		}
+		rows, _ := st.CountRows(ctx)
+		transfers := rows["transfers"]
+		// Completed for part of it: posted.
+		done := bankMsg("payer.complete.v1", "p1", map[string]any{"amount": 3000})
+		if done["status"] != "captured" || done["captured"].(float64) != 3000 || done["transfer"] == nil {
+			t.Fatalf("completion: %v", done)
+		}
+		if rows, _ := st.CountRows(ctx); rows["transfers"] != transfers+1 {
+			t.Fatalf("transfers %d → %d after a completion", transfers, rows["transfers"])
+		}
+		// Completing again is the same answer, not a second posting.
+		if again := bankMsg("payer.complete.v1", "p1", map[string]any{"amount": 3000}); again["transfer"] != done["transfer"] {
+			t.Fatalf("completion resent: %v", again)
+		}
+		// Another pre-authorisation, cancelled at the bank.
+		bankMsg("payer.preauth.v1", "p2", map[string]any{"amount": 2000})
+		if v := bankMsg("payer.cancel.v1", "p2", nil); v["status"] != "voided" {
+			t.Fatalf("cancellation: %v", v)
+		}
+		// A purchase refunded: at the bank, then in the ledger.
+		paid := bankMsg("payer.charge.v1", "c1", map[string]any{"amount": 4000})
+		if paid["status"] != "approved" {
+			t.Fatalf("bank purchase: %v", paid)
+		}
+		if r := bankMsg("payer.reverse.v1", "c1", map[string]any{"kind": "refund"}); r["reverses"] != paid["id"] {
+			t.Fatalf("refund: %v", r)
+		}
+		// A split payment voided: the bank's part at the bank, the card's
+		// part back to the card.
+		h.link(t, pan)
+		split, _ := h.charge(t, "c2", 15000)
+		if split["status"] != "approved" || legsOf(split)["bank_card"] != 5000 {
+			t.Fatalf("split: %v", split)
+		}
+		if r := bankMsg("payer.reverse.v1", "c2", nil); r["reverses"] != split["id"] {
+			t.Fatalf("void of the split payment: %v", r)
+		}
+		if b := h.balance(); b != 10000 {
+			t.Fatalf("balance after the void %v, want 10000", b)
+		}
+		replies, err := h.app.Send(ctx, "fakebank", sdkMessage("fakebank.count.v1", map[string]any{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var counts struct {
+			Cancels map[string]string `json:"cancels"`
+		}
+		_ = json.Unmarshal(replies[0].Payload, &counts)
+		want := map[string]string{"bank:payer:hold-p1": "completed", "bank:payer:hold-p2": "preauth_cancel",
+			"bank:payer:charge-c1": "refund", "bank:payer:charge-c2": "void"}
+		for k, v := range want {
+			if counts.Cancels[k] != v {
+				t.Fatalf("at the bank %s is %q, want %q (all: %v)", k, counts.Cancels[k], v, counts.Cancels)
+			}
+		}
+		// Balance inquiries: the bank's for a bank card, the ledger's for a city card.
+		if b := bankMsg("payer.inquiry.v1", "q1", nil); b["status"] != "approved" || b["balance"].(float64) != 88800 {
+			t.Fatalf("bank balance: %v", b)
+		}
+		_, m := h.send("payer.inquiry.v1", "q2", map[string]any{"key": "q2", "card": h.card})
+		if b, _ := receipt(t, m); b["balance"].(float64) != 10000 {
+			t.Fatalf("city card balance: %v", b)
+		}
+		h.verify(t)
+	})
+}

@@ -23,7 +23,8 @@ import (
 )
 
 func main() {
-	sdk.Serve(&bank{answers: map[string]json.RawMessage{}, reversed: map[string]bool{}, vault: map[string]string{}})
+	sdk.Serve(&bank{answers: map[string]json.RawMessage{}, reversed: map[string]bool{}, vault: map[string]string{},
+		amounts: map[string]int64{}, cancels: map[string]string{}})
 }
 
 type bank struct {
@@ -32,6 +33,8 @@ type bank struct {
 	asked    int
 	reversed map[string]bool
 	vault    map[string]string // token → card number
+	amounts  map[string]int64  // approved authorisations' amounts, by key
+	cancels  map[string]string // authorisation key → how it was undone
 }
 
 const lax = `{"type": "object"}`
@@ -41,8 +44,9 @@ func (b *bank) Describe() sdk.Descriptor {
 		return sdk.MessageType{Type: t, SchemaID: "https://fakebank.test/" + t + ".json", Schema: json.RawMessage(lax)}
 	}
 	return sdk.Descriptor{Name: "fakebank", Version: "0.1.0",
-		Handles: []sdk.MessageType{mt("unionpay.authorize.v1"), mt("unionpay.reverse.v1"), mt("unionpay.tokenize.v1"), mt("fakebank.count.v1")},
-		Sends:   []sdk.MessageType{mt("unionpay.authorization.v1"), mt("unionpay.reversal.v1"), mt("unionpay.token.v1"), mt("fakebank.counts.v1")}}
+		Handles: []sdk.MessageType{mt("unionpay.authorize.v1"), mt("unionpay.reverse.v1"), mt("unionpay.tokenize.v1"),
+			mt("unionpay.complete.v1"), mt("unionpay.cancel.v1"), mt("unionpay.balance.v1"), mt("fakebank.count.v1")},
+		Sends: []sdk.MessageType{mt("unionpay.authorization.v1"), mt("unionpay.reversal.v1"), mt("unionpay.token.v1"), mt("fakebank.counts.v1")}}
 }
 
 func (b *bank) Configure(context.Context, json.RawMessage, sdk.Hub) error { return nil }
@@ -57,7 +61,8 @@ func (b *bank) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error)
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		body, _ := json.Marshal(map[string]any{"authorised": b.asked, "reversed": len(b.reversed), "reversed_keys": keys})
+		body, _ := json.Marshal(map[string]any{"authorised": b.asked, "reversed": len(b.reversed), "reversed_keys": keys,
+			"cancels": b.cancels})
 		return []sdk.Message{{Type: "fakebank.counts.v1", Payload: body}}, nil
 	case "unionpay.reverse.v1":
 		var r struct {
@@ -80,8 +85,38 @@ func (b *bank) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error)
 			"last4": r.PAN[len(r.PAN)-4:], "expiry": r.Expiry})
 		return []sdk.Message{{Type: "unionpay.token.v1", Payload: body}}, nil
 	}
-	if a, ok := b.answers[m.IdempotencyKey]; ok {
+	if a, ok := b.answers[m.IdempotencyKey]; ok && m.IdempotencyKey != "" {
 		return []sdk.Message{{Type: "unionpay.authorization.v1", Payload: a}}, nil
+	}
+	reply := func(ans map[string]any) []sdk.Message {
+		a, _ := json.Marshal(ans)
+		b.answers[m.IdempotencyKey] = a
+		return []sdk.Message{{Type: "unionpay.authorization.v1", Payload: a}}
+	}
+	var use struct {
+		Key    string `json:"authorization_key"`
+		Kind   string `json:"kind"`
+		Amount int64  `json:"amount"`
+	}
+	_ = json.Unmarshal(m.Payload, &use)
+	switch m.Type {
+	case "unionpay.balance.v1":
+		return reply(map[string]any{"status": "approved", "response_code": "00", "balance": 88800}), nil
+	case "unionpay.complete.v1", "unionpay.cancel.v1":
+		orig, ok := b.amounts[use.Key]
+		switch {
+		case !ok || b.cancels[use.Key] != "":
+			return reply(map[string]any{"status": "declined", "response_code": "25"}), nil
+		case use.Amount > orig:
+			return reply(map[string]any{"status": "declined", "response_code": "64"}), nil
+		}
+		if m.Type == "unionpay.cancel.v1" {
+			b.cancels[use.Key] = use.Kind
+		} else {
+			b.cancels[use.Key] = "completed"
+			b.amounts[m.IdempotencyKey] = use.Amount
+		}
+		return reply(map[string]any{"status": "approved", "response_code": "00", "auth_code": "C00001", "rrn": "RC0000000001"}), nil
 	}
 	var req struct {
 		PAN    string `json:"pan"`
@@ -117,6 +152,9 @@ func (b *bank) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error)
 		case <-ctx.Done():
 		}
 		b.mu.Lock()
+	}
+	if ans["status"] == "approved" {
+		b.amounts[m.IdempotencyKey] = req.Amount
 	}
 	a, _ := json.Marshal(ans)
 	b.answers[m.IdempotencyKey] = a

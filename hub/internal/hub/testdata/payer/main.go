@@ -40,6 +40,7 @@ func (p *payer) Describe() sdk.Descriptor {
 			{Type: "payer.complete.v1", SchemaID: "https://payer.test/complete.json", Schema: json.RawMessage(lax)},
 			{Type: "payer.cancel.v1", SchemaID: "https://payer.test/cancel.json", Schema: json.RawMessage(lax)},
 			{Type: "payer.balance.v1", SchemaID: "https://payer.test/balance.json", Schema: json.RawMessage(lax)},
+			{Type: "payer.inquiry.v1", SchemaID: "https://payer.test/inquiry.json", Schema: json.RawMessage(lax)},
 		},
 		Sends: []sdk.MessageType{
 			// Declared with a lax schema of the plugin's own, so that the
@@ -49,6 +50,7 @@ func (p *payer) Describe() sdk.Descriptor {
 			{Type: "card.hold.v1", SchemaID: "msg-card-hold-v1"},
 			{Type: "card.capture.v1", SchemaID: "msg-card-capture-v1"},
 			{Type: "card.void.v1", SchemaID: "msg-card-void-v1"},
+			{Type: "card.balance_inquiry.v1", SchemaID: "msg-card-balance-inquiry-v1"},
 			{Type: "payer.receipt.v1", SchemaID: "https://payer.test/receipt.json", Schema: json.RawMessage(lax)},
 		},
 		ConfigSchema: json.RawMessage(`{"type": "object", "required": ["merchant"],
@@ -74,6 +76,8 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 		Amount   int64  `json:"amount"`
 		Terminal string `json:"terminal"`
 		Expiry   string `json:"expiry"`
+		PINBlock string `json:"pin_block"`
+		Kind     string `json:"kind"`
 	}
 	if err := json.Unmarshal(m.Payload, &in); err != nil {
 		return nil, err
@@ -105,6 +109,9 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 		return []sdk.Message{{Type: "payer.receipt.v1", Payload: receipt}}, nil
 	case "payer.charge.v1":
 		pay := map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"}
+		if in.PINBlock != "" {
+			pay["pin_block"] = in.PINBlock
+		}
 		if in.Terminal != "" {
 			pay["terminal"] = in.Terminal
 		}
@@ -114,7 +121,14 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 		body, _ := json.Marshal(pay)
 		out = sdk.Message{Type: "card.payment.v1", IdempotencyKey: "charge-" + in.Key, Payload: body}
 	case "payer.preauth.v1":
-		body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"})
+		hold := map[string]any{"card": in.Card, "merchant": p.merchant, "amount": in.Amount, "currency": "CNY"}
+		if in.Terminal != "" {
+			hold["terminal"] = in.Terminal
+		}
+		if in.Expiry != "" {
+			hold["expiry"] = in.Expiry
+		}
+		body, _ := json.Marshal(hold)
 		out = sdk.Message{Type: "card.hold.v1", IdempotencyKey: "hold-" + in.Key, Payload: body}
 	case "payer.complete.v1":
 		body, _ := json.Marshal(map[string]any{"hold_key": "hold-" + in.Key, "amount": in.Amount, "currency": "CNY"})
@@ -129,8 +143,22 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 		}
 		receipt, _ := json.Marshal(map[string]any{"hub": json.RawMessage(bal), "duplicate": false})
 		return []sdk.Message{{Type: "payer.receipt.v1", Payload: receipt}}, nil
+	case "payer.inquiry.v1":
+		q := map[string]any{"card": in.Card}
+		if in.Expiry != "" {
+			q["expiry"] = in.Expiry
+		}
+		if in.PINBlock != "" {
+			q["pin_block"] = in.PINBlock
+		}
+		body, _ := json.Marshal(q)
+		out = sdk.Message{Type: "card.balance_inquiry.v1", Payload: body}
 	case "payer.reverse.v1":
-		body, _ := json.Marshal(map[string]any{"payment_key": "charge-" + in.Key})
+		rev := map[string]any{"payment_key": "charge-" + in.Key}
+		if in.Kind != "" {
+			rev["kind"] = in.Kind
+		}
+		body, _ := json.Marshal(rev)
 		out = sdk.Message{Type: "card.reversal.v1", IdempotencyKey: "reverse-" + in.Key, Payload: body}
 	case "payer.smuggle.v1":
 		// An amount as a string: the plugin's own schema lets it through.
