@@ -2,6 +2,7 @@ package pos
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -29,8 +30,11 @@ type config struct {
 		Env  string `json:"env"`
 		File string `json:"file"`
 	} `json:"key_store"`
-	HubTimeoutMS  int64 `json:"hub_timeout_ms"`
-	IdleTimeoutMS int64 `json:"idle_timeout_ms"`
+	PINZoneKey       string `json:"pin_zone_key"`
+	PINZoneKeySealed string `json:"pin_zone_key_sealed"`
+	PINZoneKeyCheck  string `json:"pin_zone_key_check"`
+	HubTimeoutMS     int64  `json:"hub_timeout_ms"`
+	IdleTimeoutMS    int64  `json:"idle_timeout_ms"`
 }
 
 type terminalConfig struct {
@@ -52,9 +56,13 @@ type terminal struct {
 
 // settings is one configuration in force.
 type settings struct {
-	listen      string
-	cityBINs    []string
-	bankCards   bool
+	listen    string
+	cityBINs  []string
+	bankCards bool
+	// zoneKey is the PIN zone key shared with the bank acquirer: a bank
+	// card's PIN block is translated to it. Nil: a bank card with a PIN is
+	// declined 40.
+	zoneKey     cardcrypto.Key
 	terminals   map[string]*terminal
 	hubTimeout  time.Duration
 	idleTimeout time.Duration
@@ -63,6 +71,10 @@ type settings struct {
 // SealedKeyName is the name a terminal's master key is sealed under in a
 // cardcrypto.KeyStore, for master_key_sealed.
 func SealedKeyName(terminalID string) string { return "terminal/" + terminalID + "/tmk" }
+
+// SealedZoneKeyName is the name the PIN zone key is sealed under in a
+// cardcrypto.KeyStore, for pin_zone_key_sealed.
+const SealedZoneKeyName = "pin/zpk"
 
 func invalid(field, format string, args ...any) *sdk.Error {
 	return &sdk.Error{Code: sdk.CodeConfigInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
@@ -91,6 +103,63 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 		return nil, invalid("/city_bins", "at least one city card prefix is needed")
 	}
 	var store *cardcrypto.KeyStore
+	// openSealed opens a key sealed under name, from the key store.
+	openSealed := func(at, what, name, sealed string) (cardcrypto.Key, error) {
+		if store == nil {
+			if c.KeyStore == nil {
+				return nil, invalid("/key_store", "%s is sealed but no key_store says where the top key is", what)
+			}
+			var err error
+			if store, err = cardcrypto.OpenKeyStore(cardcrypto.TopKeySource{Env: c.KeyStore.Env, File: c.KeyStore.File}); err != nil {
+				return nil, invalid("/key_store", "%v", err)
+			}
+		}
+		blob, err := base64.StdEncoding.DecodeString(sealed)
+		if err != nil {
+			return nil, invalid(at, "not base64")
+		}
+		k, err := store.Open(name, blob)
+		if err != nil {
+			return nil, invalid(at, "%v", err)
+		}
+		return k, nil
+	}
+	switch {
+	case c.PINZoneKey != "" && c.PINZoneKeySealed != "":
+		return nil, invalid("/pin_zone_key", "give pin_zone_key or pin_zone_key_sealed, not both")
+	case c.PINZoneKey != "":
+		k, err := cardcrypto.ParseKey(c.PINZoneKey)
+		if err != nil {
+			return nil, invalid("/pin_zone_key", "%v", err)
+		}
+		s.zoneKey = k
+	case c.PINZoneKeySealed != "":
+		k, err := openSealed("/pin_zone_key_sealed", "the PIN zone key", SealedZoneKeyName, c.PINZoneKeySealed)
+		if err != nil {
+			return nil, err
+		}
+		s.zoneKey = k
+	}
+	if s.zoneKey != nil {
+		at := "/pin_zone_key"
+		if c.PINZoneKeySealed != "" {
+			at = "/pin_zone_key_sealed"
+		}
+		if len(s.zoneKey) != 16 {
+			return nil, invalid(at, "the PIN zone key is %d bytes, want 16 (double-length)", len(s.zoneKey))
+		}
+		if c.PINZoneKeyCheck != "" {
+			want, err := hex.DecodeString(c.PINZoneKeyCheck)
+			if err != nil || len(want) != 3 {
+				return nil, invalid("/pin_zone_key_check", "a check value is 6 hex digits")
+			}
+			if err := cardcrypto.VerifyCheckValue(s.zoneKey, want); err != nil {
+				return nil, invalid("/pin_zone_key_check", "the PIN zone key does not have this check value")
+			}
+		}
+	} else if c.PINZoneKeyCheck != "" {
+		return nil, invalid("/pin_zone_key_check", "a check value without pin_zone_key or pin_zone_key_sealed")
+	}
 	for id, tc := range c.Terminals {
 		at := "/terminals/" + id
 		if len(id) != 8 {
@@ -116,22 +185,9 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 			}
 			t.master = k
 		case tc.MasterKeySealed != "":
-			if store == nil {
-				if c.KeyStore == nil {
-					return nil, invalid("/key_store", "terminal %s has a sealed master key but no key_store says where the top key is", id)
-				}
-				var err error
-				if store, err = cardcrypto.OpenKeyStore(cardcrypto.TopKeySource{Env: c.KeyStore.Env, File: c.KeyStore.File}); err != nil {
-					return nil, invalid("/key_store", "%v", err)
-				}
-			}
-			blob, err := base64.StdEncoding.DecodeString(tc.MasterKeySealed)
+			k, err := openSealed(at+"/master_key_sealed", "terminal "+id+"'s master key", SealedKeyName(id), tc.MasterKeySealed)
 			if err != nil {
-				return nil, invalid(at+"/master_key_sealed", "not base64")
-			}
-			k, err := store.Open(SealedKeyName(id), blob)
-			if err != nil {
-				return nil, invalid(at+"/master_key_sealed", "%v", err)
+				return nil, err
 			}
 			if len(k) != 8 && len(k) != 16 && len(k) != 24 {
 				return nil, invalid(at+"/master_key_sealed", "the sealed key is %d bytes, want 8, 16 or 24", len(k))

@@ -48,7 +48,9 @@ func Bundle() demo.Bundle {
 				"listen":     "127.0.0.1:0",
 				"city_bins":  []string{DemoCityBIN},
 				"bank_cards": true,
-				"terminals":  map[string]any{DemoTerminal: map[string]any{"merchant": DemoMerchant, "master_key": demoMasterKey}},
+				// The zone key plugins/unionpay's demo bundle shares.
+				"pin_zone_key": DemoPINZoneKey,
+				"terminals":    map[string]any{DemoTerminal: map[string]any{"merchant": DemoMerchant, "master_key": demoMasterKey}},
 			})
 			return cfg, func() {}, err
 		},
@@ -276,6 +278,12 @@ func yuan(fen int64) string {
 	}
 	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
 }
+
+// DemoPINZoneKey is the demo's PIN zone key (double-length, hex), the
+// one plugins/unionpay's demo bundle takes PIN blocks under
+// (unionpay.DemoPINZoneKey). Published here, so it protects nothing and
+// must never be a real zone's.
+const DemoPINZoneKey = "89ABCDEF0123456776543210FEDCBA98"
 
 // DemoBankCard is a UnionPay card the demo's acquirer simulator knows:
 // Luhn-valid and outside the city card's range.

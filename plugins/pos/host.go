@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -270,9 +271,9 @@ func (h *host) card(tx *txn) (cardcrypto.PAN, string) {
 	}
 	tx.expiry = expiry
 	if !h.set.cityCard(pan) {
-		// A bank card: a purchase goes to the hub, which has its acquirer
-		// authorise it; anything else is not taken.
-		if !h.set.bankCards || tx.mti != "0200" || !strings.HasPrefix(str(req, iso.FieldProcessingCode), "00") {
+		// A bank card: taken, when bank_cards is set, for every
+		// transaction the host takes; the hub has its bank acquirer answer.
+		if !h.set.bankCards {
 			return pan, rcNoSuchIssuer
 		}
 		tx.bank = true
@@ -373,13 +374,15 @@ func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8
 	}
 	p := cardPayment{Card: pan.Reveal(), Merchant: tx.t.merchant, Terminal: tx.t.id, Amount: amount, Currency: "CNY"}
 	if tx.bank {
-		if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
-			return h.decline(tx, r, rcNotSupported)
-		}
 		if tx.expiry == "" {
 			return h.decline(tx, r, rcFormatError)
 		}
 		p.Expiry = tx.expiry
+		block, rc := h.translatePIN(tx, pan)
+		if rc != "" {
+			return h.decline(tx, r, rc)
+		}
+		p.PINBlock = block
 	} else if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
 		pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
 		if err != nil {
@@ -411,6 +414,34 @@ func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8
 	return h.respond(tx, a)
 }
 
+// translatePIN translates a bank card's PIN block (field 52), if the
+// request has one: deciphered under the session's PIN key as an ISO 9564
+// format 0 block and enciphered again under the PIN zone key shared with
+// the bank acquirer, in upper-case hex. The clear PIN goes no further. A
+// block that does not decipher to a format 0 block is rc 99; a PIN with
+// no zone key to translate it to, 40.
+func (h *host) translatePIN(tx *txn, pan cardcrypto.PAN) (block, rc string) {
+	in, err := tx.req.GetBytes(iso.FieldPINBlock)
+	if err != nil || len(in) == 0 {
+		return "", ""
+	}
+	if h.set.zoneKey == nil {
+		tx.log.Info("a bank card's PIN cannot be translated: no pin_zone_key", "card", pan)
+		return "", rcNotSupported
+	}
+	pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, in, pan)
+	if err != nil {
+		tx.log.Info("PIN block cannot be decrypted", "card", pan)
+		return "", rcPINError
+	}
+	out, err := cardcrypto.EncryptPINBlock(h.set.zoneKey, pin, pan)
+	if err != nil {
+		tx.log.Error("cannot encipher the PIN block under the zone key", "card", pan)
+		return "", rcSystemError
+	}
+	return strings.ToUpper(hex.EncodeToString(out)), ""
+}
+
 // pay submits a card payment or hold (typ) and reads the hub's answer.
 func (h *host) pay(ctx context.Context, tx *txn, typ, key string, payload []byte) (answer, status) {
 	res, err := h.submit(ctx, typ, key, payload)
@@ -435,7 +466,11 @@ func (h *host) pay(ctx context.Context, tx *txn, typ, key string, payload []byte
 }
 
 // undo answers a void (0200) or a refund (0220): the hub reverses the
-// original purchase, which must be for the same amount.
+// original purchase (card.reversal.v1 with kind "void" or "refund"). A void
+// is for the purchase's whole amount, and none of it refunded; a refund
+// for the whole amount undoes the purchase, one for less (a partial
+// refund, with "amount") credits that back, as long as the refunds
+// together do not exceed the purchase (64).
 func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso8583.Message {
 	r, done := h.begin(ctx, tx, batchNo, k)
 	if r == nil {
@@ -466,36 +501,60 @@ func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso85
 		tx.log.Info("void of a settled purchase: refund it instead", "orig_batch", orig.Batch)
 		return h.decline(tx, r, rcInvalidTxn)
 	}
-	var ost status
-	var oamount int64
-	var opan [32]byte
-	var orrn string
-	var oundone bool
-	h.j.update(func() { ost, oamount, opan, orrn, oundone = o.st, o.amount, o.pan, o.rrn, o.undone })
 	f37 := str(tx.req, iso.FieldRRN)
-	switch {
-	case ost != approved || opan != panHash(pan) || (f37 != "" && f37 != orrn):
-		return h.decline(tx, r, rcOriginalNotFound)
-	case oundone:
-		return h.decline(tx, r, registryCode("already_reversed"))
-	case amount != oamount:
-		// The hub reverses whole payments only: partial refunds wait for
-		// a hub message type that credits part of one.
-		tx.log.Info(what+" for another amount than the original", "amount", amount, "original", oamount)
-		return h.decline(tx, r, rcOriginalAmount)
+	var oamount, orefunded int64
+	partial := false
+	h.j.update(func() {
+		oamount, orefunded = o.amount, o.refunded
+		switch {
+		case o.st != approved || o.pan != panHash(pan) || (f37 != "" && f37 != o.rrn):
+			rc = rcOriginalNotFound
+		case o.undone:
+			rc = registryCode("already_reversed")
+		case k == kindVoid && o.refunded > 0:
+			// Part refunded already: what is left is refunded, not voided.
+			rc = rcOriginalAmount
+		case k == kindVoid && amount != o.amount:
+			rc = rcOriginalAmount
+		case k == kindRefund && amount > o.amount-o.refunded:
+			rc = rcOriginalAmount
+		case k == kindRefund && (amount < o.amount || o.refunded > 0):
+			// A partial refund: what it credits is kept aside at once,
+			// so refunds asked together cannot exceed the payment.
+			partial = true
+			o.refunded += amount
+			r.orig = o
+		}
+		if rc == "" {
+			r.amount, r.pan, r.typ = amount, o.pan, TypeCardReversal
+		}
+	})
+	if rc != "" {
+		tx.log.Info(what+" refused", "orig_batch", orig.Batch, "orig_stan", orig.STAN, "amount", amount, "original", oamount, "refunded", orefunded, "rc", rc)
+		return h.decline(tx, r, rc)
 	}
-	payload, err := json.Marshal(cardReversal{PaymentKey: o.key, Memo: fmt.Sprintf("POS %s %s of batch %s STAN %s", tx.t.id, what, orig.Batch, orig.STAN)})
+	rv := cardReversal{PaymentKey: o.key, Memo: fmt.Sprintf("POS %s %s of batch %s STAN %s", tx.t.id, what, orig.Batch, orig.STAN), Kind: what}
+	if partial {
+		rv.Amount = amount
+	}
+	payload, err := json.Marshal(rv)
 	if err != nil {
+		h.j.update(func() {
+			if partial {
+				o.refunded -= amount
+			}
+		})
 		return h.decline(tx, r, rcSystemError)
 	}
-	h.j.update(func() { r.amount, r.pan, r.typ = amount, opan, TypeCardReversal })
 	a, st, already := h.reverseAtHub(ctx, tx, r.key, payload)
 	h.j.update(func() {
 		r.st, r.rrn = st, a.rrn
-		switch st {
-		case approved:
+		switch {
+		case st == approved && !partial:
 			o.undone = true
-		case inDoubt:
+		case st == declined && partial:
+			o.refunded -= amount
+		case st == inDoubt:
 			r.payload = payload
 		}
 		if already {

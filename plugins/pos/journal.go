@@ -85,18 +85,23 @@ type record struct {
 	ans  answer
 
 	// money state, under journal.mu
-	st      status
-	amount  int64
-	pan     [32]byte
-	rrn     string
-	undone  bool   // a purchase voided, refunded or reversed; a pre-authorisation cancelled or reversed
-	date    string // field 13 of the request, MMDD: a completion names its pre-authorisation's
-	typ     string // the hub message type of payload
-	payload []byte // the hub message, kept while in doubt to resolve it
+	st     status
+	amount int64
+	pan    [32]byte
+	rrn    string
+	undone bool // a purchase voided, refunded or reversed; a pre-authorisation cancelled or reversed
+	// refunded, of a purchase, is what its partial refunds credited back,
+	// or are crediting (approved, in doubt, or being asked): what is left
+	// to refund is amount less refunded.
+	refunded int64
+	date     string // field 13 of the request, MMDD: a completion names its pre-authorisation's
+	typ      string // the hub message type of payload
+	payload  []byte // the hub message, kept while in doubt to resolve it
 	// claim, of a pre-authorisation, is the completion or cancellation
 	// that took its hold; one that the hub declined gives it back.
 	claim *record
-	// orig, of a completion or cancellation, is its pre-authorisation.
+	// orig, of a completion or cancellation, is its pre-authorisation;
+	// of a partial refund, its purchase.
 	orig *record
 
 	// revMu serialises reversals (0400) of this record; revAns is the

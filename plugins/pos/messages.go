@@ -27,6 +27,10 @@ const (
 	// TypeCardVoid releases one of the plugin's holds: a pre-authorisation
 	// cancelled or reversed (schemas/msg-card-void-v1.json).
 	TypeCardVoid = "card.void.v1"
+	// TypeCardBalanceInquiry asks the hub for a bank card's balance, which
+	// it has the bank acquirer ask the issuer: {card, expiry?, pin_block?};
+	// the answer body is {status, reason?, balance?}.
+	TypeCardBalanceInquiry = "card.balance_inquiry.v1"
 	// QueryCardBalance reads a card's state and balance
 	// (schemas/msg-card-balance-v1.json); the key is the card number.
 	QueryCardBalance = "card_balance"
@@ -64,6 +68,63 @@ var (
 	}`)
 )
 
+// The plugin's own schemas of the card messages it sends that carry more
+// than the hub's schemas of the same types: a bank card's expiry and
+// translated PIN block, the kind and amount of a reversal, and the bank
+// card balance inquiry. The hub checks the payload against its own schema
+// of the type as well.
+const (
+	cardCommonRef = "https://citycard.example/schemas/api-common.json#/$defs/"
+	pinBlockProp  = `"pin_block": {"type": "string", "pattern": "^[0-9A-F]{16}$",
+			"description": "A bank card's PIN: an ISO 9564 format 0 block enciphered under the PIN zone key shared with the bank acquirer, in hex. Never with pin."}`
+	expiryProp  = `"expiry": {"type": "string", "pattern": "^[0-9]{4}$", "description": "A bank card's expiry, YYMM, as read from the card."}`
+	debitSchema = `{
+		"type": "object",
+		"required": ["card", "merchant", "amount", "currency"],
+		"properties": {
+			"card": {"$ref": "` + cardCommonRef + `card_number"},
+			"merchant": {"$ref": "` + cardCommonRef + `entity_id"},
+			"terminal": {"$ref": "` + cardCommonRef + `entity_id"},
+			"amount": {"$ref": "` + cardCommonRef + `positive_money"},
+			"currency": {"$ref": "` + cardCommonRef + `currency"},
+			"pin": {"$ref": "` + cardCommonRef + `pin", "description": "A city card's PIN, which the hub checks."},
+			` + expiryProp + `,
+			` + pinBlockProp + `
+		},
+		"not": {"required": ["pin", "pin_block"]},
+		"additionalProperties": false
+	}`
+)
+
+var (
+	cardPaymentSchema  = carried(TypeCardPayment, debitSchema)
+	cardHoldSchema     = sdk.MessageType{Type: TypeCardHold, SchemaID: schemaBase + TypeCardHold + ".json", Schema: json.RawMessage(debitSchema)}
+	cardReversalSchema = carried(TypeCardReversal, `{
+		"type": "object",
+		"required": ["payment_key"],
+		"properties": {
+			"payment_key": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x21-\\x7e]+$",
+				"description": "The idempotency key of the card.payment.v1 to undo."},
+			"memo": {"type": "string", "maxLength": 200},
+			"kind": {"enum": ["void", "refund"],
+				"description": "A terminal's void (0200) or refund (0220); left out for a reversal (0400) of a payment the terminal never saw answered."},
+			"amount": {"$ref": "`+cardCommonRef+`positive_money",
+				"description": "A partial refund: what to credit back, less than what is left of the payment. Left out, the whole payment is undone."}
+		},
+		"additionalProperties": false
+	}`)
+	cardBalanceInquirySchema = carried(TypeCardBalanceInquiry, `{
+		"type": "object",
+		"required": ["card"],
+		"properties": {
+			"card": {"$ref": "`+cardCommonRef+`card_number"},
+			`+expiryProp+`,
+			`+pinBlockProp+`
+		},
+		"additionalProperties": false
+	}`)
+)
+
 // configSchema is strict: a misspelt setting is an error, not a default.
 const configSchema = `{
 	"type": "object",
@@ -75,7 +136,13 @@ const configSchema = `{
 			"items": {"type": "string", "pattern": "^[0-9]{1,11}$"},
 			"description": "Card number prefixes of the city card. Other cards are bank cards: declined 15 (no such issuer) unless bank_cards is set."},
 		"bank_cards": {"type": "boolean", "default": false,
-			"description": "Send bank-card purchases to the hub, which has its bank acquirer (plugins/unionpay) authorise them. Purchases only, and without a PIN: translating a PIN block to the acquirer's key is not done yet, so a bank card with a PIN block is declined 40."},
+			"description": "Take bank cards for every transaction (purchase, pre-authorisation, completion, cancellation, void, refund, balance inquiry) and send them to the hub, which has its bank acquirer (plugins/unionpay) answer. A bank card's PIN block is translated to pin_zone_key; without one, a bank card with a PIN block is declined 40."},
+		"pin_zone_key": {"type": "string", "pattern": "^[0-9A-Fa-f]{32}$",
+			"description": "The PIN zone key (double-length DES, hex) shared with the bank acquirer plugin, in clear: a bank card's PIN block is re-enciphered under it. Prefer pin_zone_key_sealed."},
+		"pin_zone_key_sealed": {"type": "string", "pattern": "^[A-Za-z0-9+/]+={0,2}$",
+			"description": "The PIN zone key sealed with cardcrypto.KeyStore under the name pin/zpk, base64; opened with key_store."},
+		"pin_zone_key_check": {"type": "string", "pattern": "^[0-9A-Fa-f]{6}$",
+			"description": "The PIN zone key's check value (3 bytes, hex): configuration fails when the key does not have it."},
 		"terminals": {
 			"type": "object",
 			"minProperties": 1,
@@ -107,7 +174,7 @@ const configSchema = `{
 			},
 			"minProperties": 1,
 			"additionalProperties": false,
-			"description": "Where the top key that opens master_key_sealed comes from."
+			"description": "Where the top key that opens master_key_sealed and pin_zone_key_sealed comes from."
 		},
 		"hub_timeout_ms": {"type": "integer", "minimum": 100, "maximum": 120000, "default": 10000,
 			"description": "How long one call to the hub may take."},
@@ -137,12 +204,31 @@ type (
 		Amount   int64  `json:"amount"`
 		Currency string `json:"currency"`
 		PIN      string `json:"pin,omitempty"`
-		// Expiry (YYMM) goes with a bank card, for the acquirer.
-		Expiry string `json:"expiry,omitempty"`
+		// Expiry (YYMM) goes with a bank card, for the acquirer, and
+		// PINBlock, a bank card's PIN as an ISO 9564 format 0 block
+		// enciphered under the PIN zone key, in hex.
+		Expiry   string `json:"expiry,omitempty"`
+		PINBlock string `json:"pin_block,omitempty"`
 	}
+	// cardReversal undoes a payment: a void or a refund (kind), for the
+	// whole payment or, a partial refund, for amount.
 	cardReversal struct {
 		PaymentKey string `json:"payment_key"`
 		Memo       string `json:"memo,omitempty"`
+		Kind       string `json:"kind,omitempty"`
+		Amount     int64  `json:"amount,omitempty"`
+	}
+	// cardBalanceInquiry is card.balance_inquiry.v1, for a bank card.
+	cardBalanceInquiry struct {
+		Card     string `json:"card"`
+		Expiry   string `json:"expiry,omitempty"`
+		PINBlock string `json:"pin_block,omitempty"`
+	}
+	// hubBalanceInquiry is the hub's answer to card.balance_inquiry.v1.
+	hubBalanceInquiry struct {
+		Status  string `json:"status"`
+		Reason  string `json:"reason"`
+		Balance *int64 `json:"balance"`
 	}
 	// cardHoldUse is card.capture.v1 (with amount and currency) and
 	// card.void.v1 (hold_key alone).

@@ -73,11 +73,12 @@ func (*Plugin) Describe() sdk.Descriptor {
 		Handles:      []sdk.MessageType{terminalStatusSchema},
 		Sends: []sdk.MessageType{
 			terminalStateSchema,
-			{Type: TypeCardPayment, SchemaID: "msg-card-payment-v1"},
-			{Type: TypeCardReversal, SchemaID: "msg-card-reversal-v1"},
-			{Type: TypeCardHold, SchemaID: "msg-card-hold-v1"},
+			cardPaymentSchema,
+			cardReversalSchema,
+			cardHoldSchema,
 			{Type: TypeCardCapture, SchemaID: "msg-card-capture-v1"},
 			{Type: TypeCardVoid, SchemaID: "msg-card-void-v1"},
+			cardBalanceInquirySchema,
 		},
 		ConfigSchema: json.RawMessage(configSchema),
 	}

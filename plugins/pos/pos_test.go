@@ -306,8 +306,9 @@ func TestVoid(t *testing.T) {
 	ghost := p
 	ghost.STAN = "999999"
 	expect(t, "void of an unknown purchase", "25")(term.Void(ctx(t), ghost, sim.Card{PAN: alice}))
-	if r := len(w.submitted("card.reversal.v1")); r != 1 {
-		t.Errorf("%d reversals at the hub", r)
+	if r := w.submitted("card.reversal.v1"); len(r) != 1 ||
+		string(r[0].Payload) != `{"payment_key":"pos-`+term1+`-000001-`+p.STAN+`","memo":"POS `+term1+` void of batch 000001 STAN `+p.STAN+`","kind":"void"}` {
+		t.Errorf("reversals at the hub: %+v", r)
 	}
 	// The voided purchase counts in no total.
 	if tot := term.Totals(); tot.Domestic.DebitCount != 0 {
@@ -327,14 +328,21 @@ func TestRefund(t *testing.T) {
 	}
 	// After settlement a purchase is refunded, not voided.
 	expect(t, "void after settlement", "12")(term.Void(ctx(t), p, sim.Card{PAN: alice}))
-	// The hub reverses whole payments only: a partial refund is declined 64.
-	expect(t, "partial refund", "64")(term.Refund(ctx(t), p, sim.Card{PAN: alice}, 2000))
-	expect(t, "refund", "00")(term.Refund(ctx(t), p, sim.Card{PAN: alice}, 5000))
+	// Refunds for part of the purchase, as long as something is left.
+	expect(t, "partial refund", "00")(term.Refund(ctx(t), p, sim.Card{PAN: alice}, 2000))
+	expect(t, "refund of more than is left", "64")(term.Refund(ctx(t), p, sim.Card{PAN: alice}, 3500))
+	expect(t, "refund of the rest", "00")(term.Refund(ctx(t), p, sim.Card{PAN: alice}, 3000))
+	expect(t, "refund when nothing is left", "64")(term.Refund(ctx(t), p, sim.Card{PAN: alice}, 100))
 	if got := w.bank.balance(alice); got != 50000 {
-		t.Errorf("alice holds %d after the refund", got)
+		t.Errorf("alice holds %d after the refunds", got)
 	}
-	// The refund is a credit of the new batch.
-	if tot := term.Totals(); tot.Domestic.CreditAmount != 5000 || tot.Domestic.CreditCount != 1 {
+	revs := w.submitted("card.reversal.v1")
+	if len(revs) != 2 || !strings.Contains(string(revs[0].Payload), `"kind":"refund","amount":2000}`) ||
+		!strings.Contains(string(revs[1].Payload), `"kind":"refund","amount":3000}`) {
+		t.Errorf("the hub got %+v", revs)
+	}
+	// The refunds are credits of the new batch.
+	if tot := term.Totals(); tot.Domestic.CreditAmount != 5000 || tot.Domestic.CreditCount != 2 {
 		t.Errorf("totals %+v", tot)
 	}
 	if rc, err := term.Settle(ctx(t)); err != nil || rc != "00" {

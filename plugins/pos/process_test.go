@@ -41,8 +41,8 @@ func TestProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Name != pos.Name || len(d.Handles) != 1 || len(d.Sends) != 6 {
-		t.Fatalf("descriptor = %+v", d)
+	if d.Name != pos.Name || len(d.Handles) != 1 || len(d.Sends) != 7 {
+		t.Fatalf("descriptor: %s, %d handled, %d sent types", d.Name, len(d.Handles), len(d.Sends))
 	}
 	cfg, err := json.Marshal(config())
 	if err != nil {

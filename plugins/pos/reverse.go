@@ -34,6 +34,7 @@ import (
 //     it already (00). A STAN the plugin never saw with processing code
 //     03 is released at the hub the same way: 00, or 25 if the hub holds
 //     nothing under that key.
+//   - A purchase partly refunded since stands, with its refunds: 12.
 //   - A void, refund, completion or pre-authorisation cancellation cannot
 //     be undone by the hub, which has no message to charge a card again or
 //     to undo a capture: if it was applied it stands, answered 12, and the
@@ -59,7 +60,8 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 	var amount int64
 	var pan [32]byte
 	var undone bool
-	h.j.update(func() { st, amount, pan, undone = r.st, r.amount, r.pan, r.undone })
+	var refunded int64
+	h.j.update(func() { st, amount, pan, undone, refunded = r.st, r.amount, r.pan, r.undone, r.refunded })
 	if r.kind != kindTombstone && amount != 0 {
 		f4 := str(tx.req, iso.FieldAmount)
 		if n, err := strconv.ParseInt(f4, 10, 64); f4 != "" && (err != nil || n != amount) {
@@ -102,6 +104,10 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 			return h.respond(tx, answer{rc: rcSystemError})
 		case st == declined || undone:
 			return keep(answer{rc: rcApproved})
+		case refunded > 0:
+			// Partly refunded since: the purchase and its refunds stand.
+			tx.log.Warn("a purchase partly refunded cannot be reversed; it stands", "batch", batchNo)
+			return keep(answer{rc: rcInvalidTxn})
 		}
 		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
 		switch {
@@ -212,6 +218,11 @@ func (h *host) resolve(ctx context.Context, tx *txn, r *record) status {
 		if st == approved && r.kind == kindPreAuthVoid && r.orig != nil {
 			r.orig.undone = true
 		}
+		if st == declined && r.kind == kindRefund && r.orig != nil {
+			// A partial refund the hub did not make: its amount can be
+			// refunded again.
+			r.orig.refunded -= r.amount
+		}
 	})
 	tx.log.Info("resolved a transaction the hub had not answered", "key", r.key, "approved", st == approved, "in_doubt", st == inDoubt)
 	return st
@@ -293,6 +304,9 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 	if rc != "" {
 		return h.decline(tx, r, rc)
 	}
+	if tx.bank {
+		return h.bankBalance(ctx, tx, r, pan)
+	}
 	if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
 		pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
 		if err != nil {
@@ -335,6 +349,45 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 	available := cb.Available
 	h.j.update(func() { r.st = approved })
 	r.finish(answer{rc: rcApproved, balance: &available})
+	return h.respond(tx, r.ans)
+}
+
+// bankBalance answers a bank card's balance inquiry: the hub has the bank
+// acquirer ask the issuer (card.balance_inquiry.v1, with the PIN block
+// translated to the zone key, under the inquiry's own idempotency key). An
+// approved answer gives the balance in field 54; a decline, its reason's
+// code. It moves no money, so a hub that does not answer is answered with
+// its error's code and nothing is kept in doubt.
+func (h *host) bankBalance(ctx context.Context, tx *txn, r *record, pan cardcrypto.PAN) *iso8583.Message {
+	q := cardBalanceInquiry{Card: pan.Reveal(), Expiry: tx.expiry}
+	block, rc := h.translatePIN(tx, pan)
+	if rc != "" {
+		return h.decline(tx, r, rc)
+	}
+	q.PINBlock = block
+	payload, err := json.Marshal(q)
+	if err != nil {
+		return h.decline(tx, r, rcSystemError)
+	}
+	h.j.update(func() { r.pan, r.typ = panHash(pan), TypeCardBalanceInquiry })
+	res, err := h.submit(ctx, TypeCardBalanceInquiry, r.key, payload)
+	if err != nil {
+		tx.log.Warn("bank card balance inquiry failed", "card", pan, "err", err)
+		return h.decline(tx, r, errorCode(err))
+	}
+	var hb hubBalanceInquiry
+	if err := json.Unmarshal(res.Body, &hb); err != nil {
+		tx.log.Error("the hub's answer does not decode", "key", r.key, "err", err)
+		return h.decline(tx, r, rcSystemError)
+	}
+	if hb.Status != "approved" {
+		rc := declineCode(hb.Reason)
+		tx.log.Info("bank card balance inquiry", "card", pan, "reason", hb.Reason, "rc", rc)
+		return h.decline(tx, r, rc)
+	}
+	tx.log.Info("bank card balance inquiry", "card", pan, "rc", rcApproved)
+	h.j.update(func() { r.st = approved })
+	r.finish(answer{rc: rcApproved, balance: hb.Balance})
 	return h.respond(tx, r.ans)
 }
 

@@ -3,6 +3,7 @@ package pos_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"strconv"
@@ -25,8 +26,11 @@ const (
 	bob      = "3100990000000021" // 3.00 yuan, PIN 654321
 	carol    = "3100990000000039" // reported lost
 	dave     = "3100990000000047" // 100.00 yuan, PIN 111111
-	bankCard = "6222021234567894" // a UnionPay bank card
+	bankCard = "6222021234567894" // a UnionPay bank card: 800.00 yuan at its bank, PIN 48159
+	bankPIN  = "48159"
 	cityBIN  = "310099"
+	// zpkHex is the PIN zone key shared with the bank acquirer.
+	zpkHex = pos.DemoPINZoneKey
 )
 
 // Terminals of the tests.
@@ -71,6 +75,9 @@ type card struct {
 	pin     string
 	tries   int
 	status  string
+	// bank is set for a bank card: its PIN arrives as a pin_block under
+	// the zone key, and it needs its expiry.
+	bank bool
 }
 
 type hold struct {
@@ -85,6 +92,8 @@ type payment struct {
 	card     string
 	amount   int64
 	reversed bool
+	refunded int64 // by partial refunds
+	kinds    []string
 }
 
 func newBank() *bank {
@@ -93,6 +102,8 @@ func newBank() *bank {
 		bob:   {balance: 300, pin: "654321", status: "active"},
 		carol: {balance: 10000, pin: "222222", status: "lost"},
 		dave:  {balance: 10000, pin: "111111", status: "active"},
+		// A bank card as the hub's bank acquirer answers for it.
+		bankCard: {balance: 80000, pin: bankPIN, status: "active", bank: true},
 	}, byKey: map[string]*payment{}, holds: map[string]*hold{}, nextID: 1000}
 }
 
@@ -131,8 +142,9 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 	switch m.Type {
 	case "card.payment.v1", "card.hold.v1":
 		var p struct {
-			Card, Merchant, Terminal, Currency, PIN string
-			Amount                                  int64
+			Card, Merchant, Terminal, Currency, PIN, Expiry string
+			PINBlock                                        string `json:"pin_block"`
+			Amount                                          int64
 		}
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return nil, err
@@ -140,6 +152,14 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 		c, ok := b.cards[p.Card]
 		if !ok {
 			return nil, sdk.Errorf("card_not_found", "no card %s", p.Card)
+		}
+		if c.bank {
+			// The bank checks the PIN it gets under the zone key.
+			pin, err := bankPINOf(p.PINBlock, p.Card)
+			if err != nil || p.PIN != "" || p.Expiry == "" {
+				return nil, sdk.Errorf("invalid_request", "a bank card needs its expiry and its PIN as a pin_block")
+			}
+			p.PIN = pin
 		}
 		ans := map[string]any{"card": p.Card, "channel": "retail", "merchant": p.Merchant, "terminal": p.Terminal, "amount": p.Amount,
 			"currency": p.Currency, "legs": []any{}, "at": now, "balance": c.balance - c.held}
@@ -184,6 +204,8 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 	case "card.reversal.v1":
 		var r struct {
 			PaymentKey string `json:"payment_key"`
+			Kind       string `json:"kind"`
+			Amount     int64  `json:"amount"`
 		}
 		if err := json.Unmarshal(m.Payload, &r); err != nil {
 			return nil, err
@@ -194,6 +216,21 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 		}
 		if p.reversed {
 			return nil, sdk.Errorf("already_reversed", "transfer %s is already reversed", p.id)
+		}
+		p.kinds = append(p.kinds, r.Kind)
+		if r.Amount > 0 {
+			// A partial refund credits part of the payment back.
+			if r.Kind != "refund" || r.Amount > p.amount-p.refunded {
+				return nil, sdk.Errorf("invalid_request", "a refund of %d exceeds what is left of %d", r.Amount, p.amount-p.refunded)
+			}
+			p.refunded += r.Amount
+			b.cards[p.card].balance += r.Amount
+			b.nextID++
+			return json.Marshal(map[string]any{"id": strconv.FormatInt(b.nextID, 10), "reverses": p.id, "kind": "refund",
+				"card": p.card, "amount": -r.Amount, "currency": "CNY", "at": now})
+		}
+		if p.refunded > 0 {
+			return nil, sdk.Errorf("invalid_request", "payment %s is partly refunded", p.id)
 		}
 		p.reversed = true
 		b.reversed++
@@ -239,8 +276,71 @@ func (b *bank) respond(m sdk.Message) (json.RawMessage, error) {
 		ans["status"], ans["captured"], ans["transfer"] = h.status, amount, strconv.FormatInt(b.nextID, 10)
 		ans["legs"] = []any{map[string]any{"purse": "cash", "amount": amount}}
 		return json.Marshal(ans)
+	case "card.balance_inquiry.v1":
+		var q struct {
+			Card     string `json:"card"`
+			Expiry   string `json:"expiry"`
+			PINBlock string `json:"pin_block"`
+		}
+		if err := json.Unmarshal(m.Payload, &q); err != nil {
+			return nil, err
+		}
+		c, ok := b.cards[q.Card]
+		if !ok || !c.bank {
+			return json.Marshal(map[string]any{"status": "declined", "reason": "bank_declined"})
+		}
+		if q.PINBlock != "" {
+			pin, err := bankPINOf(q.PINBlock, q.Card)
+			if err != nil {
+				return nil, err
+			}
+			if pin != c.pin {
+				return json.Marshal(map[string]any{"status": "declined", "reason": "pin_incorrect"})
+			}
+		}
+		return json.Marshal(map[string]any{"status": "approved", "balance": c.balance - c.held})
 	}
 	return nil, sdk.Errorf("invalid_request", "the bank does not take %s", m.Type)
+}
+
+// bankPINOf deciphers a pin_block under the zone key, as the bank acquirer
+// does: "" for no block.
+func bankPINOf(block, pan string) (string, error) {
+	if block == "" {
+		return "", nil
+	}
+	if strings.ToUpper(block) != block || len(block) != 16 {
+		return "", sdk.Errorf("invalid_request", "pin_block is not 16 upper-case hex digits")
+	}
+	raw, err := hex.DecodeString(block)
+	if err != nil {
+		return "", err
+	}
+	zpk, err := cardcrypto.ParseKey(zpkHex)
+	if err != nil {
+		return "", err
+	}
+	p, err := cardcrypto.ParsePAN(pan)
+	if err != nil {
+		return "", err
+	}
+	pin, err := cardcrypto.DecryptPINBlock(zpk, raw, p)
+	if err != nil {
+		return "", sdk.Errorf("invalid_request", "pin_block does not decipher under the zone key")
+	}
+	return pin.Reveal(), nil
+}
+
+// refundedOf reports what was refunded of the payment under key, and the
+// kinds of the reversals asked of it.
+func (b *bank) refundedOf(key string) (int64, []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.byKey[key]
+	if p == nil {
+		return 0, nil
+	}
+	return p.refunded, append([]string(nil), p.kinds...)
 }
 
 // world is one test's plugin, hub double and front end.
@@ -252,6 +352,15 @@ type world struct {
 	bank *bank
 	addr string
 	logs *syncBuffer
+}
+
+// bankConfig is config with bank cards taken and PINs translated to the
+// zone key.
+func bankConfig() map[string]any {
+	c := config()
+	c["bank_cards"] = true
+	c["pin_zone_key"] = zpkHex
+	return c
 }
 
 func config() map[string]any {
