@@ -16,13 +16,13 @@ const (
 	rcInvalidTxn       = "12" // a transaction this host does not take, or cannot reverse
 	rcInvalidAmount    = "13"
 	rcInvalidCard      = "14"
-	rcNoSuchIssuer     = "15" // not a city card: bank cards go to plugins/unionpay
+	rcNoSuchIssuer     = "15" // not a city card, and bank_cards is off
 	rcOriginalNotFound = "25"
 	rcFormatError      = "30"
-	rcNotSupported     = "40" // a void of a completion: the hub cannot undo a capture by its key
+	rcNotSupported     = "40" // a void of a completion; a bank card's PIN with no zone key to translate it to
 	rcExpiredCard      = "54"
 	rcIncorrectPIN     = "55"
-	rcOriginalAmount   = "64" // a void, refund or pre-authorisation cancellation for another amount than the original
+	rcOriginalAmount   = "64" // a void or cancellation for another amount than the original; a refund for more than is left
 	rcBatchClosed      = "77" // the batch was settled: sign on again for the next one
 	rcDuplicate        = "94"
 	rcNotBalanced      = "95"

@@ -353,7 +353,9 @@ func (h *host) decline(tx *txn, r *record, rc string) *iso8583.Message {
 
 // debit answers a purchase (0200, card.payment.v1) or a
 // pre-authorisation (0100, card.hold.v1, whose idempotency key then names
-// the hold): the same card, amount and PIN checks, the same answer.
+// the hold): the same card, amount and PIN checks, the same answer. A city
+// card's PIN goes to the hub in clear, which checks it; a bank card's goes
+// as a PIN block under the zone key (translatePIN), with its expiry.
 func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8583.Message {
 	what, typ := "purchase", TypeCardPayment
 	if k == kindPreAuth {

@@ -11,7 +11,10 @@
 // card.void.v1), under idempotency keys derived from the terminal,
 // batch and STAN, so a resent request is one payment. Hub declines map to
 // field 39 through the error registry. Cards outside the city card's
-// ranges are declined 15 until plugins/unionpay takes them. README.md
+// ranges are bank cards: with bank_cards set they are sent to the hub
+// like city cards, which has its bank acquirer answer, their PIN blocks
+// translated to the PIN zone key shared with it (card.balance_inquiry.v1
+// asks a bank card's balance); without, they are declined 15. README.md
 // tells the whole story.
 package pos
 

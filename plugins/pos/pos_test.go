@@ -114,7 +114,7 @@ func TestPurchase(t *testing.T) {
 	}
 }
 
-func TestBankCardIsDeclinedUntilUnionPay(t *testing.T) {
+func TestCardNotTaken(t *testing.T) {
 	w := setup(t)
 	term := w.signedOn(term1)
 	expect(t, "bank card", "15")(term.Purchase(ctx(t), sim.Card{PAN: bankCard, PIN: "123456"}, 1000))
