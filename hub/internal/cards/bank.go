@@ -11,8 +11,11 @@ import (
 	"github.com/citycard/citycard/hub/internal/store"
 )
 
-// LegBankCard is the leg of a payment a bank card paid.
-const LegBankCard = "bank_card"
+// Legs of a payment paid by others than the card's purses.
+const (
+	LegBankCard = "bank_card" // a bank card, through the acquirer
+	LegInsurer  = "insurer"   // the medical insurance fund
+)
 
 // BankPaymentRequest records a bank card payment the acquirer has already
 // answered. The card is masked (first six and last four digits): the hub

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/fault"
@@ -17,8 +18,12 @@ import (
 // approved, as one payment of the whole amount.
 type SplitPaymentRequest struct {
 	PaymentRequest
-	// Hold is the city card's part; 0 when the card had nothing to give.
-	Hold int64
+	// Holds are the city card's part; none when the card had nothing to
+	// give.
+	Holds []int64
+	// InsurerAmount is what the medical insurance fund pays, receivable
+	// from the insurer.
+	InsurerAmount int64
 	// The bank card's part and the acquirer's references.
 	BankAmount     int64
 	MaskedBankCard string
@@ -33,11 +38,9 @@ type splitOp struct {
 }
 
 func (o *splitOp) Prefetch(k *ledger.Keys) {
-	if o.req.Hold != 0 {
-		k.Hold(o.req.Hold)
-	}
+	k.Hold(o.req.Holds...)
 	k.Card(o.req.Card)
-	k.Account(AccountBank, MerchantCode(o.req.Merchant))
+	k.Account(AccountBank, AccountInsurer, MerchantCode(o.req.Merchant))
 }
 
 func (o *splitOp) Apply(tx *ledger.Tx) (any, error) {
@@ -46,15 +49,15 @@ func (o *splitOp) Apply(tx *ledger.Tx) (any, error) {
 		Amount: r.Amount, Currency: r.Currency, At: tx.Now(), Legs: []Leg{}}
 	var entries []store.Entry
 	city := int64(0)
-	if r.Hold != 0 {
-		h, pt, ok := tx.Hold(r.Hold)
+	for _, hid := range r.Holds {
+		h, pt, ok := tx.Hold(hid)
 		switch {
 		case !ok:
-			return nil, fault.E(fault.HoldNotFound, "hold", fmt.Sprintf("no hold %d", r.Hold))
+			return nil, fault.E(fault.HoldNotFound, "hold", fmt.Sprintf("no hold %d", hid))
 		case h.Status != store.HoldPending:
-			return nil, fault.E(fault.HoldNotPending, "hold", fmt.Sprintf("hold %d is %s", r.Hold, h.Status))
+			return nil, fault.E(fault.HoldNotPending, "hold", fmt.Sprintf("hold %d is %s", hid, h.Status))
 		case h.Card != r.Card || h.Merchant != r.Merchant:
-			return nil, fault.E(fault.InvalidRequest, "hold", fmt.Sprintf("hold %d is not this card's at this merchant", r.Hold))
+			return nil, fault.E(fault.InvalidRequest, "hold", fmt.Sprintf("hold %d is not this card's at this merchant", hid))
 		}
 		tx.Release(pt)
 		for _, en := range pt.Entries {
@@ -67,18 +70,26 @@ func (o *splitOp) Apply(tx *ledger.Tx) (any, error) {
 		h.Status, h.Captured = store.HoldCaptured, h.Amount
 		tx.PutHold(h)
 	}
-	if city+r.BankAmount != r.Amount {
-		return nil, fault.E(fault.InvalidAmount, "amount",
-			fmt.Sprintf("the card's part %d and the bank card's %d do not make %d", city, r.BankAmount, r.Amount))
+	if r.InsurerAmount > 0 {
+		entries = append(entries, store.Entry{Account: systemAccount(tx, AccountInsurer, r.Currency).ID, Amount: r.InsurerAmount})
+		res.Legs = append([]Leg{{Purse: LegInsurer, Amount: r.InsurerAmount}}, res.Legs...)
+	}
+	if r.InsurerAmount+city+r.BankAmount != r.Amount {
+		return nil, fault.E(fault.InvalidAmount, "amount", fmt.Sprintf("the insurer's part %d, the card's %d and the bank card's %d do not make %d",
+			r.InsurerAmount, city, r.BankAmount, r.Amount))
 	}
 	if r.BankAmount > 0 {
 		entries = append(entries, store.Entry{Account: systemAccount(tx, AccountBank, r.Currency).ID, Amount: r.BankAmount})
 		res.Legs = append(res.Legs, Leg{Purse: LegBankCard, Amount: r.BankAmount})
 	}
 	entries = append(entries, store.Entry{Account: merchantAccount(tx, r.Merchant, r.Currency).ID, Amount: -r.Amount})
-	id, err := tx.Post(store.Transfer{Kind: store.TransferPayment, Currency: r.Currency, Card: r.Card, Ref: r.Hold,
+	var ref int64
+	if len(r.Holds) > 0 {
+		ref = r.Holds[0]
+	}
+	id, err := tx.Post(store.Transfer{Kind: store.TransferPayment, Currency: r.Currency, Card: r.Card, Ref: ref,
 		Amount: r.Amount, Channel: r.Channel, Merchant: r.Merchant, Terminal: r.Terminal, Operator: o.teller,
-		Memo:    fmt.Sprintf("bank card %s paid %d, auth %s rrn %s", r.MaskedBankCard, r.BankAmount, r.AuthCode, r.RRN),
+		Memo:    splitMemo(r),
 		Entries: entries}, time.Time{})
 	if err != nil {
 		return nil, err
@@ -99,7 +110,7 @@ func (o *splitOp) Apply(tx *ledger.Tx) (any, error) {
 // PaySplit posts a payment the city card and its linked bank card share.
 // It is answered under c's key: the payment's own.
 func (s *Service) PaySplit(ctx context.Context, c Call, req SplitPaymentRequest) (ledger.Outcome, error) {
-	if req.Amount <= 0 || req.BankAmount < 0 || req.BankAmount > req.Amount {
+	if req.Amount <= 0 || req.BankAmount < 0 || req.InsurerAmount < 0 || req.BankAmount+req.InsurerAmount > req.Amount {
 		return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount", "the amounts of a split payment are not valid")
 	}
 	return s.submit(ctx, c, "payments.split", req.Card, &splitOp{req: req, rules: s.rules, teller: c.Operator})
@@ -111,4 +122,15 @@ func (s *Service) Decline(ctx context.Context, c Call, req PaymentRequest, reaso
 	return s.submit(ctx, c, "payments.create", req.Card, declineOp{res: &PaymentResult{Status: Declined, Reason: reason,
 		Card: req.Card, Channel: req.Channel, Merchant: req.Merchant, Terminal: req.Terminal,
 		Amount: req.Amount, Currency: req.Currency, Legs: []Leg{}}})
+}
+
+func splitMemo(r SplitPaymentRequest) string {
+	var parts []string
+	if r.InsurerAmount > 0 {
+		parts = append(parts, fmt.Sprintf("insurer paid %d", r.InsurerAmount))
+	}
+	if r.BankAmount > 0 {
+		parts = append(parts, fmt.Sprintf("bank card %s paid %d, auth %s rrn %s", r.MaskedBankCard, r.BankAmount, r.AuthCode, r.RRN))
+	}
+	return strings.Join(parts, "; ")
 }

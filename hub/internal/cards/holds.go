@@ -236,7 +236,7 @@ func (o *reverseOp) Prefetch(k *ledger.Keys) {
 	if o.orig.Merchant != "" {
 		k.Account(MerchantCode(o.orig.Merchant))
 	}
-	k.Account(AccountCash, AccountBank)
+	k.Account(AccountCash, AccountBank, AccountInsurer)
 }
 
 func (o *reverseOp) Apply(tx *ledger.Tx) (any, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,6 +23,10 @@ type PaymentRequest struct {
 	Amount   int64  `json:"amount"`
 	Currency string `json:"currency"`
 	PIN      string `json:"pin,omitempty"`
+	// Purses, when set, restricts the purses that may pay to these (of
+	// those the channel allows): a medical bill's personal account share
+	// comes from the medical purse alone.
+	Purses []string `json:"-"`
 }
 
 // Leg is what one purse paid.
@@ -122,6 +127,9 @@ func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
 	}
 	o.p = p
 	o.order = o.rules.purseOrder(p, r.Channel)
+	if len(r.Purses) > 0 {
+		o.order = slices.DeleteFunc(slices.Clone(o.order), func(name string) bool { return !slices.Contains(r.Purses, name) })
+	}
 	if o.pin.required {
 		if c.PinHash == "" {
 			// No PIN was ever set: the holder must set one at a counter.

@@ -23,6 +23,7 @@ import (
 const (
 	AccountCash      = "cash:outlets"                // cash taken and paid out at outlets
 	AccountBank      = "bank:acquirer"               // bank-card top-ups receivable from the acquirer
+	AccountInsurer   = "bank:insurer"                // medical bills' fund shares receivable from the insurer
 	AccountForfeited = "income:forfeited_deposits"   // deposits of cards reported lost and replaced
 	AccountUnclaimed = "suspense:unclaimed_balances" // non-refundable balances of cancelled cards
 )
@@ -201,7 +202,7 @@ func statusDecline(c store.Card) string {
 func systemAccount(tx *ledger.Tx, code, currency string) *store.Account {
 	kind := store.KindCash
 	switch code {
-	case AccountBank:
+	case AccountBank, AccountInsurer:
 		kind = store.KindBank
 	case AccountForfeited:
 		kind = store.KindIncome

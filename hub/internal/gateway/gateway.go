@@ -72,6 +72,8 @@ var HubTypes = map[string]string{
 	TypeCardVoid:     "msg-card-void-v1",
 	// A read: its idempotency key is optional.
 	TypeCardBalanceInquiry: "msg-card-balance-inquiry-v1",
+	TypeMedicalBill:        "msg-medical-bill-v1",
+	TypeMedicalRefund:      "msg-medical-refund-v1",
 }
 
 // Query kinds the hub answers beyond the sdk's.
@@ -122,6 +124,9 @@ type Options struct {
 	BankPlugin string
 	// BankTimeout bounds each call to BankPlugin (default 30s).
 	BankTimeout time.Duration
+	// InsurerTimeout bounds each settlement or reversal a medical plugin
+	// carries out with the insurer (default 60s).
+	InsurerTimeout time.Duration
 	// Sagas keeps the payments with legs beyond the ledger (a linked bank
 	// card's part, an insurer's) and the bank cards holders link; nil
 	// takes no such payments.
@@ -687,6 +692,15 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		return g.opts.Service.Capture(ctx, c, cards.CaptureRequest{Hold: id, Amount: p.Amount, Currency: p.Currency})
 	case TypeCardBalanceInquiry:
 		return g.balanceInquiry(ctx, m)
+	case TypeMedicalBill:
+		channel := g.opts.Channels[plugin]
+		if channel == "" {
+			return ledger.Outcome{}, fault.E(fault.InvalidRequest, "channel",
+				fmt.Sprintf("plugin %s has no channel in the hub's plugin configuration, so it cannot take bills", plugin))
+		}
+		return g.medicalBill(ctx, plugin, channel, c, m)
+	case TypeMedicalRefund:
+		return g.medicalRefund(ctx, plugin, c, m)
 	case TypeCardReversal:
 		var p struct {
 			PaymentKey string `json:"payment_key"`

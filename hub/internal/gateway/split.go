@@ -186,7 +186,11 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 	if err := rec.save(ctx, store.SagaRunning, s); err != nil {
 		return ledger.Outcome{}, err
 	}
-	out, err = g.opts.Service.PaySplit(ctx, c, cards.SplitPaymentRequest{PaymentRequest: req, Hold: s.Hold,
+	var holds []int64
+	if s.Hold != 0 {
+		holds = []int64{s.Hold}
+	}
+	out, err = g.opts.Service.PaySplit(ctx, c, cards.SplitPaymentRequest{PaymentRequest: req, Holds: holds,
 		BankAmount: s.BankAmount, MaskedBankCard: s.MaskedBank, AuthCode: s.AuthCode, RRN: s.RRN, BankKey: s.bankKey(c.IdempotencyKey)})
 	if err != nil {
 		return g.undoSplit(ctx, rec, c, s, fault.Interrupted, err)
@@ -358,6 +362,8 @@ func (g *Gateway) RecoverSagas(ctx context.Context, staleAfter time.Duration) (i
 		switch row.Kind {
 		case SagaSplitPayment:
 			err = g.recoverSplit(ctx, row)
+		case SagaMedical:
+			err = g.recoverMedical(ctx, row)
 		default:
 			continue
 		}

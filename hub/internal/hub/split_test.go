@@ -83,8 +83,9 @@ func (h *splitHub) charge(t *testing.T, key string, amount int) (map[string]any,
 }
 
 type bankCounts struct {
-	Authorised int      `json:"authorised"`
-	Reversed   []string `json:"reversed_keys"`
+	Authorised int               `json:"authorised"`
+	Reversed   []string          `json:"reversed_keys"`
+	Cancels    map[string]string `json:"cancels"`
 }
 
 func (h *splitHub) bank(t *testing.T) bankCounts {

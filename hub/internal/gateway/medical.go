@@ -1,0 +1,549 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/cards"
+	"github.com/citycard/citycard/hub/internal/fault"
+	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/sdk"
+)
+
+// Medical messages: the plugin submits bills and refunds; the hub has it
+// settle and reverse settlements with the insurer.
+const (
+	TypeMedicalBill          = "medical.bill.v1"
+	TypeMedicalRefund        = "medical.refund.v1"
+	TypeMedicalSettle        = "medical.settle.v1"
+	TypeMedicalSettleReverse = "medical.settle_reverse.v1"
+	TypeMedicalReconcile     = "medical.reconcile.v1"
+)
+
+// SagaMedical is the kind of a medical bill's saga.
+const SagaMedical = "medical_bill"
+
+// Receipt statuses.
+const (
+	BillSettled  = "settled"
+	BillDeclined = "declined"
+	BillRefunded = "refunded"
+)
+
+// Legs of a medical bill, in the order they are taken.
+const (
+	medStart   = "start"   // nothing taken yet
+	medInsurer = "insurer" // the insurer is settling its share
+	medPurses  = "purses"  // the card's purses are being held
+	medBank    = "bank"    // the bank card is being asked for the rest
+	medPost    = "post"    // all approved: the bill is being posted
+)
+
+// Split is how the insurer divides a bill.
+type Split struct {
+	FundPay int64 `json:"fund_pay"`
+	AcctPay int64 `json:"acct_pay"`
+	CashPay int64 `json:"cash_pay"`
+}
+
+// bill is a medical.bill.v1 payload.
+type bill struct {
+	BillID        string `json:"bill_id"`
+	Hospital      string `json:"hospital"`
+	Terminal      string `json:"terminal,omitempty"`
+	Kind          string `json:"kind"`
+	Card          string `json:"card"`
+	PIN           string `json:"pin,omitempty"`
+	Total         int64  `json:"total"`
+	Currency      string `json:"currency"`
+	Insured       bool   `json:"insured"`
+	PsnNo         string `json:"psn_no,omitempty"`
+	MdtrtID       string `json:"mdtrt_id,omitempty"`
+	Presettlement *Split `json:"presettlement,omitempty"`
+}
+
+// Receipt itemises what paid a medical bill (msg-medical-receipt-v1.json).
+type Receipt struct {
+	BillID         string    `json:"bill_id"`
+	Hospital       string    `json:"hospital"`
+	Status         string    `json:"status"`
+	Reason         string    `json:"reason,omitempty"`
+	Card           string    `json:"card"`
+	Total          int64     `json:"total"`
+	Currency       string    `json:"currency"`
+	FundPay        int64     `json:"fund_pay"`
+	MedicalPurse   int64     `json:"medical_purse"`
+	CashPurse      int64     `json:"cash_purse"`
+	BankCard       int64     `json:"bank_card"`
+	BankCardMasked string    `json:"bank_card_masked,omitempty"`
+	SetlID         string    `json:"setl_id,omitempty"`
+	Settlement     *Split    `json:"settlement,omitempty"`
+	Presettlement  *Split    `json:"presettlement,omitempty"`
+	Payment        string    `json:"payment,omitempty"`
+	Balance        *int64    `json:"balance,omitempty"`
+	At             time.Time `json:"at"`
+}
+
+// AuditOutcome implements ledger.Outcomer.
+func (r *Receipt) AuditOutcome() string {
+	if r.Status == BillDeclined {
+		return "declined:" + r.Reason
+	}
+	return "ok"
+}
+
+// medicalSaga is the durable state of a bill. It never holds the PIN.
+type medicalSaga struct {
+	Plugin     string `json:"plugin"`
+	Channel    string `json:"channel"`
+	Hash       string `json:"hash"`
+	Bill       bill   `json:"bill"`
+	Step       string `json:"step"`
+	SetlID     string `json:"setl_id,omitempty"`
+	Settlement *Split `json:"settlement,omitempty"`
+	// Answered: the insurer's answer to the settlement came back, so a
+	// settlement it did not report (SetlID "") does not exist.
+	Answered   bool    `json:"answered,omitempty"`
+	Holds      []int64 `json:"holds,omitempty"`
+	Medical    int64   `json:"medical_purse"`
+	Cash       int64   `json:"cash_purse"`
+	Bank       int64   `json:"bank_card"`
+	Token      string  `json:"token,omitempty"`
+	MaskedBank string  `json:"masked_bank,omitempty"`
+	AuthCode   string  `json:"auth_code,omitempty"`
+	RRN        string  `json:"rrn,omitempty"`
+	Payment    string  `json:"payment,omitempty"`
+	Balance    *int64  `json:"balance,omitempty"`
+	Reason     string  `json:"reason,omitempty"`
+	Refunded   bool    `json:"refunded,omitempty"`
+}
+
+func medHoldKey(key, purse string) string { return "medical-hold-" + purse + ":" + key }
+func medPostKey(key string) string        { return "medical-post:" + key }
+func medBankKey(plugin, key string) string {
+	return "bank:" + plugin + ":" + key
+}
+
+func (s *medicalSaga) fund() int64 {
+	if s.Settlement == nil {
+		return 0
+	}
+	return s.Settlement.FundPay
+}
+
+func (s *medicalSaga) receipt(status string) *Receipt {
+	b := s.Bill
+	r := &Receipt{BillID: b.BillID, Hospital: b.Hospital, Status: status, Reason: s.Reason, Card: b.Card, Total: b.Total,
+		Currency: b.Currency, SetlID: s.SetlID, Settlement: s.Settlement, Presettlement: b.Presettlement,
+		Payment: s.Payment, Balance: s.Balance, At: time.Now().UTC()}
+	if status != BillDeclined {
+		r.Reason = ""
+		r.FundPay, r.MedicalPurse, r.CashPurse, r.BankCard = s.fund(), s.Medical, s.Cash, s.Bank
+		if s.Bank > 0 {
+			r.BankCardMasked = s.MaskedBank
+		}
+	}
+	return r
+}
+
+// medicalBill settles a bill: the insurer's share, then the medical purse
+// up to the personal account share, then the cash purse, then the linked
+// bank card, each recorded in the saga before it is taken, and posted as
+// one transfer. Any refusal undoes what was taken, and the bill declines.
+func (g *Gateway) medicalBill(ctx context.Context, plugin, channel string, c cards.Call, m sdk.Message) (ledger.Outcome, error) {
+	if g.opts.Sagas == nil {
+		return ledger.Outcome{}, fault.E(fault.InvalidRequest, "type", "this hub keeps no sagas, so it settles no medical bills")
+	}
+	var b bill
+	if err := json.Unmarshal(m.Payload, &b); err != nil {
+		return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+	}
+	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
+		return ledger.Outcome{}, err
+	} else if ok {
+		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	}
+	pin := b.PIN
+	b.PIN = ""
+	s := &medicalSaga{Plugin: plugin, Channel: channel, Hash: c.RequestHash, Bill: b, Step: medStart}
+	rec, done, err := g.startSaga(ctx, c, SagaMedical, s)
+	if err != nil || done != nil {
+		if done != nil {
+			return *done, nil
+		}
+		return ledger.Outcome{}, err
+	}
+	// The card first: an unknown or blocked card costs the insurer nothing.
+	card, err := g.opts.Service.Get(ctx, b.Card)
+	if err != nil {
+		return g.undoMedical(ctx, rec, c, s, fault.CodeOf(err))
+	}
+	if card.Status != store.CardActive {
+		return g.undoMedical(ctx, rec, c, s, fault.CardNotActive)
+	}
+	if b.Insured {
+		s.Step = medInsurer
+		if err := rec.save(ctx, store.SagaRunning, s); err != nil {
+			return ledger.Outcome{}, err
+		}
+		if reason := g.settleWithInsurer(ctx, c.IdempotencyKey, s); reason != "" {
+			return g.undoMedical(ctx, rec, c, s, reason)
+		}
+	} else {
+		s.Settlement = &Split{CashPay: b.Total}
+	}
+	s.Step = medPurses
+	if err := rec.save(ctx, store.SagaRunning, s); err != nil {
+		return ledger.Outcome{}, err
+	}
+	patient := b.Total - s.fund()
+	hold := func(purse string, amount int64) (int64, string) {
+		hc := c
+		hc.IdempotencyKey = medHoldKey(c.IdempotencyKey, purse)
+		out, err := g.opts.Service.Hold(ctx, hc, cards.HoldRequest{UpTo: true, ExpiresIn: int64(g.splitHoldTTL() / time.Second),
+			PaymentRequest: cards.PaymentRequest{Card: b.Card, Channel: channel, Merchant: b.Hospital, Terminal: b.Terminal,
+				Amount: amount, Currency: b.Currency, PIN: pin, Purses: []string{purse}}})
+		if err != nil {
+			return 0, fault.CodeOf(err)
+		}
+		var r cards.PaymentResult
+		if err := json.Unmarshal(out.Body, &r); err != nil {
+			return 0, fault.Internal
+		}
+		switch {
+		case r.Status == cards.Approved:
+			id, _ := strconv.ParseInt(r.ID, 10, 64)
+			s.Holds = append(s.Holds, id)
+			return r.Amount, ""
+		case r.Reason == fault.InsufficientFunds || r.Reason == fault.PurseNotAllowed:
+			return 0, ""
+		}
+		return 0, r.Reason
+	}
+	if acct := min(s.Settlement.AcctPay, patient); acct > 0 {
+		n, reason := hold("medical", acct)
+		if reason != "" {
+			return g.undoMedical(ctx, rec, c, s, reason)
+		}
+		s.Medical = n
+	}
+	if rest := patient - s.Medical; rest > 0 {
+		n, reason := hold("cash", rest)
+		if reason != "" {
+			return g.undoMedical(ctx, rec, c, s, reason)
+		}
+		s.Cash = n
+	}
+	s.Bank = patient - s.Medical - s.Cash
+	if s.Bank > 0 {
+		link, ok, err := g.linkedBankCard(ctx, channel, b.Card)
+		if err != nil || !ok {
+			return g.undoMedical(ctx, rec, c, s, fault.InsufficientFunds)
+		}
+		s.Token, s.MaskedBank, s.Step = link.Token, link.MaskedPAN, medBank
+		if err := rec.save(ctx, store.SagaRunning, s); err != nil {
+			return ledger.Outcome{}, err
+		}
+		a, err := g.askBank(ctx, TypeBankAuthorize, medBankKey(plugin, c.IdempotencyKey), map[string]any{"token": s.Token,
+			"amount": s.Bank, "currency": b.Currency, "merchant": b.Hospital, "terminal": b.Terminal})
+		switch {
+		case err != nil || a.ResponseCode == "68" || a.ResponseCode == "91":
+			return g.undoMedical(ctx, rec, c, s, fault.BankUnavailable)
+		case a.Status != "approved":
+			return g.undoMedical(ctx, rec, c, s, bankDecline(a.ResponseCode))
+		}
+		s.AuthCode, s.RRN = a.AuthCode, a.RRN
+	}
+	s.Step = medPost
+	if err := rec.save(ctx, store.SagaRunning, s); err != nil {
+		return ledger.Outcome{}, err
+	}
+	if err := g.postBill(ctx, c, s); err != nil {
+		return g.undoMedical(ctx, rec, c, s, fault.Interrupted)
+	}
+	out, err := g.opts.Service.Record(ctx, c, "medical.bill", b.Card, s.receipt(BillSettled))
+	if err != nil {
+		return ledger.Outcome{}, err
+	}
+	if err := rec.save(ctx, store.SagaDone, s); err != nil {
+		g.log.Warn("gateway: bill settled, saga not closed", "key", c.IdempotencyKey, "err", err)
+	}
+	return out, nil
+}
+
+// settleWithInsurer has the plugin settle the bill with the insurer; it
+// returns the decline's reason, or "" with the settlement in s.
+func (g *Gateway) settleWithInsurer(ctx context.Context, key string, s *medicalSaga) string {
+	b := s.Bill
+	payload, _ := json.Marshal(map[string]any{"bill_key": key, "psn_no": b.PsnNo, "mdtrt_id": b.MdtrtID, "bill_id": b.BillID,
+		"total": b.Total, "currency": b.Currency})
+	ctx, cancel := context.WithTimeout(ctx, g.insurerTimeout())
+	defer cancel()
+	replies, err := g.Send(ctx, s.Plugin, sdk.Message{Type: TypeMedicalSettle, IdempotencyKey: "settle:" + key, Payload: payload})
+	if err != nil {
+		g.log.Warn("gateway: the insurer did not settle", "bill", key, "err", err)
+		return fault.InsurerUnavailable
+	}
+	var st struct {
+		Status string `json:"status"`
+		SetlID string `json:"setl_id"`
+		Split
+		Reason string `json:"reason"`
+	}
+	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &st) != nil {
+		return fault.InsurerDeclined
+	}
+	s.Answered = true
+	if st.Status != BillSettled {
+		if st.Reason == "insurer_timeout" {
+			return fault.InsurerUnavailable
+		}
+		return fault.InsurerDeclined
+	}
+	s.SetlID = st.SetlID
+	sp := st.Split
+	s.Settlement = &sp
+	if sp.FundPay < 0 || sp.AcctPay < 0 || sp.CashPay < 0 || sp.FundPay+sp.AcctPay+sp.CashPay != b.Total {
+		g.log.Warn("gateway: the insurer's settlement does not add up to the bill", "bill", key, "split", sp, "total", b.Total)
+		return fault.InsurerDeclined
+	}
+	return ""
+}
+
+func (g *Gateway) insurerTimeout() time.Duration {
+	if g.opts.InsurerTimeout > 0 {
+		return g.opts.InsurerTimeout
+	}
+	return 60 * time.Second
+}
+
+// postBill posts the bill as one transfer: the fund's share receivable
+// from the insurer, the purses' holds, the bank card's part.
+func (g *Gateway) postBill(ctx context.Context, c cards.Call, s *medicalSaga) error {
+	b := s.Bill
+	pc := c
+	pc.IdempotencyKey = medPostKey(c.IdempotencyKey)
+	out, err := g.opts.Service.PaySplit(ctx, pc, cards.SplitPaymentRequest{
+		PaymentRequest: cards.PaymentRequest{Card: b.Card, Channel: s.Channel, Merchant: b.Hospital, Terminal: b.Terminal,
+			Amount: b.Total, Currency: b.Currency},
+		Holds: s.Holds, InsurerAmount: s.fund(), BankAmount: s.Bank, MaskedBankCard: s.MaskedBank,
+		AuthCode: s.AuthCode, RRN: s.RRN, BankKey: medBankKey(s.Plugin, c.IdempotencyKey)})
+	if err != nil {
+		return err
+	}
+	return s.readPosting(out.Body)
+}
+
+func (s *medicalSaga) readPosting(body []byte) error {
+	var r cards.PaymentResult
+	if err := json.Unmarshal(body, &r); err != nil {
+		return err
+	}
+	if r.Status != cards.Approved {
+		return fmt.Errorf("the bill's posting was %s (%s)", r.Status, r.Reason)
+	}
+	s.Payment, s.Balance = r.ID, r.Balance
+	return nil
+}
+
+// undoMedical declines the bill with reason and undoes what it took. What
+// cannot be undone now is left to the recovery, with the saga
+// compensating.
+func (g *Gateway) undoMedical(ctx context.Context, rec *sagaRecord, c cards.Call, s *medicalSaga, reason string) (ledger.Outcome, error) {
+	ctx = context.WithoutCancel(ctx)
+	if !isDecline(reason) {
+		g.log.Warn("gateway: medical bill undone", "key", c.IdempotencyKey, "cause", reason)
+		reason = fault.Interrupted
+	}
+	s.Reason = reason
+	if err := rec.save(ctx, store.SagaCompensating, s); err != nil {
+		return ledger.Outcome{}, err
+	}
+	c.RequestHash = s.Hash
+	out, err := g.opts.Service.Record(ctx, c, "medical.bill", s.Bill.Card, s.receipt(BillDeclined))
+	if err != nil {
+		return ledger.Outcome{}, err
+	}
+	if err := g.compensateMedical(ctx, c.IdempotencyKey, s); err != nil {
+		g.log.Error("gateway: medical bill not yet undone; recovery will finish it", "key", c.IdempotencyKey, "err", err)
+		return out, nil
+	}
+	if err := rec.save(ctx, store.SagaUndone, s); err != nil {
+		g.log.Warn("gateway: medical bill undone, saga not closed", "key", c.IdempotencyKey, "err", err)
+	}
+	return out, nil
+}
+
+// compensateMedical undoes a bill's legs, last taken first: the bank card's
+// part, the purses' holds, the insurer's settlement. Each is safe to
+// repeat.
+func (g *Gateway) compensateMedical(ctx context.Context, key string, s *medicalSaga) error {
+	if s.Step == medBank || s.Step == medPost {
+		if _, err := g.askBank(ctx, TypeBankReverse, "reverse:"+medBankKey(s.Plugin, key),
+			map[string]any{"authorization_key": medBankKey(s.Plugin, key)}); err != nil {
+			return fmt.Errorf("reverse the bank card's part: %w", err)
+		}
+	}
+	if s.Step != medStart && s.Step != medInsurer {
+		for _, purse := range []string{"cash", "medical"} {
+			id, err := g.approvedByKey(ctx, s.Plugin, medHoldKey(key, purse), "hold_key", fault.HoldNotFound, "hold")
+			if fault.Is(err, fault.HoldNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			c := cards.Call{Operator: OperatorPrefix + s.Plugin, Role: "plugin", IdempotencyKey: "medical-release-" + purse + ":" + key,
+				RequestHash: s.Hash, Encode: encode}
+			if _, err := g.opts.Service.Void(ctx, c, id); err != nil && !fault.Is(err, fault.HoldNotPending) {
+				return fmt.Errorf("release hold %d: %w", id, err)
+			}
+		}
+	}
+	if s.Bill.Insured && s.Step != medStart {
+		if s.SetlID == "" && !s.Answered {
+			// The insurer may have settled without the hub hearing of it:
+			// asking again by the same key gives that settlement, or makes
+			// one that is reversed at once.
+			if g.settleWithInsurer(ctx, key, s); !s.Answered {
+				return errors.New("the insurer cannot be asked whether it settled")
+			}
+		}
+		if s.SetlID != "" {
+			if err := g.reverseSettlement(ctx, key, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reverseSettlement has the insurer reverse the bill's settlement.
+func (g *Gateway) reverseSettlement(ctx context.Context, key string, s *medicalSaga) error {
+	payload, _ := json.Marshal(map[string]any{"bill_key": key, "setl_id": s.SetlID, "psn_no": s.Bill.PsnNo, "mdtrt_id": s.Bill.MdtrtID})
+	ctx, cancel := context.WithTimeout(ctx, g.insurerTimeout())
+	defer cancel()
+	replies, err := g.Send(ctx, s.Plugin, sdk.Message{Type: TypeMedicalSettleReverse, IdempotencyKey: "reverse:" + key, Payload: payload})
+	if err != nil {
+		return fmt.Errorf("reverse the insurer's settlement: %w", err)
+	}
+	var r struct {
+		Status string `json:"status"`
+		Reason string `json:"reason"`
+	}
+	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &r) != nil || r.Status != "reversed" {
+		return fmt.Errorf("the insurer did not reverse settlement %s: %s", s.SetlID, r.Reason)
+	}
+	return nil
+}
+
+// recoverMedical closes a bill a stopped request left open: a bill found
+// posted is finished; anything else is declined and undone.
+func (g *Gateway) recoverMedical(ctx context.Context, row store.Saga) error {
+	var s medicalSaga
+	if err := json.Unmarshal(row.Data, &s); err != nil {
+		return fmt.Errorf("saga %s: %w", row.Key, err)
+	}
+	rec := &sagaRecord{g: g, row: row}
+	c := cards.Call{Operator: row.Operator, Role: "plugin", IdempotencyKey: row.Key, RequestHash: s.Hash, Encode: encode}
+	if body, ok, err := g.opts.Service.Answer(ctx, row.Operator, row.Key); err != nil {
+		return err
+	} else if ok {
+		var r Receipt
+		if json.Unmarshal(body, &r) == nil && r.Status == BillSettled {
+			return rec.save(ctx, store.SagaDone, &s)
+		}
+	} else if body, ok, err := g.opts.Service.Answer(ctx, row.Operator, medPostKey(row.Key)); err != nil {
+		return err
+	} else if ok && s.readPosting(body) == nil {
+		if _, err := g.opts.Service.Record(ctx, c, "medical.bill", s.Bill.Card, s.receipt(BillSettled)); err != nil {
+			return err
+		}
+		g.log.Info("gateway: interrupted medical bill finished", "key", row.Key)
+		return rec.save(ctx, store.SagaDone, &s)
+	}
+	if s.Reason == "" {
+		s.Reason = fault.Interrupted
+	}
+	if err := rec.save(ctx, store.SagaCompensating, &s); err != nil {
+		return err
+	}
+	if _, err := g.opts.Service.Record(ctx, c, "medical.bill", s.Bill.Card, s.receipt(BillDeclined)); err != nil {
+		return err
+	}
+	if err := g.compensateMedical(ctx, row.Key, &s); err != nil {
+		return err
+	}
+	g.log.Info("gateway: interrupted medical bill undone", "key", row.Key, "step", s.Step)
+	return rec.save(ctx, store.SagaUndone, &s)
+}
+
+// medicalRefund undoes a settled bill, last leg first: the bank card's
+// part refunded at the bank, the purses' and the fund's parts reversed in
+// the ledger, the insurer's settlement reversed. Each step is keyed, so a
+// refund sent again after a failure carries on where it stopped.
+func (g *Gateway) medicalRefund(ctx context.Context, plugin string, c cards.Call, m sdk.Message) (ledger.Outcome, error) {
+	var p struct {
+		BillID   string `json:"bill_id"`
+		Hospital string `json:"hospital"`
+	}
+	if err := json.Unmarshal(m.Payload, &p); err != nil {
+		return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
+	}
+	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
+		return ledger.Outcome{}, err
+	} else if ok {
+		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	}
+	billKey := "bill:" + p.Hospital + ":" + p.BillID
+	notFound := fault.E(fault.BillNotFound, "bill_id", fmt.Sprintf("no settled bill %s of %s", p.BillID, p.Hospital))
+	if g.opts.Sagas == nil {
+		return ledger.Outcome{}, notFound
+	}
+	row, err := g.opts.Sagas.GetSaga(ctx, c.Operator, billKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return ledger.Outcome{}, notFound
+	} else if err != nil {
+		return ledger.Outcome{}, fault.Wrap(fault.Unavailable, err)
+	}
+	var s medicalSaga
+	if err := json.Unmarshal(row.Data, &s); err != nil || row.State != store.SagaDone || s.Payment == "" {
+		return ledger.Outcome{}, notFound
+	}
+	if s.Bank > 0 {
+		a, err := g.askBank(ctx, TypeBankCancel, "bank:"+plugin+":"+c.IdempotencyKey, map[string]any{
+			"authorization_key": medBankKey(plugin, billKey), "kind": "refund", "amount": s.Bank, "currency": s.Bill.Currency})
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		if a.Status != "approved" {
+			return ledger.Outcome{}, bankRefusal("refund", a)
+		}
+	}
+	id, _ := strconv.ParseInt(s.Payment, 10, 64)
+	rc := c
+	rc.IdempotencyKey = "medical-reverse:" + c.IdempotencyKey
+	if _, err := g.opts.Service.Reverse(ctx, rc, cards.ReverseRequest{Transfer: id,
+		Memo: "refund of bill " + p.BillID}); err != nil && !fault.Is(err, fault.AlreadyReversed) {
+		return ledger.Outcome{}, err
+	}
+	if s.SetlID != "" {
+		if err := g.reverseSettlement(ctx, billKey, &s); err != nil {
+			return ledger.Outcome{}, fault.Wrap(fault.Unavailable, err)
+		}
+	}
+	s.Refunded = true
+	rec := &sagaRecord{g: g, row: row}
+	if err := rec.save(ctx, store.SagaDone, &s); err != nil {
+		g.log.Warn("gateway: bill refunded, saga not marked", "bill", billKey, "err", err)
+	}
+	if card, err := g.opts.Service.Get(ctx, s.Bill.Card); err == nil {
+		bal := card.Balance
+		s.Balance = &bal
+	}
+	return g.opts.Service.Record(ctx, c, "medical.refund", s.Bill.Card, s.receipt(BillRefunded))
+}

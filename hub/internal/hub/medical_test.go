@@ -1,0 +1,254 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/citycard/citycard/hub/internal/gateway"
+	"github.com/citycard/citycard/hub/internal/hub"
+	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/pin"
+	"github.com/citycard/citycard/hub/internal/pluginhost"
+	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/plugins/medical"
+	"github.com/citycard/citycard/plugins/medical/sim"
+	"github.com/citycard/citycard/sdk"
+)
+
+// medHub is a hub with the medical plugin, its insurer simulator and the
+// fake bank acquirer, a hospital and one card.
+type medHub struct {
+	*splitHub
+	ins *sim.Insurer
+	his *sim.HIS
+}
+
+const hospital = "M-HOSP"
+
+func startMedHub(t *testing.T, st store.Store, ins *sim.Insurer, staleAfter time.Duration) *medHub {
+	t.Helper()
+	t.Cleanup(pin.SetCostForTesting(1, 8))
+	url, stopIns, err := ins.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopIns)
+	medBin, medSum := testPlugin(t, "github.com/citycard/citycard/plugins/medical/cmd/citycard-plugin-medical")
+	bankBin, bankSum := testPlugin(t, "./testdata/fakebank")
+	cfg, _ := json.Marshal(map[string]any{"listen": "127.0.0.1:0", "insurer_url": url, "org_code": "H0001",
+		"insurer_timeout_ms": 300})
+	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
+		BankTimeout: time.Second, SagaStaleAfter: staleAfter,
+		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
+		Plugins: []pluginhost.Spec{
+			{Name: "medical", Path: medBin, SHA256: medSum, Channel: "medical", Config: cfg},
+			{Name: "fakebank", Path: bankBin, SHA256: bankSum},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, stop, done := serve(t, app)
+	var once sync.Once
+	h := &medHub{splitHub: &splitHub{pluginHub: &pluginHub{app: app, c: c, st: st}, stop: func() { once.Do(func() { stop(); <-done }) }}, ins: ins}
+	t.Cleanup(h.stop)
+	replies, err := app.Send(context.Background(), "medical", sdk.Message{Type: medical.TypeStatus, Payload: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state medical.State
+	if err := json.Unmarshal(replies[0].Payload, &state); err != nil {
+		t.Fatal(err)
+	}
+	h.his = sim.NewHIS(state.Listen)
+	t.Cleanup(h.his.Close)
+	return h
+}
+
+// seed adds the hospital and a card with medical and cash purses.
+func (h *medHub) seed(t *testing.T, medicalPurse, cash int) {
+	t.Helper()
+	if _, err := h.st.GetMerchant(context.Background(), hospital); err != nil {
+		h.c.must("POST", "/v1/merchants", map[string]any{"id": hospital, "name": "Hospital", "mcc": "8062", "settlement_account": "1"}, 201)
+	}
+	h.card = h.c.must("POST", "/v1/cards", map[string]any{"holder": map[string]any{"name": "Alice", "id_type": "passport", "id_number": fmt.Sprint(time.Now().UnixNano())}}, 201)["number"].(string)
+	if medicalPurse > 0 {
+		h.c.must("POST", "/v1/cards/"+h.card+"/topups", map[string]any{"amount": medicalPurse, "currency": "CNY", "purse": "medical"}, 201)
+	}
+	if cash > 0 {
+		h.c.must("POST", "/v1/cards/"+h.card+"/topups", map[string]any{"amount": cash, "currency": "CNY"}, 201)
+	}
+}
+
+func (h *medHub) purses(t *testing.T) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, p := range h.c.must("GET", "/v1/cards/"+h.card, nil, 200)["purses"].([]any) {
+		m := p.(map[string]any)
+		out[m["purse"].(string)] = m["posted"].(float64)
+	}
+	return out
+}
+
+// alice is the insurer simulator's insured patient: the fund pays 70%,
+// the personal account may pay half of the rest.
+var alice = sim.DefaultPersons()[0]
+
+func (h *medHub) bill(t *testing.T, id string, patient sim.Person, amount int64) gateway.Receipt {
+	t.Helper()
+	b := sim.Bill{BillID: id, Hospital: hospital, Kind: "outpatient", Card: h.card, Currency: "CNY",
+		Patient: sim.Patient{IDNo: patient.IDNo, Name: patient.Name},
+		Lines:   []sim.Line{sim.NewLine("A001", "Consultation", amount/2, 1), sim.NewLine("B002", "Medicine", amount-amount/2, 1)}}.Totalled()
+	a, err := h.his.PostBill(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := a.Problem(); p != nil {
+		t.Fatalf("bill %s: %d %+v", id, a.Status, p)
+	}
+	var r gateway.Receipt
+	if err := a.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	matches(t, "msg-medical-receipt-v1", r)
+	return r
+}
+
+func (h *medHub) live(t *testing.T) int { t.Helper(); return len(h.ins.LiveSettlements()) }
+
+func wantPurses(t *testing.T, got map[string]float64, medicalPurse, cash float64) {
+	t.Helper()
+	if got["medical"] != medicalPurse || got["cash"] != cash {
+		t.Fatalf("purses %v, want medical %v cash %v", got, medicalPurse, cash)
+	}
+}
+
+// TestMedicalBills: the insurer's share first, then the medical purse up
+// to the personal account share, then cash, then the linked bank card; a
+// refusal anywhere undoes everything, and a refund undoes every leg.
+func TestMedicalBills(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		ins := sim.New(sim.Options{Persons: sim.DefaultPersons()})
+		h := startMedHub(t, st, ins, time.Hour)
+		ctx := context.Background()
+
+		// Fully insured: 100.00 → fund 70.00, account 15.00, cash 15.00.
+		h.seed(t, 5000, 5000)
+		r := h.bill(t, "b1", alice, 10000)
+		if r.Status != "settled" || r.FundPay != 7000 || r.MedicalPurse != 1500 || r.CashPurse != 1500 || r.BankCard != 0 ||
+			r.SetlID == "" || r.Settlement == nil || r.Presettlement == nil || *r.Settlement != *r.Presettlement {
+			t.Fatalf("insured bill: %+v", r)
+		}
+		wantPurses(t, h.purses(t), 3500, 3500)
+		if h.live(t) != 1 {
+			t.Fatalf("insurer holds %d live settlements", h.live(t))
+		}
+		// Sent again: the same receipt, one settlement.
+		if again := h.bill(t, "b1", alice, 10000); again.Payment != r.Payment || h.live(t) != 1 {
+			t.Fatalf("resent bill: %+v, %d live", again, h.live(t))
+		}
+
+		// Medical purse short: it pays what it has, cash the rest.
+		h.seed(t, 500, 5000)
+		r = h.bill(t, "b2", alice, 10000)
+		if r.Status != "settled" || r.MedicalPurse != 500 || r.CashPurse != 2500 || r.BankCard != 0 {
+			t.Fatalf("medical purse short: %+v", r)
+		}
+		wantPurses(t, h.purses(t), 0, 2500)
+
+		// Cash short too: the linked bank card pays the rest.
+		h.seed(t, 500, 1000)
+		h.link(t, bankPAN(t, "0019"))
+		r = h.bill(t, "b3", alice, 10000)
+		if r.Status != "settled" || r.MedicalPurse != 500 || r.CashPurse != 1000 || r.BankCard != 1500 || r.BankCardMasked == "" {
+			t.Fatalf("bank card pays the rest: %+v", r)
+		}
+		wantPurses(t, h.purses(t), 0, 0)
+		// Refund: the bank card's part refunded at the bank, the purses
+		// credited, the insurer's settlement reversed.
+		a, err := h.his.Refund(ctx, hospital, "b3")
+		if err != nil || a.Problem() != nil {
+			t.Fatalf("refund: %v %+v", err, a.Problem())
+		}
+		var rf gateway.Receipt
+		_ = a.Decode(&rf)
+		if rf.Status != "refunded" || rf.BankCard != 1500 {
+			t.Fatalf("refund receipt %+v", rf)
+		}
+		wantPurses(t, h.purses(t), 500, 1000)
+		if c := h.bank(t); c.Cancels["bank:medical:bill:M-HOSP:b3"] != "refund" {
+			t.Fatalf("the bank card's part was not refunded at the bank: %+v", c.Cancels)
+		}
+		if n := h.live(t); n != 2 {
+			t.Fatalf("after the refund the insurer holds %d live settlements, want 2", n)
+		}
+
+		// The bank declines: everything undone, the insurer's settlement reversed.
+		h.seed(t, 0, 1000)
+		h.link(t, bankPAN(t, "0051"))
+		r = h.bill(t, "b4", alice, 10000)
+		if r.Status != "declined" || r.Reason != "insufficient_funds" {
+			t.Fatalf("bank declines: %+v", r)
+		}
+		wantPurses(t, h.purses(t), 0, 1000)
+		if n := h.live(t); n != 2 {
+			t.Fatalf("after a decline the insurer holds %d live settlements, want 2", n)
+		}
+		if !slices.ContainsFunc(ins.Reversals(), func(rv sim.Reversal) bool { return rv.SetlID == r.SetlID && r.SetlID != "" }) {
+			t.Fatalf("the insurer was not sent the reversal of %q: %+v", r.SetlID, ins.Reversals())
+		}
+		// No bank card and not enough: declined the same way.
+		h.seed(t, 0, 1000)
+		if r := h.bill(t, "b5", alice, 10000); r.Status != "declined" || r.Reason != "insufficient_funds" {
+			t.Fatalf("no bank card: %+v", r)
+		}
+
+		// The insurer times out twice: both requests corrected, the bill
+		// declined, nothing charged.
+		h.seed(t, 5000, 5000)
+		ins.TimeoutNext(2, time.Second)
+		r = h.bill(t, "b6", alice, 10000)
+		if r.Status != "declined" || r.Reason != "insurer_unavailable" {
+			t.Fatalf("insurer timeout: %+v", r)
+		}
+		wantPurses(t, h.purses(t), 5000, 5000)
+		if n := h.live(t); n != 2 {
+			t.Fatalf("after an insurer timeout it holds %d live settlements, want 2", n)
+		}
+		// The insurer refuses.
+		ins.FailNext(1, "visit closed")
+		if r := h.bill(t, "b7", alice, 10000); r.Status != "declined" || r.Reason != "insurer_declined" {
+			t.Fatalf("insurer error: %+v", r)
+		}
+
+		// The settlement differs from the pre-settlement: the settlement is charged.
+		ins.OverrideSettlement(alice.PsnNo, 6000, 5000)
+		r = h.bill(t, "b8", alice, 10000)
+		if r.Status != "settled" || r.Presettlement == nil || r.Settlement == nil || r.FundPay != 6000 ||
+			r.Presettlement.FundPay != 7000 || r.MedicalPurse != 2000 || r.CashPurse != 2000 {
+			t.Fatalf("settlement differs: %+v (presettlement %+v settlement %+v)", r, r.Presettlement, r.Settlement)
+		}
+		wantPurses(t, h.purses(t), 3000, 3000)
+
+		// Uninsured: the card pays it all.
+		carol := sim.DefaultPersons()[2]
+		h.seed(t, 0, 5000)
+		if r := h.bill(t, "b9", carol, 3000); r.Status != "settled" || r.FundPay != 0 || r.CashPurse != 3000 {
+			t.Fatalf("uninsured: %+v", r)
+		}
+		// A refund of a bill that was never settled.
+		a, _ = h.his.Refund(ctx, hospital, "nope")
+		if p := a.Problem(); p == nil || p.Code != "bill_not_found" {
+			t.Fatalf("refund of an unknown bill: %d %+v", a.Status, p)
+		}
+		if open, _ := st.OpenSagas(ctx, 10); len(open) != 0 {
+			t.Fatalf("open sagas: %+v", open)
+		}
+		h.verify(t)
+	})
+}
