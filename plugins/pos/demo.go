@@ -293,7 +293,63 @@ const DemoBankCard = "6222020000000000018"
 // (plugins/unionpay) running beside this one: `citycard demo` runs them
 // when both are bundled.
 func BankFlows() []demo.Flow {
-	return []demo.Flow{{Name: "pos: bank card purchase through UnionPay", Run: bankPurchaseFlow}}
+	return []demo.Flow{
+		{Name: "pos: bank card purchase through UnionPay", Run: bankPurchaseFlow},
+		{Name: "pos: bank card pre-authorisation with PIN, completed for less", Run: bankPreAuthFlow},
+		{Name: "pos: bank card balance inquiry with PIN", Run: bankBalanceFlow},
+	}
+}
+
+// demoBankPIN is the PIN the demo enters for the bank card: its block is
+// translated to the zone key the acquirer shares.
+const demoBankPIN = "2468"
+
+// bankPreAuthFlow pre-authorises 120.00 CNY on a UnionPay card with its
+// PIN, which the plugin translates to the PIN zone key, and completes it
+// for 95.00: the hub has the acquirer hold and complete it.
+func bankPreAuthFlow(ctx context.Context, env demo.Env) error {
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	card := sim.Card{PAN: DemoBankCard, PIN: demoBankPIN, Expiry: "3012"}
+	pa, err := t.PreAuth(ctx, card, 12000)
+	if err != nil {
+		return fmt.Errorf("bank card pre-authorisation: %w", err)
+	}
+	if !pa.Approved() {
+		return fmt.Errorf("a 120.00 CNY pre-authorisation with a UnionPay card and its PIN was answered %s, want 00", pa.RC)
+	}
+	c, err := t.Complete(ctx, pa, sim.Card{PAN: DemoBankCard, Expiry: "3012"}, 9500)
+	if err != nil {
+		return fmt.Errorf("bank card completion: %w", err)
+	}
+	if !c.Approved() {
+		return fmt.Errorf("the completion for 95.00 CNY was answered %s, want 00", c.RC)
+	}
+	env.Logf("pre-authorisation of %s on UnionPay card %s with its PIN (translated to the zone key), completed for %s",
+		yuan(12000), cardcrypto.MaskPAN(DemoBankCard), yuan(9500))
+	return nil
+}
+
+// bankBalanceFlow asks a UnionPay card's balance at the shop's terminal,
+// with its PIN: the hub has the acquirer ask the bank.
+func bankBalanceFlow(ctx context.Context, env demo.Env) error {
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	r, err := t.Balance(ctx, sim.Card{PAN: DemoBankCard, PIN: demoBankPIN, Expiry: "3012"})
+	if err != nil {
+		return fmt.Errorf("bank card balance inquiry: %w", err)
+	}
+	if !r.Approved() || r.Balance == nil {
+		return fmt.Errorf("a UnionPay card's balance inquiry was answered %s (balance given: %v), want 00 with a balance", r.RC, r.Balance != nil)
+	}
+	env.Logf("balance of UnionPay card %s, asked with its PIN: %s", cardcrypto.MaskPAN(DemoBankCard), yuan(*r.Balance))
+	return nil
 }
 
 // bankPurchaseFlow buys with a UnionPay card at the shop's terminal: the
