@@ -297,7 +297,38 @@ func BankFlows() []demo.Flow {
 		{Name: "pos: bank card purchase through UnionPay", Run: bankPurchaseFlow},
 		{Name: "pos: bank card pre-authorisation with PIN, completed for less", Run: bankPreAuthFlow},
 		{Name: "pos: bank card balance inquiry with PIN", Run: bankBalanceFlow},
+		{Name: "pos: bank card purchase voided, and one refunded", Run: bankUndoFlow},
 	}
+}
+
+// bankUndoFlow voids a UnionPay card's purchase at the terminal, and
+// refunds another: the hub has the acquirer void or refund them.
+func bankUndoFlow(ctx context.Context, env demo.Env) error {
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	card := sim.Card{PAN: DemoBankCard, Expiry: "3012"}
+	p, err := t.Purchase(ctx, card, 1800)
+	if err != nil || !p.Approved() {
+		return fmt.Errorf("bank card purchase: %s %v", p.RC, err)
+	}
+	v, err := t.Void(ctx, p, card)
+	if err != nil || !v.Approved() {
+		return fmt.Errorf("void of a bank card purchase: %s %v, want 00", v.RC, err)
+	}
+	p, err = t.Purchase(ctx, card, 3000)
+	if err != nil || !p.Approved() {
+		return fmt.Errorf("bank card purchase: %s %v", p.RC, err)
+	}
+	r, err := t.Refund(ctx, p, card, 3000)
+	if err != nil || !r.Approved() {
+		return fmt.Errorf("refund of a bank card purchase: %s %v, want 00", r.RC, err)
+	}
+	env.Logf("UnionPay card %s: a purchase of %s voided, one of %s refunded",
+		cardcrypto.MaskPAN(DemoBankCard), yuan(1800), yuan(3000))
+	return nil
 }
 
 // demoBankPIN is the PIN the demo enters for the bank card: its block is
