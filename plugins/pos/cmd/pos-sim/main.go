@@ -9,8 +9,10 @@
 // in full), refund:FEN, preauth:FEN (a pre-authorisation), complete (the
 // last pre-authorisation, in full), complete:FEN, cancel (the last
 // pre-authorisation), balance, settle, upload (batch upload), reversal
-// (send a reversal owed after a timeout). The terminal master key comes
-// from -tmk or the environment variable POS_SIM_TMK, in hex.
+// (send a reversal owed after a timeout). refund:FEN more than once refunds
+// the last purchase in parts. A bank card (with the plugin's bank_cards
+// set) needs -expiry. The terminal master key comes from -tmk or the
+// environment variable POS_SIM_TMK, in hex.
 package main
 
 import (
@@ -41,7 +43,8 @@ func run() error {
 	merchant := flag.String("merchant", "M-POS-SHOP", "merchant id (field 42), padded with spaces to 15 characters")
 	tmkHex := flag.String("tmk", os.Getenv("POS_SIM_TMK"), "terminal master key in hex (default $POS_SIM_TMK)")
 	card := flag.String("card", "", "card number")
-	pin := flag.String("pin", "", "PIN (6 digits), or none")
+	pin := flag.String("pin", "", "PIN (6 digits for a city card, 4 to 12 for a bank card), or none")
+	expiry := flag.String("expiry", "", "the card's expiry, YYMM (field 14): a bank card needs it")
 	mac := flag.String("mac", "ecb", "MAC algorithm: ecb or x919")
 	batch := flag.String("batch", "000001", "the terminal's batch number")
 	timeout := flag.Duration("timeout", 10*time.Second, "how long to wait for each answer")
@@ -72,7 +75,7 @@ func run() error {
 	if rc != "00" {
 		return nil
 	}
-	c := sim.Card{PAN: *card, PIN: *pin}
+	c := sim.Card{PAN: *card, PIN: *pin, Expiry: *expiry}
 	var last, lastHold sim.Result
 	for _, step := range flag.Args() {
 		name, arg, _ := strings.Cut(step, ":")
