@@ -295,3 +295,54 @@ func yuan(fen int64) string {
 	}
 	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
 }
+
+// DemoBankCard is the bank card the demo links to a city card: the bank
+// acquirer's switch simulator knows it, without a PIN.
+const DemoBankCard = "6228480012345674019"
+
+// BankFlows are the medical flows that need the hub's bank acquirer plugin
+// (plugins/unionpay) beside this one: `citycard demo` runs them when both
+// are bundled.
+func BankFlows() []demo.Flow {
+	return []demo.Flow{{Name: "medical: insured bill, the shortfall paid by the linked bank card", Run: bankShortfall}}
+}
+
+// bankShortfall issues erin a card with 3.00 in cash and links her bank
+// card to it; a 200.00 bill for Bob (insured: the fund pays 80%) leaves
+// 40.00 for the patient, of which the card pays 3.00 and the bank card
+// 37.00.
+func bankShortfall(ctx context.Context, env demo.Env) error {
+	var card struct {
+		Number string `json:"number"`
+	}
+	if err := env.API(ctx, "POST", "/v1/cards", map[string]any{"holder": map[string]any{"name": "erin", "id_type": "resident_id",
+		"id_number": "310101199505055678"}, "pin": "123456", "method": "cash"}, &card); err != nil {
+		return fmt.Errorf("issue erin's card: %w", err)
+	}
+	if err := env.API(ctx, "POST", "/v1/cards/"+card.Number+"/topups",
+		map[string]any{"amount": 300, "currency": "CNY", "purse": "cash", "method": "cash"}, nil); err != nil {
+		return fmt.Errorf("top up erin's card: %w", err)
+	}
+	var link struct {
+		MaskedPAN string `json:"masked_pan"`
+	}
+	if err := env.API(ctx, "POST", "/v1/cards/"+card.Number+"/bank-card",
+		map[string]any{"pan": DemoBankCard, "expiry": "3012"}, &link); err != nil {
+		return fmt.Errorf("link a bank card to erin's card: %w", err)
+	}
+	id := sdk.NewID()
+	b := demoBill("BK-"+strings.ToUpper(id[len(id)-8:]), DemoHospital, Outpatient, card.Number, demoPatient("Bob"),
+		sim.NewLine("120100001", "Inpatient day", 15000, 1),
+		sim.NewLine("250101001", "Blood count", 5000, 1))
+	r, err := postBill(ctx, env, b)
+	if err != nil {
+		return err
+	}
+	if r.Status != Settled || r.FundPay != 16000 || r.CashPurse != 300 || r.BankCard != 3700 || r.MedicalPurse != 0 {
+		return fmt.Errorf("a 200.00 bill for an insured patient whose card holds 3.00 and links a bank card: %+v", r)
+	}
+	env.Logf("erin's card %s holds 3.00 and links bank card %s", card.Number, link.MaskedPAN)
+	env.Logf("bill %s, %s: the fund paid %s, the cash purse %s, the bank card %s", b.BillID, yuan(b.Total),
+		yuan(r.FundPay), yuan(r.CashPurse), yuan(r.BankCard))
+	return nil
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/plugins/demo"
+	"github.com/citycard/citycard/plugins/medical"
 	"github.com/citycard/citycard/plugins/pos"
 	"github.com/citycard/citycard/sdk"
 )
@@ -137,11 +138,16 @@ func runDemo(cmd *cobra.Command, _ []string) (err error) {
 	}
 	// Flows across two plugins: a bank card at a city terminal goes through
 	// the hub to the acquirer.
-	if _, ok := bundle("pos"); ok {
-		if _, ok := bundle("unionpay"); ok {
-			for _, f := range pos.BankFlows() {
-				run(f.Name, func(ctx context.Context) error { return f.Run(ctx, env) })
-			}
+	if _, ok := bundle("unionpay"); ok {
+		var flows []demo.Flow
+		if _, ok := bundle("pos"); ok {
+			flows = append(flows, pos.BankFlows()...)
+		}
+		if _, ok := bundle("medical"); ok {
+			flows = append(flows, medical.BankFlows()...)
+		}
+		for _, f := range flows {
+			run(f.Name, func(ctx context.Context) error { return f.Run(ctx, env) })
 		}
 	}
 	run("ledger verify", func(ctx context.Context) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/plugins/demo"
+	"github.com/citycard/citycard/plugins/medical"
 	"github.com/citycard/citycard/plugins/pos"
 	"github.com/citycard/citycard/plugins/transit"
 	"github.com/citycard/citycard/plugins/unionpay"
@@ -20,7 +21,7 @@ import (
 
 // bundles are the reference plugins shipped inside the citycard binary, in
 // the order the demo runs them.
-var bundles = []func() demo.Bundle{transit.Bundle, pos.Bundle, unionpay.Bundle, utilities.Bundle}
+var bundles = []func() demo.Bundle{transit.Bundle, pos.Bundle, unionpay.Bundle, utilities.Bundle, medical.Bundle}
 
 // bundle returns the bundled plugin named name.
 func bundle(name string) (demo.Bundle, bool) {

@@ -129,3 +129,55 @@ func (s *Service) BankCapture(ctx context.Context, c Call, req BankCaptureReques
 	}
 	return s.submit(ctx, c, "holds.capture", req.MaskedCard, &bankCaptureOp{bankOp{req: req.BankPaymentRequest, hold: req.HoldAmount}})
 }
+
+// BankRefundRequest posts part of a bank card's payment the acquirer has
+// refunded: the merchant owes it back, the acquirer no longer owes it.
+type BankRefundRequest struct {
+	Payment int64 // the transfer of the payment
+	Amount  int64
+	Memo    string
+}
+
+type bankRefundOp struct {
+	orig   store.Transfer
+	req    BankRefundRequest
+	teller string
+}
+
+func (o *bankRefundOp) Prefetch(k *ledger.Keys) {
+	k.Reversal(o.orig.ID)
+	k.Account(AccountBank, MerchantCode(o.orig.Merchant))
+}
+
+func (o *bankRefundOp) Apply(tx *ledger.Tx) (any, error) {
+	t := o.orig
+	if tx.Reversed(t.ID) {
+		return nil, fault.E(fault.AlreadyReversed, "transfer", fmt.Sprintf("transfer %d is already reversed", t.ID))
+	}
+	id, err := tx.Post(store.Transfer{Kind: store.TransferRefund, Currency: t.Currency, Ref: t.ID, Amount: o.req.Amount,
+		Channel: t.Channel, Merchant: t.Merchant, Terminal: t.Terminal, Operator: o.teller, Memo: o.req.Memo,
+		Entries: []store.Entry{
+			{Account: merchantAccount(tx, t.Merchant, t.Currency).ID, Amount: o.req.Amount},
+			{Account: systemAccount(tx, AccountBank, t.Currency).ID, Amount: -o.req.Amount},
+		}}, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return &ReverseResult{ID: strconv.FormatInt(id, 10), Reverses: strconv.FormatInt(t.ID, 10), Kind: t.Kind,
+		Amount: o.req.Amount, Currency: t.Currency, At: tx.Now()}, nil
+}
+
+// BankRefund posts part of a bank card payment refunded at the bank. How
+// much of the payment is left to refund is the acquirer's to enforce: it
+// declines a refund beyond it before anything is posted here.
+func (s *Service) BankRefund(ctx context.Context, c Call, req BankRefundRequest) (ledger.Outcome, error) {
+	t, err := s.st.GetTransfer(ctx, req.Payment)
+	if err != nil {
+		return ledger.Outcome{}, fault.E(fault.TransferNotFound, "transfer", fmt.Sprintf("no transfer %d", req.Payment))
+	}
+	if t.Kind != store.TransferPayment || t.Card != "" || req.Amount <= 0 || req.Amount >= t.Amount {
+		return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount",
+			fmt.Sprintf("part of a bank card's payment of %d can be refunded, not %d of transfer %d", t.Amount, req.Amount, t.ID))
+	}
+	return s.submit(ctx, c, "transfers.refund", strconv.FormatInt(t.ID, 10), &bankRefundOp{orig: t, req: req, teller: c.Operator})
+}

@@ -125,7 +125,7 @@ func (g *Gateway) bankHoldUse(ctx context.Context, plugin, typ string, c cards.C
 // bankUndo voids or refunds at the bank the part of a payment a bank card
 // paid, before the ledger reverses the payment. The acquirer applies the
 // reversal's key once, so a resend does not undo twice.
-func (g *Gateway) bankUndo(ctx context.Context, plugin string, c cards.Call, orig cards.PaymentResult, kind string) error {
+func (g *Gateway) bankUndo(ctx context.Context, plugin string, c cards.Call, orig cards.PaymentResult, kind string, amount int64) error {
 	if kind == "" {
 		kind = "void"
 	}
@@ -137,6 +137,9 @@ func (g *Gateway) bankUndo(ctx context.Context, plugin string, c cards.Call, ori
 	}
 	if bank == 0 {
 		return nil
+	}
+	if amount > 0 {
+		bank = amount
 	}
 	a, err := g.askBank(ctx, TypeBankCancel, "bank:"+plugin+":"+c.IdempotencyKey, map[string]any{"authorization_key": orig.BankKey,
 		"kind": kind, "amount": bank, "currency": orig.Currency})
@@ -200,4 +203,16 @@ func (g *Gateway) balanceInquiry(ctx context.Context, m sdk.Message) (ledger.Out
 		return ledger.Outcome{}, fault.Wrap(fault.Internal, err)
 	}
 	return ledger.Outcome{Status: 200, Body: body}, nil
+}
+
+// VirtualTerminal is the terminal id (field 41) the hub gives the acquirer
+// for a bank card payment made without one: a linked bank card paying a
+// hospital bill.
+const VirtualTerminal = "CCHUB001"
+
+func (g *Gateway) acquirerTerminal(t string) string {
+	if t == "" {
+		return VirtualTerminal
+	}
+	return t
 }

@@ -720,11 +720,19 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 			return ledger.Outcome{}, err
 		}
 		if p.Amount != 0 && p.Amount != orig.Amount {
-			return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount",
-				fmt.Sprintf("only the whole payment of %d can be undone, not %d", orig.Amount, p.Amount))
+			// Part of a payment a bank card paid alone is refunded at the
+			// bank, which keeps count of what is left to refund.
+			if orig.BankKey == "" || len(orig.Legs) != 1 || p.Amount > orig.Amount || p.Kind != "refund" {
+				return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount",
+					fmt.Sprintf("only the whole payment of %d can be undone, not %d; a bank card's payment can be refunded in part", orig.Amount, p.Amount))
+			}
+			if err := g.bankUndo(ctx, plugin, c, orig, p.Kind, p.Amount); err != nil {
+				return ledger.Outcome{}, err
+			}
+			return g.opts.Service.BankRefund(ctx, c, cards.BankRefundRequest{Payment: id, Amount: p.Amount, Memo: p.Memo})
 		}
 		if orig.BankKey != "" {
-			if err := g.bankUndo(ctx, plugin, c, orig, p.Kind); err != nil {
+			if err := g.bankUndo(ctx, plugin, c, orig, p.Kind, 0); err != nil {
 				return ledger.Outcome{}, err
 			}
 		}
@@ -802,7 +810,7 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 	}
 	authKey := "bank:" + plugin + ":" + m.IdempotencyKey
 	fields := map[string]any{"pan": b.Card, "expiry": b.Expiry, "amount": b.Amount, "currency": b.Currency,
-		"merchant": b.Merchant, "terminal": b.Terminal}
+		"merchant": b.Merchant, "terminal": g.acquirerTerminal(b.Terminal)}
 	if b.PINBlock != "" {
 		fields["pin_block"] = b.PINBlock
 	}

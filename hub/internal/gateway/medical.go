@@ -250,7 +250,7 @@ func (g *Gateway) medicalBill(ctx context.Context, plugin, channel string, c car
 			return ledger.Outcome{}, err
 		}
 		a, err := g.askBank(ctx, TypeBankAuthorize, medBankKey(plugin, c.IdempotencyKey), map[string]any{"token": s.Token,
-			"amount": s.Bank, "currency": b.Currency, "merchant": b.Hospital, "terminal": b.Terminal})
+			"amount": s.Bank, "currency": b.Currency, "merchant": b.Hospital, "terminal": g.acquirerTerminal(b.Terminal)})
 		switch {
 		case err != nil || a.ResponseCode == "68" || a.ResponseCode == "91":
 			return g.undoMedical(ctx, rec, c, s, fault.BankUnavailable)

@@ -216,7 +216,7 @@ func (g *Gateway) bankTimeout() time.Duration {
 func (g *Gateway) authoriseToken(ctx context.Context, c cards.Call, s *splitSaga) (string, error) {
 	r := s.Request
 	payload, _ := json.Marshal(map[string]any{"token": s.Token, "amount": s.BankAmount, "currency": r.Currency,
-		"merchant": r.Merchant, "terminal": r.Terminal})
+		"merchant": r.Merchant, "terminal": g.acquirerTerminal(r.Terminal)})
 	ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
 	defer cancel()
 	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankAuthorize, IdempotencyKey: s.bankKey(c.IdempotencyKey), Payload: payload})

@@ -370,6 +370,27 @@ func TestBankCardOperations(t *testing.T) {
 		if r := bankMsg("payer.reverse.v1", "c1", map[string]any{"kind": "refund"}); r["reverses"] != paid["id"] {
 			t.Fatalf("refund: %v", r)
 		}
+		// A purchase refunded in two parts; a third beyond what is left is
+		// declined by the bank and posts nothing.
+		part := bankMsg("payer.charge.v1", "c3", map[string]any{"amount": 5000})
+		for i, amount := range []int{2000, 2500} {
+			key := fmt.Sprintf("c3-%d", i)
+			_, m := h.send("payer.reverse.v1", key, map[string]any{"key": "c3", "kind": "refund", "amount": amount, "rkey": key})
+			if d, _ := receipt(t, m); d["reverses"] != part["id"] || d["amount"].(float64) != float64(amount) {
+				t.Fatalf("refund of %d: %v", amount, d)
+			}
+		}
+		if st, m := h.send("payer.reverse.v1", "c3-2", map[string]any{"key": "c3", "kind": "refund", "amount": 1000, "rkey": "c3-2"}); st == 200 {
+			t.Fatalf("a refund beyond what is left: %d %v", st, m)
+		}
+		// A city card's payment is undone whole only.
+		if d, _ := h.charge(t, "city1", 1000); d["status"] != "approved" {
+			t.Fatalf("city card payment: %v", d)
+		}
+		if st, m := h.send("payer.reverse.v1", "city1-r", map[string]any{"key": "city1", "kind": "refund", "amount": 100}); st == 200 || m["code"] != "invalid_amount" {
+			t.Fatalf("part of a city card's payment undone: %d %v", st, m)
+		}
+		h.c.must("POST", "/v1/cards/"+h.card+"/topups", map[string]any{"amount": 1000, "currency": "CNY"}, 201)
 		// A split payment voided: the bank's part at the bank, the card's
 		// part back to the card.
 		h.link(t, pan)

@@ -73,6 +73,7 @@ const (
 	TransferReplace  = "replace"  // balances moved to a replacement card
 	TransferCancel   = "cancel"   // deposit and balances refunded on cancel
 	TransferAdjust   = "adjust"   // a manual correction by finance
+	TransferRefund   = "refund"   // part of a bank card's payment refunded at the bank
 )
 
 // Transfer is an immutable, balanced set of entries. Corrections are new

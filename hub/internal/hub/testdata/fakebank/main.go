@@ -105,10 +105,14 @@ func (b *bank) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error)
 	case "unionpay.complete.v1", "unionpay.cancel.v1":
 		orig, ok := b.amounts[use.Key]
 		switch {
-		case !ok || b.cancels[use.Key] != "":
+		case !ok || (b.cancels[use.Key] != "" && b.cancels[use.Key] != "refund"):
 			return reply(map[string]any{"status": "declined", "response_code": "25"}), nil
 		case use.Amount > orig:
 			return reply(map[string]any{"status": "declined", "response_code": "64"}), nil
+		}
+		if use.Kind == "refund" {
+			// Refunds may come in parts, up to what was paid.
+			b.amounts[use.Key] = orig - use.Amount
 		}
 		if m.Type == "unionpay.cancel.v1" {
 			b.cancels[use.Key] = use.Kind

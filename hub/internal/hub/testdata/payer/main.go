@@ -78,6 +78,7 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 		Expiry   string `json:"expiry"`
 		PINBlock string `json:"pin_block"`
 		Kind     string `json:"kind"`
+		RKey     string `json:"rkey"`
 	}
 	if err := json.Unmarshal(m.Payload, &in); err != nil {
 		return nil, err
@@ -158,8 +159,15 @@ func (p *payer) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error
 		if in.Kind != "" {
 			rev["kind"] = in.Kind
 		}
+		if in.Amount != 0 {
+			rev["amount"] = in.Amount
+		}
 		body, _ := json.Marshal(rev)
-		out = sdk.Message{Type: "card.reversal.v1", IdempotencyKey: "reverse-" + in.Key, Payload: body}
+		key := "reverse-" + in.Key
+		if in.RKey != "" {
+			key = "reverse-" + in.RKey
+		}
+		out = sdk.Message{Type: "card.reversal.v1", IdempotencyKey: key, Payload: body}
 	case "payer.smuggle.v1":
 		// An amount as a string: the plugin's own schema lets it through.
 		body, _ := json.Marshal(map[string]any{"card": in.Card, "merchant": p.merchant, "amount": "100", "currency": "CNY"})
