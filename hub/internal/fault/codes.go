@@ -68,6 +68,7 @@ const (
 	HoldExpired              = "hold_expired"               // The hold has expired
 	RiskDeclined             = "risk_declined"              // Declined by risk control
 	Denylisted               = "denylisted"                 // The card is on the transit deny list
+	PINTriesExceeded         = "pin_tries_exceeded"         // Too many incorrect PINs: the card's bank has locked its PIN
 	BankDeclined             = "bank_declined"              // The bank declined the card
 	BankUnavailable          = "bank_unavailable"           // The bank did not answer in time; nothing was charged
 	InsurerUnavailable       = "insurer_unavailable"        // The medical insurer did not answer in time; nothing was charged
