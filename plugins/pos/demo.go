@@ -295,6 +295,7 @@ const DemoBankCard = "6222020000000000018"
 func BankFlows() []demo.Flow {
 	return []demo.Flow{
 		{Name: "pos: bank card purchase through UnionPay", Run: bankPurchaseFlow},
+		{Name: "pos: city card short, its linked bank card pays the rest", Run: fallbackFlow},
 		{Name: "pos: bank card pre-authorisation with PIN, completed for less", Run: bankPreAuthFlow},
 		{Name: "pos: bank card balance inquiry with PIN", Run: bankBalanceFlow},
 		{Name: "pos: bank card purchase voided, and one refunded", Run: bankUndoFlow},
@@ -400,5 +401,53 @@ func bankPurchaseFlow(ctx context.Context, env demo.Env) error {
 		return fmt.Errorf("a 42.00 CNY purchase with a UnionPay card was answered %s, want 00", r.RC)
 	}
 	env.Logf("purchase of %s with UnionPay card %s: approved by the acquirer, RRN %s", yuan(4200), cardcrypto.MaskPAN(DemoBankCard), r.RRN)
+	return nil
+}
+
+// DemoLinkedCard is the bank card the demo links to a city card; the
+// acquirer's simulator knows it without a PIN, as a card on file.
+const DemoLinkedCard = "6222020000000000026"
+
+// fallbackFlow issues gina a card holding 20.00 with her bank card linked
+// to it, and buys 50.00 at the terminal with the city card and its PIN:
+// the card pays its 20.00 and the bank card the other 30.00, as one
+// payment.
+func fallbackFlow(ctx context.Context, env demo.Env) error {
+	var card struct {
+		Number string `json:"number"`
+	}
+	if err := env.API(ctx, http.MethodPost, "/v1/cards", map[string]any{"holder": map[string]any{"name": "gina", "id_type": "resident_id",
+		"id_number": "310101199707076789"}, "pin": "123456", "method": "cash"}, &card); err != nil {
+		return fmt.Errorf("issue gina's card: %w", err)
+	}
+	if err := env.API(ctx, http.MethodPost, "/v1/cards/"+card.Number+"/topups",
+		map[string]any{"amount": 2000, "currency": "CNY", "purse": "cash", "method": "cash"}, nil); err != nil {
+		return fmt.Errorf("top up gina's card: %w", err)
+	}
+	var link struct {
+		MaskedPAN string `json:"masked_pan"`
+	}
+	if err := env.API(ctx, http.MethodPost, "/v1/cards/"+card.Number+"/bank-card",
+		map[string]any{"pan": DemoLinkedCard, "expiry": "3012"}, &link); err != nil {
+		return fmt.Errorf("link gina's bank card: %w", err)
+	}
+	t, err := demoTerminal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	r, err := t.Purchase(ctx, sim.Card{PAN: card.Number, PIN: "123456"}, 5000)
+	if err != nil {
+		return fmt.Errorf("purchase: %w", err)
+	}
+	if !r.Approved() {
+		return fmt.Errorf("a 50.00 CNY purchase on a card holding 20.00 with a linked bank card was answered %s, want 00", r.RC)
+	}
+	if err := wantBalance(ctx, env, card.Number, 0); err != nil {
+		return err
+	}
+	env.Logf("gina's card %s holds 20.00 and links bank card %s", card.Number, link.MaskedPAN)
+	env.Logf("purchase of %s at the terminal: the city card paid %s, the bank card %s, one payment, RRN %s",
+		yuan(5000), yuan(2000), yuan(3000), r.RRN)
 	return nil
 }
