@@ -52,6 +52,8 @@ database).`,
 	addDBFlag(cmd.Flags())
 	cmd.Flags().String("listen", hub.DefaultListen, "address to listen on, host:port (env "+envListen+")")
 	addPluginFlags(cmd)
+	cmd.Flags().Duration("saga-stale-after", hub.DefaultSagaStaleAfter,
+		"how long a payment with legs at a bank or an insurer may go without progress before the hub takes it as left by a stopped hub and finishes or undoes it")
 	return cmd
 }
 
@@ -67,13 +69,15 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	stale, _ := cmd.Flags().GetDuration("saga-stale-after")
 	app, err := hub.Open(ctx, hub.Config{
-		DB:         dsn,
-		Listen:     listen,
-		AdminToken: os.Getenv(envAdminToken),
-		Logger:     log,
-		Plugins:    specs,
-		Bus:        busURL,
+		DB:             dsn,
+		Listen:         listen,
+		AdminToken:     os.Getenv(envAdminToken),
+		Logger:         log,
+		Plugins:        specs,
+		Bus:            busURL,
+		SagaStaleAfter: stale,
 	})
 	if err != nil {
 		return fmt.Errorf("start on store %s: %w", describeStore(dsn), err)
