@@ -268,22 +268,25 @@ func (d *demoRun) reconcile(ctx context.Context, env demo.Env) error {
 	if count == 0 {
 		return errors.New("no settled bill to reconcile: the earlier flows failed")
 	}
+	// The hub compares its own day with the insurer's (which it asks this
+	// plugin for, medical.reconcile.v1).
 	date := sim.Date(time.Now())
-	body, _ := json.Marshal(map[string]string{"date": date})
-	replies, err := env.Send(ctx, Name, sdk.Message{Type: TypeReconcile, Payload: body})
-	if err != nil {
-		return fmt.Errorf("medical.reconcile.v1: %w", err)
+	var rec struct {
+		Hub         Reconciliation `json:"hub"`
+		Insurer     Reconciliation `json:"insurer"`
+		Matched     bool           `json:"matched"`
+		Differences []any          `json:"differences"`
 	}
-	var rec Reconciliation
-	if len(replies) != 1 || replies[0].Type != TypeReconciliation || json.Unmarshal(replies[0].Payload, &rec) != nil {
-		return fmt.Errorf("medical.reconcile.v1 answered %+v", replies)
+	if err := env.API(ctx, "GET", "/v1/medical/reconciliation?date="+date+"&plugin="+Name, nil, &rec); err != nil {
+		return fmt.Errorf("the hub's reconciliation: %w", err)
 	}
-	// The refunded bill's settlement is reversed and not counted.
-	if rec.Count != count || rec.FundPay != fund {
-		return fmt.Errorf("the insurer counts %d settlements, fund %s, on %s; our receipts %d, fund %s", rec.Count, yuan(rec.FundPay), date, count, yuan(fund))
+	// The refunded bill's settlement is reversed and counted by neither.
+	if !rec.Matched || rec.Insurer.Count != count || rec.Insurer.FundPay != fund {
+		return fmt.Errorf("on %s the hub counts %+v, the insurer %+v (differences %v); our receipts %d settlements, fund %s",
+			date, rec.Hub, rec.Insurer, rec.Differences, count, yuan(fund))
 	}
-	env.Logf("reconciled %s with the insurer: %d settlements, fund %s, account %s, cash %s", date, rec.Count,
-		yuan(rec.FundPay), yuan(rec.AcctPay), yuan(rec.CashPay))
+	env.Logf("reconciled %s, the hub's settlements against the insurer's: %d each, fund %s, account %s, cash %s", date, rec.Insurer.Count,
+		yuan(rec.Insurer.FundPay), yuan(rec.Insurer.AcctPay), yuan(rec.Insurer.CashPay))
 	return nil
 }
 

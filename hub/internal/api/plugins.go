@@ -27,6 +27,9 @@ type Plugins interface {
 	Replay(ctx context.Context, id int64) error
 	// Tokenize has the bank acquirer keep a bank card and return its token.
 	Tokenize(ctx context.Context, pan, expiry string) (BankToken, error)
+	// ReconcileMedical compares a day's medical settlements as the hub
+	// and the insurer behind plugin count them (api-medical-reconciliation.json).
+	ReconcileMedical(ctx context.Context, plugin, date string) (json.RawMessage, error)
 }
 
 // BankToken is the bank acquirer's token for a bank card.
@@ -82,6 +85,30 @@ func (s *server) pluginRoutes() {
 	s.handle("POST /v1/plugins/{name}/messages", "plugins.send", s.sendToPlugin)
 	s.handle("GET /v1/dead-letters", "deadletters.read", s.listDeadLetters)
 	s.handle("POST /v1/dead-letters/{id}/replay", "deadletters.replay", s.replayDeadLetter)
+	s.handle("GET /v1/medical/reconciliation", "ledger.read", s.reconcileMedical)
+}
+
+// reconcileMedical answers GET /v1/medical/reconciliation?date=YYYY-MM-DD
+// [&plugin=medical].
+func (s *server) reconcileMedical(x *exchange) error {
+	if s.plugins == nil {
+		return errNoPlugins
+	}
+	q := x.r.URL.Query()
+	date := q.Get("date")
+	if date == "" {
+		return fault.E(fault.InvalidRequest, "date", "date (YYYY-MM-DD) is required")
+	}
+	plugin := q.Get("plugin")
+	if plugin == "" {
+		plugin = "medical"
+	}
+	body, err := s.plugins.ReconcileMedical(x.r.Context(), plugin, date)
+	if err != nil {
+		return fromPlugin(err)
+	}
+	writeRaw(x.w, http.StatusOK, body)
+	return nil
 }
 
 var errNoPlugins = fault.E(fault.NotFound, "", "this hub runs no plugins")

@@ -249,6 +249,38 @@ func TestMedicalBills(t *testing.T) {
 		if open, _ := st.OpenSagas(ctx, 10); len(open) != 0 {
 			t.Fatalf("open sagas: %+v", open)
 		}
+
+		// The day's reconciliation: the hub's settled bills (b1, b2, b8; b3
+		// was refunded, b9 never went to the insurer) match the insurer's.
+		today := time.Now().In(gateway.CityZone).Format(time.DateOnly)
+		var rec gateway.Reconciliation
+		into(t, h.c.must("GET", "/v1/medical/reconciliation?date="+today, nil, 200), &rec)
+		matches(t, "api-medical-reconciliation", rec)
+		if !rec.Matched || rec.Hub.Count != 3 || rec.Hub != rec.Insurer || len(rec.Bills) != 3 {
+			t.Fatalf("reconciliation: %+v", rec)
+		}
+		// A settlement the hub never heard of shows as a difference.
+		mdtrt, err := ins.Register(alice.PsnNo, "H0001", "stray", []sim.FeeLine{{Code: "X", Name: "X", UnitPrice: 1000, Quantity: 1, Amount: 1000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ins.Settle("stray-1", alice.PsnNo, mdtrt); err != nil {
+			t.Fatal(err)
+		}
+		rec = gateway.Reconciliation{}
+		into(t, h.c.must("GET", "/v1/medical/reconciliation?date="+today, nil, 200), &rec)
+		if rec.Matched || len(rec.Differences) != 4 || rec.Differences[0].Field != "count" || rec.Differences[0].Insurer != 4 {
+			t.Fatalf("reconciliation with a stray settlement: %+v", rec)
+		}
 		h.verify(t)
 	})
+}
+
+// into decodes an answer into v.
+func into(t *testing.T, m map[string]any, v any) {
+	t.Helper()
+	b, _ := json.Marshal(m)
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -372,6 +372,15 @@ func (p *plugins) Tokenize(ctx context.Context, pan, expiry string) (api.BankTok
 	return api.BankToken(t), err
 }
 
+// ReconcileMedical implements api.Plugins.
+func (p *plugins) ReconcileMedical(ctx context.Context, plugin, date string) (json.RawMessage, error) {
+	r, err := p.gw.ReconcileMedical(ctx, plugin, date)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}
+
 // Status implements api.Plugins.
 func (p *plugins) Status() []api.PluginView {
 	st := p.host.Status()

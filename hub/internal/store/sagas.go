@@ -86,6 +86,9 @@ type SagaStore interface {
 	// OpenSagas lists up to limit sagas still running or compensating,
 	// oldest first.
 	OpenSagas(ctx context.Context, limit int) ([]Saga, error)
+	// SagasCreated lists the sagas of kind created in [from, to), oldest
+	// first.
+	SagasCreated(ctx context.Context, kind string, from, to time.Time) ([]Saga, error)
 
 	// LinkBankCard links (or re-links) a bank card to a city card.
 	LinkBankCard(ctx context.Context, l LinkedBankCard) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -88,6 +89,25 @@ func (s *Store) OpenSagas(ctx context.Context, limit int) ([]store.Saga, error) 
 		g, err := scanSaga(rows)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: open sagas: %w", err)
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// SagasCreated lists the sagas of kind created in [from, to).
+func (s *Store) SagasCreated(ctx context.Context, kind string, from, to time.Time) ([]store.Saga, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+sagaCols+` FROM sagas
+		WHERE kind = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at, operator, key`, kind, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: sagas of %s: %w", kind, err)
+	}
+	defer rows.Close()
+	var out []store.Saga
+	for rows.Next() {
+		g, err := scanSaga(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: sagas of %s: %w", kind, err)
 		}
 		out = append(out, g)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/citycard/citycard/hub/internal/store"
 )
@@ -90,6 +91,25 @@ func (s *Store) OpenSagas(ctx context.Context, limit int) ([]store.Saga, error) 
 		g, err := scanSaga(rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: open sagas: %w", err)
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// SagasCreated lists the sagas of kind created in [from, to).
+func (s *Store) SagasCreated(ctx context.Context, kind string, from, to time.Time) ([]store.Saga, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sagaCols+` FROM sagas
+		WHERE kind = ? AND created_at >= ? AND created_at < ? ORDER BY created_at, operator, key`, kind, toDB(from), toDB(to))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: sagas of %s: %w", kind, err)
+	}
+	defer rows.Close()
+	var out []store.Saga
+	for rows.Next() {
+		g, err := scanSaga(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: sagas of %s: %w", kind, err)
 		}
 		out = append(out, g)
 	}

@@ -107,6 +107,17 @@ func testSagas(t *testing.T, s store.Store) {
 	if open, err := s.OpenSagas(ctx, 0); err != nil || len(open) != 0 {
 		t.Fatalf("OpenSagas(0) = %d sagas, %v", len(open), err)
 	}
+	// By kind and creation time, whatever their state.
+	day, err := s.SagasCreated(ctx, "fallback", t0.Add(-time.Second), t0.Add(time.Second))
+	if err != nil || len(day) != 1 || day[0].Key != "k1" || day[0].State != store.SagaUndone {
+		t.Fatalf("SagasCreated(fallback) = %+v, %v", day, err)
+	}
+	if none, err := s.SagasCreated(ctx, "fallback", t0.Add(time.Second), t0.Add(time.Hour)); err != nil || len(none) != 0 {
+		t.Fatalf("SagasCreated after = %+v, %v", none, err)
+	}
+	if med, err := s.SagasCreated(ctx, "medical", t0, t0.Add(time.Hour)); err != nil || len(med) != 1 {
+		t.Fatalf("SagasCreated(medical) = %+v, %v", med, err)
+	}
 }
 
 // Of writers racing over one version, exactly one wins.

@@ -15,6 +15,8 @@ CREATE TABLE sagas (
 );
 -- Open sagas are found at start to be finished or undone.
 CREATE INDEX sagas_open ON sagas (created_at) WHERE state IN ('running', 'compensating');
+-- A day's sagas of a kind, for reconciliation with a partner.
+CREATE INDEX sagas_kind_created ON sagas (kind, created_at);
 
 CREATE TABLE linked_bank_cards (
     card       TEXT        PRIMARY KEY REFERENCES cards (number),
