@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"log/slog"
+	"net/url"
 	"testing"
 	"time"
 
