@@ -356,7 +356,7 @@ func (s *medicalSaga) readPosting(body []byte) error {
 // compensating.
 func (g *Gateway) undoMedical(ctx context.Context, rec *sagaRecord, c cards.Call, s *medicalSaga, reason string) (ledger.Outcome, error) {
 	ctx = context.WithoutCancel(ctx)
-	if !isDecline(reason) {
+	if !answerable(reason) {
 		g.log.Warn("gateway: medical bill undone", "key", c.IdempotencyKey, "cause", reason)
 		reason = fault.Interrupted
 	}

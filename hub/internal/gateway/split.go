@@ -289,7 +289,7 @@ func (g *Gateway) undoSplit(ctx context.Context, rec *sagaRecord, c cards.Call, 
 // payment was posted after all, that answer stands and posted is true.
 func (g *Gateway) declineSplit(ctx context.Context, c cards.Call, s *splitSaga) (ledger.Outcome, bool, error) {
 	reason := s.Reason
-	if reason == "" || !isDecline(reason) {
+	if reason == "" || !answerable(reason) {
 		reason = fault.Interrupted
 	}
 	c.RequestHash = s.Hash
@@ -336,9 +336,16 @@ func (g *Gateway) compensateSplit(ctx context.Context, key string, s *splitSaga)
 	return nil
 }
 
-func isDecline(code string) bool {
+// answerable reports whether a refusal's code can stand as a payment's
+// decline reason: a decline, or an error about the request itself (an
+// unknown card or merchant). A failure of the hub or a partner cannot; the
+// payment is then declined as interrupted.
+func answerable(code string) bool {
 	d, ok := schemas.LookupError(code)
-	return ok && d.Kind == schemas.KindDecline
+	if !ok {
+		return false
+	}
+	return d.Kind == schemas.KindDecline || (d.HTTPStatus >= 400 && d.HTTPStatus < 500 && code != fault.InProgress)
 }
 
 // RecoverSagas finishes or undoes the sagas no request is carrying on: those

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/medical"
 	"github.com/citycard/citycard/plugins/medical/sim"
 	"github.com/citycard/citycard/sdk"
@@ -241,6 +243,21 @@ func TestMedicalBills(t *testing.T) {
 		if r := h.bill(t, "b9", carol, 3000); r.Status != "settled" || r.FundPay != 0 || r.CashPurse != 3000 {
 			t.Fatalf("uninsured: %+v", r)
 		}
+		// A card the hub never issued: declined, and the insurer never asked.
+		settled := len(ins.Settlements())
+		issued := h.card
+		for d := range 10 {
+			if n := "310099000099999" + strconv.Itoa(d); cardcrypto.LuhnValid(n) {
+				h.card = n
+			}
+		}
+		if r := h.bill(t, "b10", alice, 3000); r.Status != "declined" || r.Reason != "card_not_found" {
+			t.Fatalf("unknown card: %+v", r)
+		}
+		if len(ins.Settlements()) != settled {
+			t.Fatal("the insurer settled a bill for a card the hub does not know")
+		}
+		h.card = issued
 		// A refund of a bill that was never settled.
 		a, _ = h.his.Refund(ctx, hospital, "nope")
 		if p := a.Problem(); p == nil || p.Code != "bill_not_found" {
