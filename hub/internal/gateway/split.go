@@ -134,30 +134,31 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 	} else if ok {
 		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
 	}
+	if g.covers(ctx, req) {
+		// The card can pay it all: a payment like any other. Should a
+		// payment racing this one take the money first, this one is
+		// declined as any short card's is.
+		return g.opts.Service.Pay(ctx, c, req)
+	}
 	pin := req.PIN
 	req.PIN = ""
 	s := &splitSaga{Plugin: plugin, Request: req, Hash: c.RequestHash, Token: link.Token, MaskedBank: link.MaskedPAN, Step: stepHold}
-	rec, done, err := g.startSaga(ctx, c, SagaSplitPayment, s)
-	if err != nil || done != nil {
-		if done != nil {
-			return *done, nil
-		}
-		return ledger.Outcome{}, err
-	}
+	// The hold comes before the saga is written: a hub stopped between the
+	// two leaves a hold that expires by itself and a payment never answered,
+	// which the terminal reverses (and the hub finds nothing to reverse).
 	hc := c
 	hc.IdempotencyKey = s.holdKey(c.IdempotencyKey)
 	hreq := req
 	hreq.PIN = pin
 	out, err := g.opts.Service.Hold(ctx, hc, cards.HoldRequest{PaymentRequest: hreq, UpTo: true, ExpiresIn: int64(g.splitHoldTTL() / time.Second)})
-	if err != nil {
-		// Nothing was held, or the hold is found by its key and released.
-		return g.undoSplit(ctx, rec, c, s, fault.CodeOf(err), err)
-	}
 	var held cards.PaymentResult
-	if err := json.Unmarshal(out.Body, &held); err != nil {
-		return g.undoSplit(ctx, rec, c, s, fault.Internal, fault.Wrap(fault.Internal, err))
+	if err == nil {
+		err = json.Unmarshal(out.Body, &held)
 	}
+	refused := ""
 	switch {
+	case err != nil:
+		refused = fault.CodeOf(err)
 	case held.Status == cards.Approved:
 		s.Hold, _ = strconv.ParseInt(held.ID, 10, 64)
 		s.CityAmount = held.Amount
@@ -166,14 +167,24 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 	default:
 		// The card itself is refused (frozen, wrong PIN…): no bank card
 		// pays for a card that may not pay.
-		return g.undoSplit(ctx, rec, c, s, held.Reason, nil)
+		refused = held.Reason
 	}
 	s.BankAmount = req.Amount - s.CityAmount
-	if s.BankAmount > 0 {
+	if s.BankAmount > 0 && refused == "" {
 		s.Step = stepBank
-		if err := rec.save(ctx, store.SagaRunning, s); err != nil {
-			return ledger.Outcome{}, err
+	}
+	rec, done, serr := g.startSaga(ctx, c, SagaSplitPayment, s)
+	if serr != nil || done != nil {
+		if done != nil {
+			return *done, nil
 		}
+		return ledger.Outcome{}, serr
+	}
+	if refused != "" {
+		// Nothing was held, or the hold is found by its key and released.
+		return g.undoSplit(ctx, rec, c, s, refused, err)
+	}
+	if s.BankAmount > 0 {
 		reason, err := g.authoriseToken(ctx, c, s)
 		if err != nil || reason != "" {
 			if reason == "" {
@@ -182,10 +193,8 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 			return g.undoSplit(ctx, rec, c, s, reason, nil)
 		}
 	}
+	// The posting is found by its key: no step is written before it.
 	s.Step = stepPost
-	if err := rec.save(ctx, store.SagaRunning, s); err != nil {
-		return ledger.Outcome{}, err
-	}
 	var holds []int64
 	if s.Hold != 0 {
 		holds = []int64{s.Hold}
@@ -202,6 +211,29 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 }
 
 func (g *Gateway) splitHoldTTL() time.Duration { return 10 * time.Minute }
+
+// covers reports whether the card's purses the channel lets pay hold the
+// whole amount now.
+func (g *Gateway) covers(ctx context.Context, req cards.PaymentRequest) bool {
+	v, err := g.opts.Service.Get(ctx, req.Card)
+	if err != nil {
+		return false
+	}
+	cat := g.opts.Service.Catalog()
+	p, ok := cat.Product(v.Product)
+	if !ok {
+		return false
+	}
+	var avail int64
+	for _, name := range cat.PurseOrder(p, req.Channel) {
+		for _, pv := range v.Purses {
+			if pv.Purse == name && pv.Available > 0 {
+				avail += pv.Available
+			}
+		}
+	}
+	return avail >= req.Amount
+}
 
 // bankTimeout bounds one call to the bank acquirer plugin.
 func (g *Gateway) bankTimeout() time.Duration {

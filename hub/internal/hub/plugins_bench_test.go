@@ -98,3 +98,53 @@ func BenchmarkPluginBatch(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
 	})
 }
+
+// BenchmarkSplitPayment: payments on the retail channel by a card with a
+// linked bank card, end to end through the payer plugin and the fake
+// acquirer plugin, 32 callers at once. "card-pays" has the city card pay
+// it all (a hold and its posting, with the saga written at each step);
+// "bank-pays" has an empty card, so the bank card pays it all (the hold
+// declined, the acquirer asked, the posting).
+func BenchmarkSplitPayment(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		balance int
+	}{{"card-pays", 500000}, {"bank-pays", 0}} {
+		b.Run(c.name, func(b *testing.B) {
+			storetest.EachDriverB(b, func(b *testing.B, st store.Store) {
+				h := startSplitHub(b, st, time.Hour)
+				h.seed(b, max(c.balance, 1))
+				if c.balance == 0 {
+					h.c.must("POST", "/v1/payments", map[string]any{"card": h.card, "channel": "retail", "merchant": "M-PAYER",
+						"amount": 1, "currency": "CNY"}, 201)
+				}
+				h.link(b, bankPAN(b, "0019"))
+				run := benchRun.Add(1)
+				var n atomic.Int64
+				b.SetParallelism(32)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						key := fmt.Sprintf("s%d-%d", run, n.Add(1))
+						payload, _ := json.Marshal(map[string]any{"key": key, "card": h.card, "amount": 1, "terminal": "T-PAYER"})
+						replies, err := h.app.Send(context.Background(), "payer", sdk.Message{Type: "payer.charge.v1", Payload: payload})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						var r struct {
+							Hub struct {
+								Status string `json:"status"`
+							} `json:"hub"`
+						}
+						if json.Unmarshal(replies[0].Payload, &r) != nil || r.Hub.Status != "approved" {
+							b.Errorf("payment %s: %s", key, replies[0].Payload)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "payments/s")
+			})
+		})
+	}
+}

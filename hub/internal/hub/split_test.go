@@ -22,7 +22,7 @@ import (
 
 // bankPAN makes a bank card number with a check digit that holds and the
 // given last four digits (the fake acquirer's rules read them).
-func bankPAN(t *testing.T, last4 string) string {
+func bankPAN(t testing.TB, last4 string) string {
 	t.Helper()
 	for d := range 10 {
 		pan := "62220200000" + strconv.Itoa(d) + "000" + last4
@@ -41,7 +41,7 @@ type splitHub struct {
 	stop func()
 }
 
-func startSplitHub(t *testing.T, st store.Store, staleAfter time.Duration) *splitHub {
+func startSplitHub(t testing.TB, st store.Store, staleAfter time.Duration) *splitHub {
 	t.Helper()
 	t.Cleanup(pin.SetCostForTesting(1, 8))
 	bin, sum := payerPlugin(t)
@@ -63,7 +63,7 @@ func startSplitHub(t *testing.T, st store.Store, staleAfter time.Duration) *spli
 	return h
 }
 
-func (h *splitHub) seed(t *testing.T, balance int) {
+func (h *splitHub) seed(t testing.TB, balance int) {
 	t.Helper()
 	h.c.must("POST", "/v1/merchants", map[string]any{"id": "M-PAYER", "name": "Payer", "mcc": "5411", "settlement_account": "1"}, 201)
 	h.c.must("POST", "/v1/terminals", map[string]any{"id": "T-PAYER", "merchant": "M-PAYER"}, 201)
@@ -71,7 +71,7 @@ func (h *splitHub) seed(t *testing.T, balance int) {
 	h.c.must("POST", "/v1/cards/"+h.card+"/topups", map[string]any{"amount": balance, "currency": "CNY"}, 201)
 }
 
-func (h *splitHub) link(t *testing.T, pan string) map[string]any {
+func (h *splitHub) link(t testing.TB, pan string) map[string]any {
 	t.Helper()
 	return h.c.must("POST", "/v1/cards/"+h.card+"/bank-card", map[string]any{"pan": pan, "expiry": "3012"}, 200)
 }
