@@ -165,6 +165,53 @@ func TestAcquiringOverTCP(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		// Every transaction type, with the city card and with a bank card,
+		// through the whole chain.
+		h.c.must("POST", "/v1/cards/"+h.card+"/topups", map[string]any{"amount": 20000, "currency": "CNY"}, 201)
+		plain := bankPAN(t, "0043")
+		h.sw.SetCard(plain, upsim.Card{Limit: 1000000})
+		bankCard := possim.Card{PAN: plain, Expiry: "3012"}
+		for _, c := range []struct {
+			name string
+			card possim.Card
+		}{{"city card", city}, {"bank card", bankCard}} {
+			step := func(what string) func(possim.Result, error) possim.Result {
+				return func(r possim.Result, err error) possim.Result {
+					t.Helper()
+					if err != nil || r.RC != "00" {
+						t.Fatalf("%s, %s: %+v %v", c.name, what, r, err)
+					}
+					return r
+				}
+			}
+			p := step("purchase")(h.term.Purchase(ctx, c.card, 1000))
+			step("void")(h.term.Void(ctx, p, c.card))
+			p = step("purchase")(h.term.Purchase(ctx, c.card, 1000))
+			step("refund")(h.term.Refund(ctx, p, c.card, 1000))
+			pa := step("pre-authorisation")(h.term.PreAuth(ctx, c.card, 3000))
+			step("completion for less")(h.term.Complete(ctx, pa, c.card, 2500))
+			pa = step("pre-authorisation")(h.term.PreAuth(ctx, c.card, 3000))
+			step("cancellation")(h.term.CancelPreAuth(ctx, pa, c.card))
+			if b := step("balance inquiry")(h.term.Balance(ctx, c.card)); b.Balance == nil {
+				t.Fatalf("%s balance inquiry without a balance: %+v", c.name, b)
+			}
+		}
+		// The city card paid only the completed 25.00 of all that.
+		if b := h.balance(); b != 25000-2500 {
+			t.Fatalf("city card balance %v, want %d", b, 25000-2500)
+		}
+		// Part of a bank card's purchase refunded twice; more than is left
+		// is refused.
+		p := h.buy(t, bankCard, 5000)
+		for _, amount := range []int64{2000, 2000} {
+			if r, err := h.term.Refund(ctx, p, bankCard, amount); err != nil || r.RC != "00" {
+				t.Fatalf("partial refund of %d: %+v %v", amount, r, err)
+			}
+		}
+		if r, err := h.term.Refund(ctx, p, bankCard, 2000); err != nil || r.RC != "64" {
+			t.Fatalf("a refund beyond what is left: %+v %v", r, err)
+		}
+
 		// Three wrong PINs lock the city card's PIN.
 		wrong := possim.Card{PAN: h.card, PIN: "000000"}
 		for i, want := range []string{"55", "55", "38"} {
