@@ -20,6 +20,8 @@ import (
 // and replayed from any.
 type StoreDeadLetters struct {
 	s store.Store
+	// redact, when set, rewrites a letter's payload before it is stored.
+	redact func([]byte) []byte
 }
 
 var _ DeadLetterStore = (*StoreDeadLetters)(nil)
@@ -30,17 +32,30 @@ func NewStoreDeadLetters(s store.Store) *StoreDeadLetters {
 	return &StoreDeadLetters{s: s}
 }
 
+// Redacting has redact rewrite every letter's payload before it is
+// stored: what must never rest in the database in clear (a bank card's
+// number, a PIN block) is masked. A replay then carries the masked
+// payload.
+func (d *StoreDeadLetters) Redacting(redact func([]byte) []byte) *StoreDeadLetters {
+	d.redact = redact
+	return d
+}
+
 // Put implements DeadLetterStore. A second Put of a handler's failure of a
 // message is ignored by the store's unique key, across nodes too.
 func (d *StoreDeadLetters) Put(ctx context.Context, l DeadLetter) error {
 	// PostgreSQL text cannot hold NUL, and an error from a binary partner
 	// protocol may carry one; refusing the letter would leave it
 	// redelivered for ever.
+	payload := l.Payload
+	if d.redact != nil {
+		payload = d.redact(payload)
+	}
 	_, err := d.s.PutDeadLetter(ctx, store.DeadLetter{
 		Handler:     noNUL(l.Handler),
 		Topic:       noNUL(l.Topic),
 		MessageUUID: noNUL(l.MessageUUID),
-		Payload:     l.Payload,
+		Payload:     payload,
 		Metadata:    l.Metadata,
 		Reason:      noNUL(l.Reason),
 		FailedAt:    l.At,

@@ -24,6 +24,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/postgres"
+	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -153,7 +154,16 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 	if rc.DeadLetters == nil {
 		// Kept with the ledger, so they outlive a restart and every hub
 		// node on one PostgreSQL database lists the same letters.
-		rc.DeadLetters = bus.NewStoreDeadLetters(a.st)
+		// A bank card's number or a PIN block in a dead message is masked
+		// before it rests there; the city's own card numbers stay whole,
+		// so their letters can be replayed.
+		prefix := cfg.Cards.IssuerPrefix
+		if prefix == "" {
+			prefix = cardno.DefaultPrefix
+		}
+		rc.DeadLetters = bus.NewStoreDeadLetters(a.st).Redacting(func(b []byte) []byte {
+			return cardcrypto.RedactJSON(b, func(n string) bool { return strings.HasPrefix(n, prefix) })
+		})
 	}
 	p := &plugins{log: a.log, channels: map[string]string{}}
 	defer func() {

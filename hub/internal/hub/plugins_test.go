@@ -421,6 +421,20 @@ func TestPoisonMessageReplay(t *testing.T) {
 	if st, m, _ := h.c.do("POST", "/v1/dead-letters/999/replay", map[string]any{}); st != 404 {
 		t.Fatalf("replay of no letter: %d %v", st, m)
 	}
+	// A bank card's number and a PIN block never rest in a dead letter in
+	// clear; the city card's number stays whole, so its letter replays.
+	const pan, block = "6222020000000000026", "0123456789ABCDEF"
+	h.send("payer.flaky.v1", "f2", map[string]any{"key": "f2", "card": pan, "amount": 700, "pin_block": block})
+	stored, err := h.st.ListDeadLetters(context.Background(), store.DeadLetterPage{Limit: 10})
+	if err != nil || len(stored) != 2 {
+		t.Fatalf("stored letters %d %v", len(stored), err)
+	}
+	if raw := string(stored[0].Payload); !strings.Contains(raw, h.card) {
+		t.Fatalf("the city card's letter lost its card number: %s", raw)
+	}
+	if raw := string(stored[1].Payload); strings.Contains(raw, pan) || strings.Contains(raw, block) || !strings.Contains(raw, "622202*********0026") {
+		t.Fatalf("the bank card's letter as stored: %s", raw)
+	}
 	h.verify(t)
 }
 
