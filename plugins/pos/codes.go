@@ -12,7 +12,7 @@ import (
 const (
 	rcApproved         = "00"
 	rcInvalidMerchant  = "03" // unknown terminal, or field 42 is not its merchant
-	rcDoNotHonour      = "05" // a decline the registry does not know
+	rcDoNotHonour      = "05" // a decline the registry does not know, or a city card's CVV that does not verify
 	rcInvalidTxn       = "12" // a transaction this host does not take, or cannot reverse
 	rcInvalidAmount    = "13"
 	rcInvalidCard      = "14"
@@ -21,6 +21,7 @@ const (
 	rcFormatError      = "30"
 	rcNotSupported     = "40" // a void of a completion; a bank card's PIN with no zone key to translate it to
 	rcExpiredCard      = "54"
+	rcRestrictedCard   = "62" // the service code forbids the transaction (ATM-only, cash-only)
 	rcIncorrectPIN     = "55"
 	rcOriginalAmount   = "64" // a void or cancellation for another amount than the original; a refund for more than is left
 	rcBatchClosed      = "77" // the batch was settled: sign on again for the next one

@@ -33,6 +33,8 @@ type config struct {
 	PINZoneKey       string `json:"pin_zone_key"`
 	PINZoneKeySealed string `json:"pin_zone_key_sealed"`
 	PINZoneKeyCheck  string `json:"pin_zone_key_check"`
+	CityCVK          string `json:"city_cvk"`
+	CityCVKSealed    string `json:"city_cvk_sealed"`
 	HubTimeoutMS     int64  `json:"hub_timeout_ms"`
 	IdleTimeoutMS    int64  `json:"idle_timeout_ms"`
 }
@@ -62,7 +64,10 @@ type settings struct {
 	// zoneKey is the PIN zone key shared with the bank acquirer: a bank
 	// card's PIN block is translated to it. Nil: a bank card with a PIN is
 	// declined 40.
-	zoneKey     cardcrypto.Key
+	zoneKey cardcrypto.Key
+	// cvk is the city's card verification key pair: the CVV in a city
+	// card's track 2 is checked with it. Nil: not checked.
+	cvk         cardcrypto.Key
 	terminals   map[string]*terminal
 	hubTimeout  time.Duration
 	idleTimeout time.Duration
@@ -71,6 +76,10 @@ type settings struct {
 // SealedKeyName is the name a terminal's master key is sealed under in a
 // cardcrypto.KeyStore, for master_key_sealed.
 func SealedKeyName(terminalID string) string { return "terminal/" + terminalID + "/tmk" }
+
+// SealedCVKName is the name the city's card verification keys are sealed
+// under in a cardcrypto.KeyStore, for city_cvk_sealed.
+const SealedCVKName = "city/cvk"
 
 // SealedZoneKeyName is the name the PIN zone key is sealed under in a
 // cardcrypto.KeyStore, for pin_zone_key_sealed.
@@ -159,6 +168,25 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 		}
 	} else if c.PINZoneKeyCheck != "" {
 		return nil, invalid("/pin_zone_key_check", "a check value without pin_zone_key or pin_zone_key_sealed")
+	}
+	switch {
+	case c.CityCVK != "" && c.CityCVKSealed != "":
+		return nil, invalid("/city_cvk", "give city_cvk or city_cvk_sealed, not both")
+	case c.CityCVK != "":
+		k, err := cardcrypto.ParseKey(c.CityCVK)
+		if err != nil {
+			return nil, invalid("/city_cvk", "%v", err)
+		}
+		s.cvk = k
+	case c.CityCVKSealed != "":
+		k, err := openSealed("/city_cvk_sealed", "the city's card verification keys", SealedCVKName, c.CityCVKSealed)
+		if err != nil {
+			return nil, err
+		}
+		s.cvk = k
+	}
+	if s.cvk != nil && len(s.cvk) != 16 {
+		return nil, invalid("/city_cvk", "the card verification keys are %d bytes, want 16 (CVK A and CVK B)", len(s.cvk))
 	}
 	for id, tc := range c.Terminals {
 		at := "/terminals/" + id

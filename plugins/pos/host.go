@@ -240,12 +240,13 @@ func (h *host) card(tx *txn) (cardcrypto.PAN, string) {
 	req := tx.req
 	var pan cardcrypto.PAN
 	var expiry string
+	var track *cardcrypto.Track2
 	if f35 := str(req, iso.FieldTrack2); f35 != "" {
 		tr, err := cardcrypto.ParseTrack2(f35)
 		if err != nil {
 			return pan, rcInvalidCard
 		}
-		pan, expiry = tr.PAN, tr.Expiry.YYMM()
+		pan, expiry, track = tr.PAN, tr.Expiry.YYMM(), &tr
 	}
 	if f2 := str(req, iso.FieldPAN); f2 != "" {
 		p, err := cardcrypto.ParsePAN(f2)
@@ -270,6 +271,11 @@ func (h *host) card(tx *txn) (cardcrypto.PAN, string) {
 		}
 	}
 	tx.expiry = expiry
+	if track != nil {
+		if rc := h.checkTrack(tx, *track); rc != "" {
+			return pan, rc
+		}
+	}
 	if !h.set.cityCard(pan) {
 		// A bank card: taken, when bank_cards is set, for every
 		// transaction the host takes; the hub has its bank acquirer answer.
@@ -279,6 +285,31 @@ func (h *host) card(tx *txn) (cardcrypto.PAN, string) {
 		tx.bank = true
 	}
 	return pan, ""
+}
+
+// checkTrack applies what a swiped card's track 2 says: a service code
+// that forbids the purchase (ATM-only, cash-only) is refused 62, one that
+// needs a PIN is refused 55 without one, and a city card's CVV must verify
+// under the city's keys (05).
+func (h *host) checkTrack(tx *txn, tr cardcrypto.Track2) string {
+	sc := tr.ServiceCode
+	if sc.ATMOnly() || sc.CashOnly() {
+		tx.log.Info("service code forbids the transaction", "card", tr.PAN, "service_code", string(sc))
+		return rcRestrictedCard
+	}
+	if block, err := tx.req.GetBytes(iso.FieldPINBlock); sc.PINRequired() && (err != nil || len(block) == 0) {
+		tx.log.Info("service code needs a PIN", "card", tr.PAN, "service_code", string(sc))
+		return rcIncorrectPIN
+	}
+	if h.set.cvk == nil || !h.set.cityCard(tr.PAN) {
+		return ""
+	}
+	disc := tr.Discretionary.Reveal()
+	if len(disc) < 3 || cardcrypto.VerifyCVV(h.set.cvk, tr.PAN, tr.Expiry.YYMM(), sc, disc[:3]) != nil {
+		tx.log.Warn("city card's CVV does not verify", "card", tr.PAN)
+		return rcDoNotHonour
+	}
+	return ""
 }
 
 func amountOf(req *iso8583.Message) (int64, string) {

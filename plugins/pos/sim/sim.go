@@ -66,6 +66,19 @@ type Card struct {
 	PIN string // "" when no PIN is entered
 	// Expiry (YYMM) is sent in field 14 when set, as a bank card's is.
 	Expiry string
+	// Track2, when set, is the swiped stripe: sent in field 35 in place of
+	// field 2, the PAN read from it.
+	Track2 string
+}
+
+// number is the card's number, from the stripe when it was swiped.
+func (c Card) number() string {
+	if c.PAN == "" && c.Track2 != "" {
+		if tr, err := cardcrypto.ParseTrack2(c.Track2); err == nil {
+			return tr.PAN.Reveal()
+		}
+	}
+	return c.PAN
 }
 
 // Result is the host's answer to one transaction.
@@ -303,12 +316,23 @@ func (t *Terminal) SignOn(ctx context.Context) (string, error) {
 
 // request builds a financial request for card.
 func (t *Terminal) request(c Card, amount int64, orig iso.Original) (iso.Request, error) {
-	pan, err := cardcrypto.ParsePAN(c.PAN)
-	if err != nil {
-		return iso.Request{}, err
+	var pan cardcrypto.PAN
+	card := iso.Card{Expiry: c.Expiry, EntryMode: iso.EntryChipNoPIN}
+	if c.Track2 != "" {
+		tr, err := cardcrypto.ParseTrack2(c.Track2)
+		if err != nil {
+			return iso.Request{}, err
+		}
+		pan, card.Track2, card.EntryMode = tr.PAN, c.Track2, iso.EntrySwipeNoPIN
+	} else {
+		p, err := cardcrypto.ParsePAN(c.PAN)
+		if err != nil {
+			return iso.Request{}, err
+		}
+		pan, card.PAN = p, p
 	}
 	r := iso.Request{Terminal: t.terminal(), STAN: t.nextSTAN(), Batch: t.batch, At: time.Now(), Amount: amount,
-		Currency: "156", Original: orig, Card: iso.Card{PAN: pan, Expiry: c.Expiry, EntryMode: iso.EntryChipNoPIN}}
+		Currency: "156", Original: orig, Card: card}
 	if c.PIN != "" {
 		pin, err := cardcrypto.ParsePIN(c.PIN)
 		if err != nil {
@@ -319,6 +343,9 @@ func (t *Terminal) request(c Card, amount int64, orig iso.Original) (iso.Request
 			return iso.Request{}, err
 		}
 		r.Card.PINBlock, r.Card.TripleDESPIN, r.Card.EntryMode = block, len(t.keys.PIN) > 8, iso.EntryChipPIN
+		if c.Track2 != "" {
+			r.Card.EntryMode = iso.EntrySwipePIN
+		}
 	}
 	return r, nil
 }
@@ -463,9 +490,9 @@ func (t *Terminal) Purchase(ctx context.Context, c Card, amount int64) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	x := &tx{kind: "purchase", stan: r.STAN, pan: c.PAN, amount: amount}
+	x := &tx{kind: "purchase", stan: r.STAN, pan: c.number(), amount: amount}
 	res, err := t.money(ctx, m, x)
-	res.card = c.PAN
+	res.card = c.number()
 	if err == nil && res.Approved() {
 		t.txs = append(t.txs, x)
 	}
@@ -480,7 +507,7 @@ func (t *Terminal) Void(ctx context.Context, orig Result, c Card) (Result, error
 	if !t.signedOn {
 		return Result{}, ErrNotSignedOn
 	}
-	r, err := t.request(Card{PAN: c.PAN}, orig.Amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN})
+	r, err := t.request(Card{PAN: c.number()}, orig.Amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN})
 	if err != nil {
 		return Result{}, err
 	}
@@ -488,7 +515,7 @@ func (t *Terminal) Void(ctx context.Context, orig Result, c Card) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	x := &tx{kind: "void", stan: r.STAN, pan: c.PAN, amount: orig.Amount, orig: orig.STAN}
+	x := &tx{kind: "void", stan: r.STAN, pan: c.number(), amount: orig.Amount, orig: orig.STAN}
 	res, err := t.money(ctx, m, x)
 	if err == nil && res.Approved() {
 		t.void(orig.STAN)
@@ -506,7 +533,7 @@ func (t *Terminal) Refund(ctx context.Context, orig Result, c Card, amount int64
 	if !t.signedOn {
 		return Result{}, ErrNotSignedOn
 	}
-	r, err := t.request(Card{PAN: c.PAN}, amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN})
+	r, err := t.request(Card{PAN: c.number()}, amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN})
 	if err != nil {
 		return Result{}, err
 	}
@@ -516,7 +543,7 @@ func (t *Terminal) Refund(ctx context.Context, orig Result, c Card, amount int64
 	}
 	res, err := t.money(ctx, m, nil)
 	if err == nil && res.Approved() {
-		t.txs = append(t.txs, &tx{kind: "refund", stan: r.STAN, pan: c.PAN, amount: amount})
+		t.txs = append(t.txs, &tx{kind: "refund", stan: r.STAN, pan: c.number(), amount: amount})
 	}
 	res.Batch = r.Batch
 	return res, err
@@ -539,8 +566,8 @@ func (t *Terminal) PreAuth(ctx context.Context, c Card, amount int64) (Result, e
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := t.money(ctx, m, &tx{kind: "preauth", stan: r.STAN, pan: c.PAN, amount: amount})
-	res.card, res.Batch, res.Date = c.PAN, r.Batch, r.At.Format("0102")
+	res, err := t.money(ctx, m, &tx{kind: "preauth", stan: r.STAN, pan: c.number(), amount: amount})
+	res.card, res.Batch, res.Date = c.number(), r.Batch, r.At.Format("0102")
 	return res, err
 }
 
@@ -552,7 +579,7 @@ func (t *Terminal) Complete(ctx context.Context, orig Result, c Card, amount int
 	if !t.signedOn {
 		return Result{}, ErrNotSignedOn
 	}
-	r, err := t.request(Card{PAN: c.PAN}, amount, originalOf(orig))
+	r, err := t.request(Card{PAN: c.number()}, amount, originalOf(orig))
 	if err != nil {
 		return Result{}, err
 	}
@@ -560,7 +587,7 @@ func (t *Terminal) Complete(ctx context.Context, orig Result, c Card, amount int
 	if err != nil {
 		return Result{}, err
 	}
-	x := &tx{kind: "completion", stan: r.STAN, pan: c.PAN, amount: amount, orig: orig.STAN}
+	x := &tx{kind: "completion", stan: r.STAN, pan: c.number(), amount: amount, orig: orig.STAN}
 	res, err := t.money(ctx, m, x)
 	if err == nil && res.Approved() {
 		t.txs = append(t.txs, x)
@@ -577,7 +604,7 @@ func (t *Terminal) CancelPreAuth(ctx context.Context, orig Result, c Card) (Resu
 	if !t.signedOn {
 		return Result{}, ErrNotSignedOn
 	}
-	r, err := t.request(Card{PAN: c.PAN}, orig.Amount, originalOf(orig))
+	r, err := t.request(Card{PAN: c.number()}, orig.Amount, originalOf(orig))
 	if err != nil {
 		return Result{}, err
 	}
@@ -585,7 +612,7 @@ func (t *Terminal) CancelPreAuth(ctx context.Context, orig Result, c Card) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := t.money(ctx, m, &tx{kind: "cancel", stan: r.STAN, pan: c.PAN, amount: orig.Amount, orig: orig.STAN})
+	res, err := t.money(ctx, m, &tx{kind: "cancel", stan: r.STAN, pan: c.number(), amount: orig.Amount, orig: orig.STAN})
 	res.Batch = r.Batch
 	return res, err
 }
