@@ -29,6 +29,9 @@ type SplitPaymentRequest struct {
 	MaskedBankCard string
 	AuthCode, RRN  string
 	BankKey        string
+	// EndSaga, when set, ends the payment's saga in the same commit as the
+	// posting.
+	EndSaga *store.SagaState
 }
 
 type splitOp struct {
@@ -93,6 +96,9 @@ func (o *splitOp) Apply(tx *ledger.Tx) (any, error) {
 		Entries: entries}, time.Time{})
 	if err != nil {
 		return nil, err
+	}
+	if g := r.EndSaga; g != nil {
+		tx.EndSaga(g.Operator, g.Key, g.State, g.Data)
 	}
 	res.ID, res.Status = strconv.FormatInt(id, 10), Approved
 	if r.BankAmount > 0 {

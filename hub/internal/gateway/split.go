@@ -199,13 +199,16 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 	if s.Hold != 0 {
 		holds = []int64{s.Hold}
 	}
+	// The saga ends in the posting's own commit.
+	ended, err := json.Marshal(s)
+	if err != nil {
+		return g.undoSplit(ctx, rec, c, s, fault.Internal, err)
+	}
 	out, err = g.opts.Service.PaySplit(ctx, c, cards.SplitPaymentRequest{PaymentRequest: req, Holds: holds,
-		BankAmount: s.BankAmount, MaskedBankCard: s.MaskedBank, AuthCode: s.AuthCode, RRN: s.RRN, BankKey: s.bankKey(c.IdempotencyKey)})
+		BankAmount: s.BankAmount, MaskedBankCard: s.MaskedBank, AuthCode: s.AuthCode, RRN: s.RRN, BankKey: s.bankKey(c.IdempotencyKey),
+		EndSaga: &store.SagaState{Operator: c.Operator, Key: c.IdempotencyKey, State: store.SagaDone, Data: ended}})
 	if err != nil {
 		return g.undoSplit(ctx, rec, c, s, fault.Interrupted, err)
-	}
-	if err := rec.save(ctx, store.SagaDone, s); err != nil {
-		g.log.Warn("gateway: split payment posted, saga not closed", "key", c.IdempotencyKey, "err", err)
 	}
 	return out, nil
 }

@@ -348,23 +348,25 @@ type pending struct {
 	holds         map[int64]bool
 	idem          []store.IdemRecord
 	audit         []store.AuditEntry
+	sagas         []store.SagaState
 	serialChanged bool
 	tr            transitPending
 }
 
 type batchMark struct {
-	transfers, idem, audit    int
-	lastTransfer, lastAccount int64
+	transfers, idem, audit, sagas int
+	lastTransfer, lastAccount     int64
 }
 
 func (p *pending) mark(h store.Head) batchMark {
-	return batchMark{len(p.transfers), len(p.idem), len(p.audit), h.LastTransfer, h.LastAccount}
+	return batchMark{len(p.transfers), len(p.idem), len(p.audit), len(p.sagas), h.LastTransfer, h.LastAccount}
 }
 
 func (p *pending) restore(m batchMark) {
 	p.transfers = p.transfers[:m.transfers]
 	p.idem = p.idem[:m.idem]
 	p.audit = p.audit[:m.audit]
+	p.sagas = p.sagas[:m.sagas]
 }
 
 // built is a batch applied in memory and waiting for its commit.
@@ -465,7 +467,7 @@ func (e *Engine) handOff(bt *built) {
 	}
 	p := bt.p
 	if len(p.transfers) > 0 || len(p.touched) > 0 || len(p.cards) > 0 || len(p.holds) > 0 ||
-		len(p.idem) > 0 || len(p.audit) > 0 || p.serialChanged || !p.tr.empty() {
+		len(p.idem) > 0 || len(p.audit) > 0 || len(p.sagas) > 0 || p.serialChanged || !p.tr.empty() {
 		bt.b = e.build(p, bt.now)
 		// The head moves now: the next batch chains onto this one. If the
 		// commit fails, the writer reloads the head from the database.
@@ -758,6 +760,7 @@ func (e *Engine) build(p *pending, now time.Time) *store.Batch {
 	if p.serialChanged {
 		b.CardSerial = e.head.CardSerial
 	}
+	b.SagaStates = p.sagas
 	seq := e.head.LastBatch + 1
 	for i := range b.Transfers {
 		b.Transfers[i].Batch = seq

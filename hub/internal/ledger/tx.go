@@ -302,6 +302,12 @@ func (tx *Tx) isNew(code string) bool {
 	return false
 }
 
+// EndSaga sets a saga's state and data in the same commit as this op's
+// postings (the saga row is in the store; see store.SagaState).
+func (tx *Tx) EndSaga(operator, key, state string, data []byte) {
+	tx.b.sagas = append(tx.b.sagas, store.SagaState{Operator: operator, Key: key, State: state, Data: data, At: tx.now})
+}
+
 // Available is what an account may still spend: credits posted less debits
 // posted and pending. It is meaningful for credit-normal accounts (purses).
 func Available(a store.Account) int64 {

@@ -224,6 +224,18 @@ type Batch struct {
 	DenyChanges []DenyChange
 	RiderStates []RiderState
 	DeviceSeqs  []DeviceSeq
+
+	// SagaStates end sagas in the same transaction as the posting that
+	// completes them: each sets an existing saga's state and data and moves
+	// its version on. A saga that is not stored is left alone.
+	SagaStates []SagaState
+}
+
+// SagaState is a saga's new state, written with a batch.
+type SagaState struct {
+	Operator, Key, State string
+	Data                 []byte
+	At                   time.Time
 }
 
 // OutboxMessage is one message a batch emits on the hub's router.

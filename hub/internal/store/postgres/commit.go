@@ -172,6 +172,13 @@ func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error
 		return err
 	}
 
+	for _, g := range b.SagaStates {
+		if _, err := tx.Exec(ctx, `UPDATE sagas SET state = $1, data = $2::text::json, version = version + 1, updated_at = $3
+			WHERE operator = $4 AND key = $5`, g.State, string(g.Data), g.At, g.Operator, g.Key); err != nil {
+			return fmt.Errorf("sagas: %w", err)
+		}
+	}
+
 	// Audit rows go last: they take the audit lock, held until commit.
 	if len(b.Audit) > 0 {
 		if err := s.lockAudit(ctx, tx); err != nil {

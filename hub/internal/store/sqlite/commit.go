@@ -319,6 +319,12 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *store.Batch) erro
 			return fmt.Errorf("card serial: %w", err)
 		}
 	}
+	for _, g := range b.SagaStates {
+		if _, err := tx.ExecContext(ctx, `UPDATE sagas SET state = ?, data = ?, version = version + 1, updated_at = ?
+			WHERE operator = ? AND key = ?`, g.State, string(g.Data), toDB(g.At), g.Operator, g.Key); err != nil {
+			return fmt.Errorf("sagas: %w", err)
+		}
+	}
 	return s.writeTransit(ctx, tx, b)
 }
 

@@ -18,6 +18,32 @@ var sagaTests = []struct {
 	{"Sagas", testSagas},
 	{"SagaConcurrentUpdates", testSagaConcurrentUpdates},
 	{"LinkedBankCards", testLinkedBankCards},
+	{"SagaEndedByBatch", testSagaEndedByBatch},
+}
+
+// A batch ends a saga in its own transaction; a saga the store does not
+// hold is left alone.
+func testSagaEndedByBatch(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	g, _, err := s.CreateSaga(ctx, store.Saga{Operator: "plugin:pos", Key: "k", Kind: "split_payment", State: store.SagaRunning,
+		Data: []byte(`{"step":"bank"}`), CreatedAt: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := seed()
+	b.SagaStates = []store.SagaState{
+		{Operator: "plugin:pos", Key: "k", State: store.SagaDone, Data: []byte(`{"step":"post"}`), At: t0.Add(time.Second)},
+		{Operator: "plugin:pos", Key: "nobody", State: store.SagaDone, Data: []byte(`{}`), At: t0},
+	}
+	commit(t, s, b)
+	got, err := s.GetSaga(ctx, "plugin:pos", "k")
+	if err != nil || got.State != store.SagaDone || got.Version != g.Version+1 || !got.UpdatedAt.Equal(norm(t0.Add(time.Second))) {
+		t.Fatalf("saga after the batch: %+v %v", got, err)
+	}
+	jsonEqual(t, got.Data, []byte(`{"step":"post"}`))
+	if _, err := s.GetSaga(ctx, "plugin:pos", "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a saga the store did not hold: %v", err)
+	}
 }
 
 func jsonEqual(t *testing.T, got, want []byte) {
