@@ -22,6 +22,17 @@ type HoldRequest struct {
 	// UpTo holds as much of the amount as the purses have, rather than
 	// declining when they have less; the result's amount is what was held.
 	UpTo bool `json:"-"`
+	// Saga, when set, is created in the same commit as the hold's answer
+	// (approved or declined in the writer).
+	Saga *SagaStart `json:"-"`
+}
+
+// SagaStart is a saga created with the operation that takes its first leg.
+type SagaStart struct {
+	Operator, Key, Kind string
+	// Data is the saga's data given the operation's result; it runs in the
+	// ledger writer.
+	Data func(res *PaymentResult) []byte
 }
 
 // Hold reserves money on a card.
@@ -33,7 +44,7 @@ func (s *Service) Hold(ctx context.Context, c Call, req HoldRequest) (ledger.Out
 	if req.ExpiresIn > 0 {
 		ttl = time.Duration(req.ExpiresIn) * time.Second
 	}
-	return s.debit(ctx, c, req.PaymentRequest, true, req.UpTo, s.opts.Now().UTC().Add(ttl))
+	return s.debit(ctx, c, req.PaymentRequest, true, req.UpTo, req.Saga, s.opts.Now().UTC().Add(ttl))
 }
 
 // HoldResult is the state of a hold after a capture or a void.

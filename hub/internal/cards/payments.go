@@ -89,6 +89,7 @@ type debitOp struct {
 	pin     pinCheck
 	hold    bool
 	upTo    bool // a hold for as much of the amount as the purses have
+	saga    *SagaStart
 	expires time.Time
 	teller  string
 }
@@ -106,6 +107,15 @@ func (o *debitOp) decline(res *PaymentResult, reason string) (any, error) {
 }
 
 func (o *debitOp) Apply(tx *ledger.Tx) (any, error) {
+	v, err := o.apply(tx)
+	if err == nil && o.saga != nil {
+		g := o.saga
+		tx.StartSaga(g.Operator, g.Key, g.Kind, g.Data(v.(*PaymentResult)))
+	}
+	return v, err
+}
+
+func (o *debitOp) apply(tx *ledger.Tx) (any, error) {
 	r := o.req
 	res := &PaymentResult{Card: r.Card, Channel: r.Channel, Merchant: r.Merchant, Terminal: r.Terminal,
 		Amount: r.Amount, Currency: r.Currency, At: tx.Now(), Legs: []Leg{}}
@@ -350,10 +360,10 @@ var errPINRequired = errors.New("pin required")
 // Pay debits a card. Declines (a frozen card, a wrong PIN, too little
 // money) are answers with a reason; malformed requests are errors.
 func (s *Service) Pay(ctx context.Context, c Call, req PaymentRequest) (ledger.Outcome, error) {
-	return s.debit(ctx, c, req, false, false, time.Time{})
+	return s.debit(ctx, c, req, false, false, nil, time.Time{})
 }
 
-func (s *Service) debit(ctx context.Context, c Call, req PaymentRequest, hold, upTo bool, expires time.Time) (ledger.Outcome, error) {
+func (s *Service) debit(ctx context.Context, c Call, req PaymentRequest, hold, upTo bool, saga *SagaStart, expires time.Time) (ledger.Outcome, error) {
 	op, err := s.prepareDebit(ctx, req, hold)
 	action := "payments.create"
 	if hold {
@@ -369,6 +379,7 @@ func (s *Service) debit(ctx context.Context, c Call, req PaymentRequest, hold, u
 	}
 	op.expires = expires
 	op.upTo = upTo
+	op.saga = saga
 	op.teller = c.Operator
 	return s.submit(ctx, c, action, req.Card, op)
 }

@@ -143,46 +143,54 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 	pin := req.PIN
 	req.PIN = ""
 	s := &splitSaga{Plugin: plugin, Request: req, Hash: c.RequestHash, Token: link.Token, MaskedBank: link.MaskedPAN, Step: stepHold}
-	// The hold comes before the saga is written: a hub stopped between the
-	// two leaves a hold that expires by itself and a payment never answered,
-	// which the terminal reverses (and the hub finds nothing to reverse).
+	// The saga is created in the same commit as the hold of the card's
+	// part, with what the hold took: the payment waits on no commit of its
+	// own before the bank is asked.
+	refused := ""
+	start := &cards.SagaStart{Operator: c.Operator, Key: c.IdempotencyKey, Kind: SagaSplitPayment,
+		Data: func(held *cards.PaymentResult) []byte {
+			switch {
+			case held.Status == cards.Approved:
+				s.Hold, _ = strconv.ParseInt(held.ID, 10, 64)
+				s.CityAmount = held.Amount
+			case held.Reason == fault.InsufficientFunds:
+				// The purses hold nothing: the bank card pays it all.
+			default:
+				// The card itself is refused (frozen, wrong PIN…): no bank
+				// card pays for a card that may not pay.
+				refused = held.Reason
+			}
+			s.BankAmount = req.Amount - s.CityAmount
+			if s.BankAmount > 0 && refused == "" {
+				s.Step = stepBank
+			}
+			b, _ := json.Marshal(s)
+			return b
+		}}
 	hc := c
 	hc.IdempotencyKey = s.holdKey(c.IdempotencyKey)
 	hreq := req
 	hreq.PIN = pin
-	out, err := g.opts.Service.Hold(ctx, hc, cards.HoldRequest{PaymentRequest: hreq, UpTo: true, ExpiresIn: int64(g.splitHoldTTL() / time.Second)})
-	var held cards.PaymentResult
-	if err == nil {
-		err = json.Unmarshal(out.Body, &held)
+	out, err := g.opts.Service.Hold(ctx, hc, cards.HoldRequest{PaymentRequest: hreq, UpTo: true,
+		ExpiresIn: int64(g.splitHoldTTL() / time.Second), Saga: start})
+	if err != nil || out.Replayed {
+		// Nothing was held, or an earlier request with this key holds it
+		// and carries the saga on.
+		return g.splitNotOwned(ctx, c, s, err)
 	}
-	refused := ""
-	switch {
-	case err != nil:
-		refused = fault.CodeOf(err)
-	case held.Status == cards.Approved:
-		s.Hold, _ = strconv.ParseInt(held.ID, 10, 64)
-		s.CityAmount = held.Amount
-	case held.Reason == fault.InsufficientFunds:
-		// The purses hold nothing: the bank card pays it all.
-	default:
-		// The card itself is refused (frozen, wrong PIN…): no bank card
-		// pays for a card that may not pay.
-		refused = held.Reason
-	}
-	s.BankAmount = req.Amount - s.CityAmount
-	if s.BankAmount > 0 && refused == "" {
-		s.Step = stepBank
-	}
-	rec, done, serr := g.startSaga(ctx, c, SagaSplitPayment, s)
-	if serr != nil || done != nil {
-		if done != nil {
-			return *done, nil
+	row, err := g.opts.Sagas.GetSaga(ctx, c.Operator, c.IdempotencyKey)
+	if err != nil {
+		// A decline before the writer (a PIN required and not given) starts
+		// no saga: nothing was taken.
+		var held cards.PaymentResult
+		if errors.Is(err, store.ErrNotFound) && json.Unmarshal(out.Body, &held) == nil && held.Status == cards.Declined {
+			return g.opts.Service.Decline(ctx, c, req, held.Reason)
 		}
-		return ledger.Outcome{}, serr
+		return ledger.Outcome{}, fault.Wrap(fault.Unavailable, err)
 	}
+	rec := &sagaRecord{g: g, row: row}
 	if refused != "" {
-		// Nothing was held, or the hold is found by its key and released.
-		return g.undoSplit(ctx, rec, c, s, refused, err)
+		return g.undoSplit(ctx, rec, c, s, refused, nil)
 	}
 	if s.BankAmount > 0 {
 		reason, err := g.authoriseToken(ctx, c, s)
@@ -214,6 +222,46 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 }
 
 func (g *Gateway) splitHoldTTL() time.Duration { return 10 * time.Minute }
+
+// splitNotOwned answers a split payment whose hold this request did not
+// place: the hold failed (err), or an earlier request with the same key
+// placed it and owns the saga.
+func (g *Gateway) splitNotOwned(ctx context.Context, c cards.Call, s *splitSaga, err error) (ledger.Outcome, error) {
+	row, gerr := g.opts.Sagas.GetSaga(ctx, c.Operator, c.IdempotencyKey)
+	switch {
+	case gerr == nil && row.Open():
+		return ledger.Outcome{}, fault.E(fault.InProgress, "idempotency_key",
+			fmt.Sprintf("the request with key %q is still being carried out; ask again", c.IdempotencyKey))
+	case gerr == nil:
+		if body, ok, aerr := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); aerr != nil {
+			return ledger.Outcome{}, aerr
+		} else if ok {
+			return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+		}
+		return ledger.Outcome{}, fault.E(fault.InProgress, "idempotency_key", "the payment is being closed; ask again")
+	case !errors.Is(gerr, store.ErrNotFound):
+		return ledger.Outcome{}, fault.Wrap(fault.Unavailable, gerr)
+	case err == nil:
+		// The hold was answered before this request, without a saga: the
+		// answer stands for the payment too.
+		var held cards.PaymentResult
+		_ = json.Unmarshal(g.mustAnswer(ctx, c.Operator, s.holdKey(c.IdempotencyKey)), &held)
+		return g.opts.Service.Decline(ctx, c, s.Request, held.Reason)
+	}
+	// The hold was refused before anything was taken (an unknown merchant),
+	// or the ledger could not say: an error about the request itself is
+	// the payment's decline; a failure of the hub is returned.
+	if code := fault.CodeOf(err); answerable(code) {
+		return g.opts.Service.Decline(ctx, c, s.Request, code)
+	}
+	return ledger.Outcome{}, err
+}
+
+// mustAnswer is the recorded answer to operator's key, or nil.
+func (g *Gateway) mustAnswer(ctx context.Context, operator, key string) []byte {
+	body, _, _ := g.opts.Service.Answer(ctx, operator, key)
+	return body
+}
 
 // covers reports whether the card's purses the channel lets pay hold the
 // whole amount now.

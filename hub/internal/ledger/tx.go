@@ -302,6 +302,13 @@ func (tx *Tx) isNew(code string) bool {
 	return false
 }
 
+// StartSaga creates a running saga in the same commit as this op's
+// postings (a saga already stored under the key is left as it is).
+func (tx *Tx) StartSaga(operator, key, kind string, data []byte) {
+	tx.b.sagas = append(tx.b.sagas, store.SagaState{Operator: operator, Key: key, Kind: kind, Create: true,
+		State: store.SagaRunning, Data: data, At: tx.now})
+}
+
 // EndSaga sets a saga's state and data in the same commit as this op's
 // postings (the saga row is in the store; see store.SagaState).
 func (tx *Tx) EndSaga(operator, key, state string, data []byte) {

@@ -225,15 +225,19 @@ type Batch struct {
 	RiderStates []RiderState
 	DeviceSeqs  []DeviceSeq
 
-	// SagaStates end sagas in the same transaction as the posting that
-	// completes them: each sets an existing saga's state and data and moves
-	// its version on. A saga that is not stored is left alone.
+	// SagaStates start and end sagas in the same transaction as the
+	// postings of their legs. One with Create inserts a saga (version 1,
+	// created at At) unless its key is taken, when it is left alone; any
+	// other sets an existing saga's state and data and moves its version
+	// on, leaving alone a saga that is not stored.
 	SagaStates []SagaState
 }
 
 // SagaState is a saga's new state, written with a batch.
 type SagaState struct {
 	Operator, Key, State string
+	Kind                 string // with Create
+	Create               bool
 	Data                 []byte
 	At                   time.Time
 }

@@ -173,8 +173,16 @@ func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error
 	}
 
 	for _, g := range b.SagaStates {
-		if _, err := tx.Exec(ctx, `UPDATE sagas SET state = $1, data = $2::text::json, version = version + 1, updated_at = $3
-			WHERE operator = $4 AND key = $5`, g.State, string(g.Data), g.At, g.Operator, g.Key); err != nil {
+		var err error
+		if g.Create {
+			_, err = tx.Exec(ctx, `INSERT INTO sagas (operator, key, kind, state, data, version, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5::text::json, 1, $6, $6) ON CONFLICT (operator, key) DO NOTHING`,
+				g.Operator, g.Key, g.Kind, g.State, string(g.Data), g.At)
+		} else {
+			_, err = tx.Exec(ctx, `UPDATE sagas SET state = $1, data = $2::text::json, version = version + 1, updated_at = $3
+				WHERE operator = $4 AND key = $5`, g.State, string(g.Data), g.At, g.Operator, g.Key)
+		}
+		if err != nil {
 			return fmt.Errorf("sagas: %w", err)
 		}
 	}

@@ -320,8 +320,15 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *store.Batch) erro
 		}
 	}
 	for _, g := range b.SagaStates {
-		if _, err := tx.ExecContext(ctx, `UPDATE sagas SET state = ?, data = ?, version = version + 1, updated_at = ?
-			WHERE operator = ? AND key = ?`, g.State, string(g.Data), toDB(g.At), g.Operator, g.Key); err != nil {
+		var err error
+		if g.Create {
+			_, err = tx.ExecContext(ctx, `INSERT INTO sagas (`+sagaCols+`) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+				ON CONFLICT (operator, key) DO NOTHING`, g.Operator, g.Key, g.Kind, g.State, string(g.Data), toDB(g.At), toDB(g.At))
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE sagas SET state = ?, data = ?, version = version + 1, updated_at = ?
+				WHERE operator = ? AND key = ?`, g.State, string(g.Data), toDB(g.At), g.Operator, g.Key)
+		}
+		if err != nil {
 			return fmt.Errorf("sagas: %w", err)
 		}
 	}

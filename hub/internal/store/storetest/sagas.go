@@ -34,8 +34,18 @@ func testSagaEndedByBatch(t *testing.T, s store.Store) {
 	b.SagaStates = []store.SagaState{
 		{Operator: "plugin:pos", Key: "k", State: store.SagaDone, Data: []byte(`{"step":"post"}`), At: t0.Add(time.Second)},
 		{Operator: "plugin:pos", Key: "nobody", State: store.SagaDone, Data: []byte(`{}`), At: t0},
+		// Created with the batch; a create over a taken key changes nothing.
+		{Operator: "plugin:pos", Key: "new", Kind: "split_payment", Create: true, State: store.SagaRunning,
+			Data: []byte(`{"step":"bank"}`), At: t0.Add(2 * time.Second)},
+		{Operator: "plugin:pos", Key: "k", Kind: "other", Create: true, State: store.SagaRunning, Data: []byte(`{}`), At: t0},
 	}
 	commit(t, s, b)
+	created, err := s.GetSaga(ctx, "plugin:pos", "new")
+	if err != nil || created.Version != 1 || created.State != store.SagaRunning || created.Kind != "split_payment" ||
+		!created.CreatedAt.Equal(norm(t0.Add(2*time.Second))) || !created.UpdatedAt.Equal(created.CreatedAt) {
+		t.Fatalf("saga created by the batch: %+v %v", created, err)
+	}
+	jsonEqual(t, created.Data, []byte(`{"step":"bank"}`))
 	got, err := s.GetSaga(ctx, "plugin:pos", "k")
 	if err != nil || got.State != store.SagaDone || got.Version != g.Version+1 || !got.UpdatedAt.Equal(norm(t0.Add(time.Second))) {
 		t.Fatalf("saga after the batch: %+v %v", got, err)
