@@ -307,8 +307,11 @@ func (p *plugins) startDenyPush(st store.Store, every time.Duration) {
 }
 
 // DefaultSagaStaleAfter is how long a saga may go without progress before
-// the hub's recovery finishes or undoes it.
-const DefaultSagaStaleAfter = 30 * time.Second
+// the hub's recovery finishes or undoes it: longer than a leg may take
+// while its request still waits (a bank call, 30 s; an insurer's
+// settlement with its correction and retry), so that a live payment is
+// never taken over.
+const DefaultSagaStaleAfter = 2 * time.Minute
 
 // startSagaRecovery closes the sagas a stopped hub left open: at start,
 // then every few seconds, for those not written for staleAfter. A saga
