@@ -78,40 +78,22 @@ func (s *Store) GetSaga(ctx context.Context, operator, key string) (store.Saga, 
 
 // OpenSagas lists sagas still running or compensating, oldest first.
 func (s *Store) OpenSagas(ctx context.Context, limit int) ([]store.Saga, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+sagaCols+` FROM sagas
+	out, err := collect(ctx, s, scanSaga, `SELECT `+sagaCols+` FROM sagas
 		WHERE state IN ('running', 'compensating') ORDER BY created_at, operator, key LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open sagas: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Saga
-	for rows.Next() {
-		g, err := scanSaga(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: open sagas: %w", err)
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SagasCreated lists the sagas of kind created in [from, to).
 func (s *Store) SagasCreated(ctx context.Context, kind string, from, to time.Time) ([]store.Saga, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+sagaCols+` FROM sagas
+	out, err := collect(ctx, s, scanSaga, `SELECT `+sagaCols+` FROM sagas
 		WHERE kind = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at, operator, key`, kind, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: sagas of %s: %w", kind, err)
 	}
-	defer rows.Close()
-	var out []store.Saga
-	for rows.Next() {
-		g, err := scanSaga(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: sagas of %s: %w", kind, err)
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // LinkBankCard links or re-links a bank card to a city card.
