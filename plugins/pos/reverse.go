@@ -79,20 +79,11 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 	}
 	switch r.kind {
 	case kindTombstone:
-		if strings.HasPrefix(str(tx.req, iso.FieldProcessingCode), "03") {
-			// A pre-authorisation: release its hold, if the hub has one.
-			a, rst, notPending := h.holdAtHub(ctx, tx, TypeCardVoid, r.key+"-R", releaseOf(r))
-			switch {
-			case rst == approved || notPending:
-				return keep(answer{rc: rcApproved, rrn: a.rrn})
-			case rst == inDoubt:
-				return h.respond(tx, answer{rc: a.rc})
-			}
-			return keep(answer{rc: rcOriginalNotFound})
-		}
-		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
+		// A pre-authorisation (processing code 03) has its hold released,
+		// if the hub has one; a purchase is reversed.
+		a, rst, done := h.undoAtHub(ctx, tx, r, strings.HasPrefix(str(tx.req, iso.FieldProcessingCode), "03"))
 		switch {
-		case rst == approved || already:
+		case done:
 			return keep(answer{rc: rcApproved, rrn: a.rrn})
 		case rst == inDoubt:
 			return h.respond(tx, answer{rc: a.rc})
@@ -109,9 +100,9 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 			tx.log.Warn("a purchase partly refunded cannot be reversed; it stands", "batch", batchNo)
 			return keep(answer{rc: rcInvalidTxn})
 		}
-		a, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
+		a, rst, done := h.undoAtHub(ctx, tx, r, false)
 		switch {
-		case rst == approved || already:
+		case done:
 			h.j.update(func() { r.undone = true })
 			return keep(answer{rc: rcApproved, rrn: a.rrn})
 		case rst == inDoubt:
@@ -147,9 +138,8 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 			}
 			return keep(answer{rc: rc})
 		}
-		a, rst, notPending := h.holdAtHub(ctx, tx, TypeCardVoid, r.key+"-R", releaseOf(r))
-		switch {
-		case rst == approved || notPending:
+		a, rst, done := h.undoAtHub(ctx, tx, r, true)
+		if done {
 			// Released now, or already (expired, or released by this
 			// same reversal before).
 			return keep(answer{rc: rcApproved, rrn: a.rrn})
@@ -186,6 +176,19 @@ func reversalOf(r *record) []byte {
 func releaseOf(r *record) []byte {
 	b, _ := json.Marshal(cardHoldUse{HoldKey: r.key})
 	return b
+}
+
+// undoAtHub reverses r's payment, or releases its hold when release is
+// set, under r's key and "-R" (reversalOf, releaseOf). done reports that
+// the hub did so, now or before (already reversed, or the hold no longer
+// pending).
+func (h *host) undoAtHub(ctx context.Context, tx *txn, r *record, release bool) (a answer, st status, done bool) {
+	if release {
+		a, st, done = h.holdAtHub(ctx, tx, TypeCardVoid, r.key+"-R", releaseOf(r))
+	} else {
+		a, st, done = h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
+	}
+	return a, st, done || st == approved
 }
 
 // resolve sends a hub message whose answer never came once more, under the
@@ -276,9 +279,9 @@ func (h *host) settleOnce(ctx context.Context, tx *txn, r *record) bool {
 	if r.kind != kindPurchase || st != approved || undone {
 		return true
 	}
-	_, rst, already := h.reverseAtHub(ctx, tx, r.key+"-R", reversalOf(r))
+	_, rst, done := h.undoAtHub(ctx, tx, r, false)
 	switch {
-	case rst == approved || already:
+	case done:
 		h.j.update(func() { r.undone = true })
 		tx.log.Info("reversed a payment the terminal was told had failed", "key", r.key)
 		return true
@@ -404,9 +407,9 @@ func (h *host) releaseDoubt(ctx context.Context, tx *txn, r *record) bool {
 	if !release {
 		return true
 	}
-	_, rst, notPending := h.holdAtHub(ctx, tx, TypeCardVoid, r.key+"-R", releaseOf(r))
+	_, rst, done := h.undoAtHub(ctx, tx, r, true)
 	switch {
-	case rst == approved || notPending:
+	case done:
 		tx.log.Info("released a hold the terminal was told had failed", "key", r.key)
 		return true
 	case rst == inDoubt:
