@@ -433,18 +433,54 @@ func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8
 	}
 	h.j.update(func() { r.amount, r.pan, r.date, r.typ = amount, panHash(pan), str(tx.req, iso.FieldLocalDate), typ })
 	a, st := h.pay(ctx, tx, typ, r.key, payload)
+	h.conclude(tx, r, a, st, payload, nil)
+	tx.log.Info(what, "card", pan, "amount", amount, "rc", a.rc, "key", r.key)
+	return h.respond(tx, a)
+}
+
+// conclude records the hub's answer a (st) to r, sent as payload, and runs
+// also, if given, in the same journal update; a transaction the hub left
+// in doubt keeps its payload and is settled in the background.
+func (h *host) conclude(tx *txn, r *record, a answer, st status, payload []byte, also func()) {
 	h.j.update(func() {
 		r.st, r.rrn = st, a.rrn
 		if st == inDoubt {
 			r.payload = payload
+		}
+		if also != nil {
+			also()
 		}
 	})
 	r.finish(a)
 	if st == inDoubt {
 		h.spawn(func(ctx context.Context) { h.settleDoubt(ctx, tx, r) })
 	}
-	tx.log.Info(what, "card", pan, "amount", amount, "rc", a.rc, "key", r.key)
-	return h.respond(tx, a)
+}
+
+// original reads what a void, refund, completion or cancellation names:
+// its card and amount, and the original (field 61), which must be a
+// journal record of kind want, once that is answered. notFound is logged
+// when it is not.
+func (h *host) original(ctx context.Context, tx *txn, want kind, notFound string) (orig iso.Original, pan cardcrypto.PAN, amount int64, o *record, rc string) {
+	orig, err := iso.ParseOriginal(str(tx.req, iso.FieldOriginal))
+	if err != nil {
+		return orig, pan, 0, nil, rcFormatError
+	}
+	if pan, rc = h.card(tx); rc != "" {
+		return orig, pan, 0, nil, rc
+	}
+	if amount, rc = amountOf(tx.req); rc != "" {
+		return orig, pan, 0, nil, rc
+	}
+	o = h.j.lookup(tx.t.id, orig.Batch, orig.STAN)
+	if o == nil || o.kind != want {
+		tx.log.Info(notFound, "orig_batch", orig.Batch, "orig_stan", orig.STAN)
+		return orig, pan, amount, nil, rcOriginalNotFound
+	}
+	if err := o.wait(ctx); err != nil {
+		return orig, pan, amount, nil, rcSystemError
+	}
+	return orig, pan, amount, o, ""
 }
 
 // translatePIN translates a bank card's PIN block (field 52), if the
@@ -510,25 +546,9 @@ func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso85
 		return done
 	}
 	what := map[kind]string{kindVoid: "void", kindRefund: "refund"}[k]
-	orig, err := iso.ParseOriginal(str(tx.req, iso.FieldOriginal))
-	if err != nil {
-		return h.decline(tx, r, rcFormatError)
-	}
-	pan, rc := h.card(tx)
+	orig, pan, amount, o, rc := h.original(ctx, tx, kindPurchase, what+": no such original")
 	if rc != "" {
 		return h.decline(tx, r, rc)
-	}
-	amount, rc := amountOf(tx.req)
-	if rc != "" {
-		return h.decline(tx, r, rc)
-	}
-	o := h.j.lookup(tx.t.id, orig.Batch, orig.STAN)
-	if o == nil || o.kind != kindPurchase {
-		tx.log.Info(what+": no such original", "orig_batch", orig.Batch, "orig_stan", orig.STAN)
-		return h.decline(tx, r, rcOriginalNotFound)
-	}
-	if err := o.wait(ctx); err != nil {
-		return h.decline(tx, r, rcSystemError)
 	}
 	if k == kindVoid && h.j.isClosed(tx.t.id, orig.Batch) {
 		tx.log.Info("void of a settled purchase: refund it instead", "orig_batch", orig.Batch)
@@ -580,24 +600,17 @@ func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso85
 		return h.decline(tx, r, rcSystemError)
 	}
 	a, st, already := h.reverseAtHub(ctx, tx, r.key, payload)
-	h.j.update(func() {
-		r.st, r.rrn = st, a.rrn
+	h.conclude(tx, r, a, st, payload, func() {
 		switch {
 		case st == approved && !partial:
 			o.undone = true
 		case st == declined && partial:
 			o.refunded -= amount
-		case st == inDoubt:
-			r.payload = payload
 		}
 		if already {
 			o.undone = true
 		}
 	})
-	r.finish(a)
-	if st == inDoubt {
-		h.spawn(func(ctx context.Context) { h.settleDoubt(ctx, tx, r) })
-	}
 	tx.log.Info(what, "card", pan, "amount", amount, "orig_stan", orig.STAN, "rc", a.rc, "key", r.key)
 	return h.respond(tx, a)
 }
@@ -637,25 +650,9 @@ func (h *host) useHold(ctx context.Context, tx *txn, batchNo string, k kind) *is
 	if k == kindPreAuthVoid {
 		what, typ = "pre-authorisation cancellation", TypeCardVoid
 	}
-	orig, err := iso.ParseOriginal(str(tx.req, iso.FieldOriginal))
-	if err != nil {
-		return h.decline(tx, r, rcFormatError)
-	}
-	pan, rc := h.card(tx)
+	orig, pan, amount, o, rc := h.original(ctx, tx, kindPreAuth, what+": no such pre-authorisation")
 	if rc != "" {
 		return h.decline(tx, r, rc)
-	}
-	amount, rc := amountOf(tx.req)
-	if rc != "" {
-		return h.decline(tx, r, rc)
-	}
-	o := h.j.lookup(tx.t.id, orig.Batch, orig.STAN)
-	if o == nil || o.kind != kindPreAuth {
-		tx.log.Info(what+": no such pre-authorisation", "orig_batch", orig.Batch, "orig_stan", orig.STAN)
-		return h.decline(tx, r, rcOriginalNotFound)
-	}
-	if err := o.wait(ctx); err != nil {
-		return h.decline(tx, r, rcSystemError)
 	}
 	f38 := str(tx.req, iso.FieldAuthCode)
 	var oamount int64
@@ -690,19 +687,11 @@ func (h *host) useHold(ctx context.Context, tx *txn, batchNo string, k kind) *is
 		return h.decline(tx, r, rcSystemError)
 	}
 	a, st, _ := h.holdAtHub(ctx, tx, typ, r.key, payload)
-	h.j.update(func() {
-		r.st, r.rrn = st, a.rrn
-		switch {
-		case st == approved && k == kindPreAuthVoid:
+	h.conclude(tx, r, a, st, payload, func() {
+		if st == approved && k == kindPreAuthVoid {
 			o.undone = true
-		case st == inDoubt:
-			r.payload = payload
 		}
 	})
-	r.finish(a)
-	if st == inDoubt {
-		h.spawn(func(ctx context.Context) { h.settleDoubt(ctx, tx, r) })
-	}
 	tx.log.Info(what, "card", pan, "amount", amount, "hold", oamount, "orig_stan", orig.STAN, "rc", a.rc, "key", r.key)
 	return h.respond(tx, a)
 }
