@@ -24,20 +24,6 @@ const (
 // inquiry): the ledger's balance for a city card, the bank's for a bank card.
 const TypeCardBalanceInquiry = "card.balance_inquiry.v1"
 
-// bankAnswer is the recorded answer to a plugin's payment or hold by its
-// key, decoded; ok is false when there is none.
-func (g *Gateway) bankAnswer(ctx context.Context, plugin, key string) (cards.PaymentResult, bool, error) {
-	var r cards.PaymentResult
-	body, ok, err := g.opts.Service.Answer(ctx, OperatorPrefix+plugin, key)
-	if err != nil || !ok {
-		return r, false, err
-	}
-	if json.Unmarshal(body, &r) != nil || r.Status != cards.Approved {
-		return r, false, nil
-	}
-	return r, r.BankKey != "", nil
-}
-
 // bankAuthorization is the acquirer plugin's answer.
 type bankAuthorization struct {
 	Status       string `json:"status"`
@@ -47,30 +33,68 @@ type bankAuthorization struct {
 	Balance      *int64 `json:"balance"`
 }
 
-// askBank sends the acquirer plugin one message and reads its answer.
-func (g *Gateway) askBank(ctx context.Context, typ, key string, fields map[string]any) (bankAuthorization, error) {
-	var a bankAuthorization
+// bankKey names what plugin's request key asked of the acquirer plugin:
+// the acquirer applies each such key once.
+func bankKey(plugin, key string) string { return "bank:" + plugin + ":" + key }
+
+// callBank sends the acquirer plugin one message and decodes its one reply
+// into out.
+func (g *Gateway) callBank(ctx context.Context, typ, key string, fields, out any) error {
 	if g.opts.BankPlugin == "" || g.plugins == nil {
-		return a, fault.E(fault.ChannelNotAllowed, "", "this hub has no bank acquirer")
+		return fault.E(fault.ChannelNotAllowed, "", "this hub has no bank acquirer")
 	}
 	payload, _ := json.Marshal(fields)
 	ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
 	defer cancel()
 	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: typ, IdempotencyKey: key, Payload: payload})
 	if err != nil {
-		return a, err
+		return err
 	}
-	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &a) != nil {
-		return a, fault.E(fault.Internal, "", "the acquirer's answer does not decode")
+	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, out) != nil {
+		return fault.E(fault.Internal, "", "the acquirer's answer to "+typ+" does not decode")
 	}
-	return a, nil
+	return nil
+}
+
+// askBank sends the acquirer plugin one message and reads its answer.
+func (g *Gateway) askBank(ctx context.Context, typ, key string, fields map[string]any) (bankAuthorization, error) {
+	var a bankAuthorization
+	err := g.callBank(ctx, typ, key, fields, &a)
+	return a, err
+}
+
+// authoriseToken has the acquirer authorise amount on a linked bank card's
+// token under key; it returns the answer, or the decline's registry code.
+func (g *Gateway) authoriseToken(ctx context.Context, key, token string, amount int64, currency, merchant, terminal string) (bankAuthorization, string) {
+	a, err := g.askBank(ctx, TypeBankAuthorize, key, map[string]any{"token": token, "amount": amount, "currency": currency,
+		"merchant": merchant, "terminal": g.acquirerTerminal(terminal)})
+	switch {
+	case err != nil:
+		g.log.Warn("gateway: a linked bank card was not authorised", "key", key, "err", err)
+		return a, fault.BankUnavailable
+	case a.Status != "approved":
+		return a, bankDecline(a.ResponseCode)
+	}
+	return a, ""
+}
+
+// reverseAtBank has the acquirer reverse the authorisation it made under
+// authKey (it stores and forwards the reversal until the switch has it).
+func (g *Gateway) reverseAtBank(ctx context.Context, authKey string) error {
+	var r struct {
+		Status string `json:"status"`
+	}
+	if err := g.callBank(ctx, TypeBankReverse, "reverse:"+authKey, map[string]string{"authorization_key": authKey}, &r); err != nil {
+		return fmt.Errorf("reverse the bank card's part: %w", err)
+	}
+	return nil
 }
 
 // bankRefusal is the error for an acquirer's decline of a completion,
 // cancellation, void or refund: the registry's code for its answer.
 func bankRefusal(what string, a bankAuthorization) error {
 	code := bankDecline(a.ResponseCode)
-	if a.ResponseCode == "68" || a.ResponseCode == "91" {
+	if code == fault.BankUnavailable {
 		return fault.E(fault.Unavailable, "", fmt.Sprintf("the bank did not answer the %s in time; send it again", what))
 	}
 	return fault.E(code, "", fmt.Sprintf("the bank declined the %s (response code %s)", what, a.ResponseCode))
@@ -80,10 +104,8 @@ func bankRefusal(what string, a bankAuthorization) error {
 // card's pre-authorisation at the acquirer, and records the outcome: a
 // completion posts what the acquirer now owes the merchant.
 func (g *Gateway) bankHoldUse(ctx context.Context, plugin, typ string, c cards.Call, m sdk.Message, hold cards.PaymentResult, amount int64, currency string) (ledger.Outcome, error) {
-	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
-		return ledger.Outcome{}, err
-	} else if ok {
-		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	if out, ok, err := g.answered(ctx, c); err != nil || ok {
+		return out, err
 	}
 	if currency == "" {
 		currency = hold.Currency
@@ -91,7 +113,7 @@ func (g *Gateway) bankHoldUse(ctx context.Context, plugin, typ string, c cards.C
 	if currency != hold.Currency {
 		return ledger.Outcome{}, fault.E(fault.CurrencyMismatch, "currency", fmt.Sprintf("the pre-authorisation is in %s", hold.Currency))
 	}
-	key := "bank:" + plugin + ":" + m.IdempotencyKey
+	key := bankKey(plugin, m.IdempotencyKey)
 	if typ == TypeCardVoid {
 		a, err := g.askBank(ctx, TypeBankCancel, key, map[string]any{"authorization_key": hold.BankKey, "kind": "preauth_cancel",
 			"amount": hold.Amount, "currency": currency})
@@ -141,7 +163,7 @@ func (g *Gateway) bankUndo(ctx context.Context, plugin string, c cards.Call, ori
 	if amount > 0 {
 		bank = amount
 	}
-	a, err := g.askBank(ctx, TypeBankCancel, "bank:"+plugin+":"+c.IdempotencyKey, map[string]any{"authorization_key": orig.BankKey,
+	a, err := g.askBank(ctx, TypeBankCancel, bankKey(plugin, c.IdempotencyKey), map[string]any{"authorization_key": orig.BankKey,
 		"kind": kind, "amount": bank, "currency": orig.Currency})
 	if err != nil {
 		return err

@@ -677,14 +677,13 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
 		}
-		if bank, ok, err := g.bankAnswer(ctx, plugin, p.HoldKey); err != nil {
-			return ledger.Outcome{}, err
-		} else if ok && bank.ID == "" {
-			return g.bankHoldUse(ctx, plugin, typ, c, m, bank, p.Amount, p.Currency)
-		}
-		id, err := g.approvedByKey(ctx, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
+		hold, id, err := g.approved(ctx, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
 		if err != nil {
 			return ledger.Outcome{}, err
+		}
+		if id == 0 {
+			// A bank card's pre-authorisation: held at the bank, not here.
+			return g.bankHoldUse(ctx, plugin, typ, c, m, hold, p.Amount, p.Currency)
 		}
 		if typ == TypeCardVoid {
 			return g.opts.Service.Void(ctx, c, id)
@@ -711,11 +710,10 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
 		}
-		id, err := g.paymentByKey(ctx, plugin, p.PaymentKey)
-		if err != nil {
-			return ledger.Outcome{}, err
+		orig, id, err := g.approved(ctx, plugin, p.PaymentKey, "payment_key", fault.TransferNotFound, "payment")
+		if err == nil && id == 0 {
+			err = notApproved(plugin, p.PaymentKey, "payment_key", fault.TransferNotFound, "payment")
 		}
-		orig, _, err := g.bankAnswer(ctx, plugin, p.PaymentKey)
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
@@ -795,10 +793,8 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 	if g.opts.BankPlugin == "" || g.plugins == nil {
 		return decline(fault.ChannelNotAllowed)
 	}
-	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
-		return ledger.Outcome{}, err
-	} else if ok {
-		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	if out, ok, err := g.answered(ctx, c); err != nil || ok {
+		return out, err
 	}
 	if err := g.opts.Service.CheckAcceptor(ctx, b.Merchant, b.Terminal); err != nil {
 		return decline(fault.CodeOf(err))
@@ -808,7 +804,7 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 		// not take bank cards.
 		return decline(fault.InvalidRequest)
 	}
-	authKey := "bank:" + plugin + ":" + m.IdempotencyKey
+	authKey := bankKey(plugin, m.IdempotencyKey)
 	fields := map[string]any{"pan": b.Card, "expiry": b.Expiry, "amount": b.Amount, "currency": b.Currency,
 		"merchant": b.Merchant, "terminal": g.acquirerTerminal(b.Terminal)}
 	if b.PINBlock != "" {
@@ -817,26 +813,18 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 	if b.preauth {
 		fields["transaction"] = "preauth"
 	}
-	req, _ := json.Marshal(fields)
-	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankAuthorize, IdempotencyKey: authKey,
-		CorrelationID: m.CorrelationID, Payload: req})
+	auth, err := g.askBank(ctx, TypeBankAuthorize, authKey, fields)
 	if err != nil {
 		// No answer from the acquirer: the acquirer plugin reverses what
 		// it may have authorised; the payment is declined.
 		g.log.Warn("gateway: bank card not authorised", "plugin", g.opts.BankPlugin, "card", masked, "err", err)
+		if fault.CodeOf(err) == fault.Internal {
+			return decline(fault.Internal)
+		}
 		return decline(fault.Unavailable)
 	}
-	var auth struct {
-		Status       string `json:"status"`
-		ResponseCode string `json:"response_code"`
-		AuthCode     string `json:"auth_code"`
-		RRN          string `json:"rrn"`
-	}
-	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &auth) != nil {
-		return decline(fault.Internal)
-	}
 	if auth.Status != "approved" {
-		return decline(declineCode(auth.ResponseCode))
+		return decline(bankDecline(auth.ResponseCode))
 	}
 	if b.preauth {
 		// A bank card's pre-authorisation moves no money in the ledger
@@ -849,9 +837,7 @@ func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c car
 		Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency, Approved: true,
 		AuthCode: auth.AuthCode, RRN: auth.RRN, BankKey: authKey})
 	if err != nil {
-		rev, _ := json.Marshal(map[string]string{"authorization_key": authKey})
-		if _, rerr := g.Send(context.WithoutCancel(ctx), g.opts.BankPlugin, sdk.Message{Type: TypeBankReverse,
-			IdempotencyKey: "reverse:" + authKey, Payload: rev}); rerr != nil {
+		if rerr := g.reverseAtBank(context.WithoutCancel(ctx), authKey); rerr != nil {
 			g.log.Error("gateway: a bank authorisation could not be recorded nor reversed", "card", masked,
 				"auth_key", authKey, "err", err, "reverse_err", rerr)
 		}
@@ -881,33 +867,41 @@ func declineCode(iso string) string {
 	return fault.RiskDeclined
 }
 
-// paymentByKey finds the transfer a plugin's approved payment made, by the
-// payment message's idempotency key.
-func (g *Gateway) paymentByKey(ctx context.Context, plugin, key string) (int64, error) {
-	return g.approvedByKey(ctx, plugin, key, "payment_key", fault.TransferNotFound, "payment")
-}
-
-// approvedByKey finds the id of a plugin's approved payment or hold by its
-// message's idempotency key; code and what name the error when there is
-// none.
-func (g *Gateway) approvedByKey(ctx context.Context, plugin, key, field, code, what string) (int64, error) {
+// approved returns a plugin's approved payment or hold, answered under
+// its message's idempotency key, and the id of its transfer or hold (0 for
+// a bank card's pre-authorisation, which the hub does not hold); code,
+// field and what name the error when there is none.
+func (g *Gateway) approved(ctx context.Context, plugin, key, field, code, what string) (cards.PaymentResult, int64, error) {
+	var r cards.PaymentResult
 	body, ok, err := g.opts.Service.Answer(ctx, OperatorPrefix+plugin, key)
 	if err != nil {
-		return 0, err
+		return r, 0, err
 	}
-	notFound := fault.E(code, field, fmt.Sprintf("plugin %s made no approved %s with idempotency key %q", plugin, what, key))
-	if !ok {
-		return 0, notFound
+	if !ok || json.Unmarshal(body, &r) != nil || r.Status != cards.Approved || (r.ID == "" && r.BankKey == "") {
+		return r, 0, notApproved(plugin, key, field, code, what)
 	}
-	var r cards.PaymentResult
-	if err := json.Unmarshal(body, &r); err != nil || r.Status != cards.Approved || r.ID == "" {
-		return 0, notFound
+	if r.ID == "" {
+		return r, 0, nil
 	}
 	id, err := strconv.ParseInt(r.ID, 10, 64)
 	if err != nil {
-		return 0, notFound
+		return r, 0, notApproved(plugin, key, field, code, what)
 	}
-	return id, nil
+	return r, id, nil
+}
+
+// approvedByKey is the id of a plugin's approved payment or hold in the
+// ledger, by its message's idempotency key.
+func (g *Gateway) approvedByKey(ctx context.Context, plugin, key, field, code, what string) (int64, error) {
+	_, id, err := g.approved(ctx, plugin, key, field, code, what)
+	if err == nil && id == 0 {
+		err = notApproved(plugin, key, field, code, what)
+	}
+	return id, err
+}
+
+func notApproved(plugin, key, field, code, what string) error {
+	return fault.E(code, field, fmt.Sprintf("plugin %s made no approved %s with idempotency key %q", plugin, what, key))
 }
 
 // toSDK turns a hub error into the plugin protocol's error, keeping its

@@ -125,9 +125,6 @@ type medicalSaga struct {
 
 func medHoldKey(key, purse string) string { return "medical-hold-" + purse + ":" + key }
 func medPostKey(key string) string        { return "medical-post:" + key }
-func medBankKey(plugin, key string) string {
-	return "bank:" + plugin + ":" + key
-}
 
 func (s *medicalSaga) fund() int64 {
 	if s.Settlement == nil {
@@ -163,10 +160,8 @@ func (g *Gateway) medicalBill(ctx context.Context, plugin, channel string, c car
 	if err := json.Unmarshal(m.Payload, &b); err != nil {
 		return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
 	}
-	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
-		return ledger.Outcome{}, err
-	} else if ok {
-		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	if out, ok, err := g.answered(ctx, c); err != nil || ok {
+		return out, err
 	}
 	pin := b.PIN
 	b.PIN = ""
@@ -249,13 +244,9 @@ func (g *Gateway) medicalBill(ctx context.Context, plugin, channel string, c car
 		if err := rec.save(ctx, store.SagaRunning, s); err != nil {
 			return ledger.Outcome{}, err
 		}
-		a, err := g.askBank(ctx, TypeBankAuthorize, medBankKey(plugin, c.IdempotencyKey), map[string]any{"token": s.Token,
-			"amount": s.Bank, "currency": b.Currency, "merchant": b.Hospital, "terminal": g.acquirerTerminal(b.Terminal)})
-		switch {
-		case err != nil || a.ResponseCode == "68" || a.ResponseCode == "91":
-			return g.undoMedical(ctx, rec, c, s, fault.BankUnavailable)
-		case a.Status != "approved":
-			return g.undoMedical(ctx, rec, c, s, bankDecline(a.ResponseCode))
+		a, reason := g.authoriseToken(ctx, bankKey(plugin, c.IdempotencyKey), s.Token, s.Bank, b.Currency, b.Hospital, b.Terminal)
+		if reason != "" {
+			return g.undoMedical(ctx, rec, c, s, reason)
 		}
 		s.AuthCode, s.RRN = a.AuthCode, a.RRN
 	}
@@ -332,7 +323,7 @@ func (g *Gateway) postBill(ctx context.Context, c cards.Call, s *medicalSaga) er
 		PaymentRequest: cards.PaymentRequest{Card: b.Card, Channel: s.Channel, Merchant: b.Hospital, Terminal: b.Terminal,
 			Amount: b.Total, Currency: b.Currency},
 		Holds: s.Holds, InsurerAmount: s.fund(), BankAmount: s.Bank, MaskedBankCard: s.MaskedBank,
-		AuthCode: s.AuthCode, RRN: s.RRN, BankKey: medBankKey(s.Plugin, c.IdempotencyKey)})
+		AuthCode: s.AuthCode, RRN: s.RRN, BankKey: bankKey(s.Plugin, c.IdempotencyKey)})
 	if err != nil {
 		return err
 	}
@@ -384,23 +375,14 @@ func (g *Gateway) undoMedical(ctx context.Context, rec *sagaRecord, c cards.Call
 // repeat.
 func (g *Gateway) compensateMedical(ctx context.Context, key string, s *medicalSaga) error {
 	if s.Step == medBank || s.Step == medPost {
-		if _, err := g.askBank(ctx, TypeBankReverse, "reverse:"+medBankKey(s.Plugin, key),
-			map[string]any{"authorization_key": medBankKey(s.Plugin, key)}); err != nil {
-			return fmt.Errorf("reverse the bank card's part: %w", err)
+		if err := g.reverseAtBank(ctx, bankKey(s.Plugin, key)); err != nil {
+			return err
 		}
 	}
 	if s.Step != medStart && s.Step != medInsurer {
 		for _, purse := range []string{"cash", "medical"} {
-			id, err := g.approvedByKey(ctx, s.Plugin, medHoldKey(key, purse), "hold_key", fault.HoldNotFound, "hold")
-			if fault.Is(err, fault.HoldNotFound) {
-				continue
-			} else if err != nil {
+			if err := g.releaseHold(ctx, s.Plugin, 0, medHoldKey(key, purse), "medical-release-"+purse+":"+key, s.Hash); err != nil {
 				return err
-			}
-			c := cards.Call{Operator: OperatorPrefix + s.Plugin, Role: "plugin", IdempotencyKey: "medical-release-" + purse + ":" + key,
-				RequestHash: s.Hash, Encode: encode}
-			if _, err := g.opts.Service.Void(ctx, c, id); err != nil && !fault.Is(err, fault.HoldNotPending) {
-				return fmt.Errorf("release hold %d: %w", id, err)
 			}
 		}
 	}
@@ -494,10 +476,8 @@ func (g *Gateway) medicalRefund(ctx context.Context, plugin string, c cards.Call
 	if err := json.Unmarshal(m.Payload, &p); err != nil {
 		return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
 	}
-	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
-		return ledger.Outcome{}, err
-	} else if ok {
-		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	if out, ok, err := g.answered(ctx, c); err != nil || ok {
+		return out, err
 	}
 	billKey := "bill:" + p.Hospital + ":" + p.BillID
 	notFound := fault.E(fault.BillNotFound, "bill_id", fmt.Sprintf("no settled bill %s of %s", p.BillID, p.Hospital))
@@ -515,8 +495,8 @@ func (g *Gateway) medicalRefund(ctx context.Context, plugin string, c cards.Call
 		return ledger.Outcome{}, notFound
 	}
 	if s.Bank > 0 {
-		a, err := g.askBank(ctx, TypeBankCancel, "bank:"+plugin+":"+c.IdempotencyKey, map[string]any{
-			"authorization_key": medBankKey(plugin, billKey), "kind": "refund", "amount": s.Bank, "currency": s.Bill.Currency})
+		a, err := g.askBank(ctx, TypeBankCancel, bankKey(plugin, c.IdempotencyKey), map[string]any{
+			"authorization_key": bankKey(plugin, billKey), "kind": "refund", "amount": s.Bank, "currency": s.Bill.Currency})
 		if err != nil {
 			return ledger.Outcome{}, err
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/schemas"
-	"github.com/citycard/citycard/sdk"
 )
 
 // SagaSplitPayment is the kind of the saga of a payment a city card and
@@ -49,7 +48,7 @@ type splitSaga struct {
 }
 
 func (s *splitSaga) holdKey(key string) string { return "split-hold:" + key }
-func (s *splitSaga) bankKey(key string) string { return "bank:" + s.Plugin + ":" + key }
+func (s *splitSaga) bankKey(key string) string { return bankKey(s.Plugin, key) }
 
 // sagaRecord keeps a saga's row and writes it over the version it read.
 type sagaRecord struct {
@@ -94,13 +93,22 @@ func (g *Gateway) startSaga(ctx context.Context, c cards.Call, kind string, data
 	if created {
 		return &sagaRecord{g: g, row: row}, nil, nil
 	}
-	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
+	if out, ok, err := g.answered(ctx, c); err != nil {
 		return nil, nil, err
 	} else if ok && !row.Open() {
-		return nil, &ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+		return nil, &out, nil
 	}
 	return nil, nil, fault.E(fault.InProgress, "idempotency_key",
 		fmt.Sprintf("the request with key %q is still being carried out; ask again", c.IdempotencyKey))
+}
+
+// answered is the answer recorded for c's request, if there is one.
+func (g *Gateway) answered(ctx context.Context, c cards.Call) (ledger.Outcome, bool, error) {
+	body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey)
+	if err != nil || !ok {
+		return ledger.Outcome{}, false, err
+	}
+	return ledger.Outcome{Status: 200, Body: body, Replayed: true}, true, nil
 }
 
 // linkedBankCard returns the bank card a city card pays its shortfall
@@ -129,10 +137,8 @@ func (g *Gateway) linkedBankCard(ctx context.Context, channel, card string) (sto
 // or timeout, or a hub stopped half-way, releases the city card's part and
 // reverses the bank's, and the payment declines.
 func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call, req cards.PaymentRequest, link store.LinkedBankCard) (ledger.Outcome, error) {
-	if body, ok, err := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); err != nil {
-		return ledger.Outcome{}, err
-	} else if ok {
-		return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+	if out, ok, err := g.answered(ctx, c); err != nil || ok {
+		return out, err
 	}
 	if g.covers(ctx, req) {
 		// The card can pay it all: a payment like any other. Should a
@@ -176,7 +182,7 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 	if err != nil || out.Replayed {
 		// Nothing was held, or an earlier request with this key holds it
 		// and carries the saga on.
-		return g.splitNotOwned(ctx, c, s, err)
+		return g.splitNotOwned(ctx, c, s, out, err)
 	}
 	row, err := g.opts.Sagas.GetSaga(ctx, c.Operator, c.IdempotencyKey)
 	if err != nil {
@@ -193,13 +199,12 @@ func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call,
 		return g.undoSplit(ctx, rec, c, s, refused, nil)
 	}
 	if s.BankAmount > 0 {
-		reason, err := g.authoriseToken(ctx, c, s)
-		if err != nil || reason != "" {
-			if reason == "" {
-				reason = fault.BankUnavailable
-			}
+		r := s.Request
+		a, reason := g.authoriseToken(ctx, s.bankKey(c.IdempotencyKey), s.Token, s.BankAmount, r.Currency, r.Merchant, r.Terminal)
+		if reason != "" {
 			return g.undoSplit(ctx, rec, c, s, reason, nil)
 		}
+		s.AuthCode, s.RRN = a.AuthCode, a.RRN
 	}
 	// The posting is found by its key: no step is written before it.
 	s.Step = stepPost
@@ -226,17 +231,15 @@ func (g *Gateway) splitHoldTTL() time.Duration { return 10 * time.Minute }
 // splitNotOwned answers a split payment whose hold this request did not
 // place: the hold failed (err), or an earlier request with the same key
 // placed it and owns the saga.
-func (g *Gateway) splitNotOwned(ctx context.Context, c cards.Call, s *splitSaga, err error) (ledger.Outcome, error) {
+func (g *Gateway) splitNotOwned(ctx context.Context, c cards.Call, s *splitSaga, hold ledger.Outcome, err error) (ledger.Outcome, error) {
 	row, gerr := g.opts.Sagas.GetSaga(ctx, c.Operator, c.IdempotencyKey)
 	switch {
 	case gerr == nil && row.Open():
 		return ledger.Outcome{}, fault.E(fault.InProgress, "idempotency_key",
 			fmt.Sprintf("the request with key %q is still being carried out; ask again", c.IdempotencyKey))
 	case gerr == nil:
-		if body, ok, aerr := g.opts.Service.Answer(ctx, c.Operator, c.IdempotencyKey); aerr != nil {
-			return ledger.Outcome{}, aerr
-		} else if ok {
-			return ledger.Outcome{Status: 200, Body: body, Replayed: true}, nil
+		if out, ok, aerr := g.answered(ctx, c); aerr != nil || ok {
+			return out, aerr
 		}
 		return ledger.Outcome{}, fault.E(fault.InProgress, "idempotency_key", "the payment is being closed; ask again")
 	case !errors.Is(gerr, store.ErrNotFound):
@@ -245,7 +248,7 @@ func (g *Gateway) splitNotOwned(ctx context.Context, c cards.Call, s *splitSaga,
 		// The hold was answered before this request, without a saga: the
 		// answer stands for the payment too.
 		var held cards.PaymentResult
-		_ = json.Unmarshal(g.mustAnswer(ctx, c.Operator, s.holdKey(c.IdempotencyKey)), &held)
+		_ = json.Unmarshal(hold.Body, &held)
 		return g.opts.Service.Decline(ctx, c, s.Request, held.Reason)
 	}
 	// The hold was refused before anything was taken (an unknown merchant),
@@ -255,12 +258,6 @@ func (g *Gateway) splitNotOwned(ctx context.Context, c cards.Call, s *splitSaga,
 		return g.opts.Service.Decline(ctx, c, s.Request, code)
 	}
 	return ledger.Outcome{}, err
-}
-
-// mustAnswer is the recorded answer to operator's key, or nil.
-func (g *Gateway) mustAnswer(ctx context.Context, operator, key string) []byte {
-	body, _, _ := g.opts.Service.Answer(ctx, operator, key)
-	return body
 }
 
 // covers reports whether the card's purses the channel lets pay hold the
@@ -294,41 +291,13 @@ func (g *Gateway) bankTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// authoriseToken asks the acquirer for the bank card's part; it returns
-// the decline's registry code, or an error when there was no answer.
-func (g *Gateway) authoriseToken(ctx context.Context, c cards.Call, s *splitSaga) (string, error) {
-	r := s.Request
-	payload, _ := json.Marshal(map[string]any{"token": s.Token, "amount": s.BankAmount, "currency": r.Currency,
-		"merchant": r.Merchant, "terminal": g.acquirerTerminal(r.Terminal)})
-	ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
-	defer cancel()
-	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankAuthorize, IdempotencyKey: s.bankKey(c.IdempotencyKey), Payload: payload})
-	if err != nil {
-		g.log.Warn("gateway: the bank card's part was not authorised", "card", s.MaskedBank, "err", err)
-		return "", err
-	}
-	var auth struct {
-		Status       string `json:"status"`
-		ResponseCode string `json:"response_code"`
-		AuthCode     string `json:"auth_code"`
-		RRN          string `json:"rrn"`
-	}
-	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &auth) != nil {
-		return "", fault.E(fault.Internal, "", "the acquirer's answer does not decode")
-	}
-	if auth.Status != "approved" {
-		if auth.ResponseCode == "68" || auth.ResponseCode == "91" {
-			return fault.BankUnavailable, nil
-		}
-		return bankDecline(auth.ResponseCode), nil
-	}
-	s.AuthCode, s.RRN = auth.AuthCode, auth.RRN
-	return "", nil
-}
-
 // bankDecline is the registry code of the bank's decline: the holder sees
 // why (insufficient funds, expired card…), else bank_declined.
 func bankDecline(rc string) string {
+	if rc == "68" || rc == "91" {
+		// The switch did not answer: the acquirer reverses what it sent.
+		return fault.BankUnavailable
+	}
 	code := declineCode(rc)
 	if code == fault.RiskDeclined {
 		return fault.BankDeclined
@@ -391,30 +360,29 @@ func (g *Gateway) declineSplit(ctx context.Context, c cards.Call, s *splitSaga) 
 // and releases the hold (if one was placed). Both are safe to repeat.
 func (g *Gateway) compensateSplit(ctx context.Context, key string, s *splitSaga) error {
 	if s.Step == stepBank || s.Step == stepPost {
-		rev, _ := json.Marshal(map[string]string{"authorization_key": s.bankKey(key)})
-		ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
-		_, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankReverse, IdempotencyKey: "reverse:" + s.bankKey(key), Payload: rev})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("reverse the bank card's part: %w", err)
-		}
-	}
-	hold := s.Hold
-	if hold == 0 {
-		// The hold may have been placed without its answer being read.
-		id, err := g.approvedByKey(ctx, s.Plugin, s.holdKey(key), "hold_key", fault.HoldNotFound, "hold")
-		if err == nil {
-			hold = id
-		} else if !fault.Is(err, fault.HoldNotFound) {
+		if err := g.reverseAtBank(ctx, s.bankKey(key)); err != nil {
 			return err
 		}
 	}
-	if hold != 0 {
-		c := cards.Call{Operator: OperatorPrefix + s.Plugin, Role: "plugin", IdempotencyKey: "split-release:" + key,
-			RequestHash: s.Hash, Encode: encode}
-		if _, err := g.opts.Service.Void(ctx, c, hold); err != nil && !fault.Is(err, fault.HoldNotPending) {
-			return fmt.Errorf("release hold %d: %w", hold, err)
+	return g.releaseHold(ctx, s.Plugin, s.Hold, s.holdKey(key), "split-release:"+key, s.Hash)
+}
+
+// releaseHold voids hold id, or when id is 0 the hold plugin's request
+// holdKey placed, if there is one and it is still pending, under the
+// idempotency key releaseKey.
+func (g *Gateway) releaseHold(ctx context.Context, plugin string, id int64, holdKey, releaseKey, hash string) error {
+	if id == 0 {
+		var err error
+		id, err = g.approvedByKey(ctx, plugin, holdKey, "hold_key", fault.HoldNotFound, "hold")
+		if fault.Is(err, fault.HoldNotFound) {
+			return nil
+		} else if err != nil {
+			return err
 		}
+	}
+	c := cards.Call{Operator: OperatorPrefix + plugin, Role: "plugin", IdempotencyKey: releaseKey, RequestHash: hash, Encode: encode}
+	if _, err := g.opts.Service.Void(ctx, c, id); err != nil && !fault.Is(err, fault.HoldNotPending) {
+		return fmt.Errorf("release hold %d: %w", id, err)
 	}
 	return nil
 }
@@ -509,19 +477,12 @@ type BankToken struct {
 // Tokenize has the bank acquirer plugin keep a bank card and give a token
 // for it. The card number goes no further than the plugin's vault.
 func (g *Gateway) Tokenize(ctx context.Context, pan, expiry string) (BankToken, error) {
-	if g.opts.BankPlugin == "" || g.plugins == nil {
-		return BankToken{}, fault.E(fault.ChannelNotAllowed, "", "this hub has no bank acquirer to link bank cards with")
-	}
-	payload, _ := json.Marshal(map[string]string{"pan": pan, "expiry": expiry})
-	ctx, cancel := context.WithTimeout(ctx, g.bankTimeout())
-	defer cancel()
-	replies, err := g.Send(ctx, g.opts.BankPlugin, sdk.Message{Type: TypeBankTokenize, Payload: payload})
-	if err != nil {
+	var t BankToken
+	if err := g.callBank(ctx, TypeBankTokenize, "", map[string]string{"pan": pan, "expiry": expiry}, &t); err != nil {
 		return BankToken{}, err
 	}
-	var t BankToken
-	if len(replies) != 1 || json.Unmarshal(replies[0].Payload, &t) != nil || t.Token == "" || len(t.Last4) != 4 {
-		return BankToken{}, fault.E(fault.Internal, "", "the acquirer's token does not decode")
+	if t.Token == "" || len(t.Last4) != 4 {
+		return BankToken{}, fault.E(fault.Internal, "", "the acquirer's token is not one")
 	}
 	return t, nil
 }
