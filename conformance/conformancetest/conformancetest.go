@@ -1,11 +1,12 @@
 // Package conformancetest is what a plugin's own tests use to build the
-// plugin binary and prove it with the conformance kit, the way CI proves
-// every reference plugin.
+// plugin binary, run it as the hub does and prove it with the conformance
+// kit, the way CI proves every reference plugin.
 package conformancetest
 
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+	"go.uber.org/goleak"
+
 	"github.com/citycard/citycard/conformance"
+	"github.com/citycard/citycard/sdk"
 )
 
 // OutEnv names the directory where Check writes each plugin's JUnit
@@ -100,6 +105,56 @@ func Cleanup() {
 	if builds.dir != "" {
 		_ = os.RemoveAll(builds.dir)
 		builds.dir = ""
+	}
+}
+
+// Main is a TestMain for a package whose tests Build its plugin: it runs
+// the tests, removes the builds and, if every test passed, fails the run
+// when a test left a goroutine behind. It does not return.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// Launch runs the plugin binary bin, whose SHA-256 sum is sum, as the
+// hub's plugin host does (sdk.ClientConfig: checksum, AutoMTLS, gRPC) and
+// returns the hub's handle on it, its Descriptor, and a context for the
+// test's calls that ends after 20 seconds. The process is killed when the
+// test ends.
+func Launch(tb testing.TB, bin string, sum []byte) (*sdk.Client, sdk.Descriptor, context.Context) {
+	tb.Helper()
+	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
+	tb.Cleanup(pc.Kill)
+	c, err := sdk.Dispense(pc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	tb.Cleanup(cancel)
+	d, err := c.Describe(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, d, ctx
+}
+
+// MustJSON returns a function that marshals a value to JSON, failing tb if
+// it cannot, for writing a conformance.File's configurations and samples.
+func MustJSON(tb testing.TB) func(v any) json.RawMessage {
+	return func(v any) json.RawMessage {
+		tb.Helper()
+		raw, err := json.Marshal(v)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return raw
 	}
 }
 

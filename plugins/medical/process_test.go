@@ -1,15 +1,11 @@
 package medical_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/citycard/citycard/conformance"
 	"github.com/citycard/citycard/conformance/conformancetest"
@@ -33,21 +29,9 @@ func TestProcess(t *testing.T) {
 	bin, sum := pluginBinary(t)
 	ins := sim.New(sim.Options{Now: clock})
 	srv := httptest.NewServer(ins.Handler())
-	defer srv.Close()
-	defer ins.Close()
-
-	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
-	defer pc.Kill()
-	c, err := sdk.Dispense(pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	d, err := c.Describe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(srv.Close)
+	t.Cleanup(ins.Close)
+	c, d, ctx := conformancetest.Launch(t, bin, sum)
 	if d.Name != "medical" || len(d.Handles) != 4 || len(d.Sends) != 6 {
 		t.Fatalf("descriptor = %+v", d)
 	}
@@ -116,13 +100,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustJSON := func(v any) json.RawMessage {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
+	mustJSON := conformancetest.MustJSON(t)
 	f := &conformance.File{
 		Config: mustJSON(config(srv.URL, 2*time.Second)),
 		BadConfigs: []conformance.BadConfig{

@@ -1,11 +1,7 @@
 package pos_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/citycard/citycard/conformance/conformancetest"
 )
@@ -13,14 +9,4 @@ import (
 // TestMain removes the plugin binary the process tests built, and fails
 // the run if a test leaves a goroutine behind: a front end that leaks a
 // goroutine per terminal connection would.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	conformancetest.Cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { conformancetest.Main(m) }

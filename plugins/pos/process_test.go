@@ -1,19 +1,13 @@
 package pos_test
 
 import (
-	"context"
 	"encoding/json"
-	"os/exec"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/citycard/citycard/conformance"
 	"github.com/citycard/citycard/conformance/conformancetest"
 	"github.com/citycard/citycard/plugins/pos"
 	"github.com/citycard/citycard/plugins/pos/sim"
-	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/plugintest"
 )
 
@@ -29,18 +23,7 @@ func pluginBinary(t *testing.T) (string, []byte) {
 // pos.terminal.status.v1 and has a terminal sign on and pay through it.
 func TestProcess(t *testing.T) {
 	bin, sum := pluginBinary(t)
-	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
-	defer pc.Kill()
-	c, err := sdk.Dispense(pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	d, err := c.Describe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, d, ctx := conformancetest.Launch(t, bin, sum)
 	if d.Name != pos.Name || len(d.Handles) != 1 || len(d.Sends) != 7 {
 		t.Fatalf("descriptor: %s, %d handled, %d sent types", d.Name, len(d.Handles), len(d.Sends))
 	}
@@ -89,13 +72,7 @@ func TestProcess(t *testing.T) {
 // partner proves theirs.
 func TestConformance(t *testing.T) {
 	bin, _ := pluginBinary(t)
-	mustJSON := func(v any) json.RawMessage {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
+	mustJSON := conformancetest.MustJSON(t)
 	f := &conformance.File{
 		Config: mustJSON(config()),
 		Samples: []conformance.Sample{

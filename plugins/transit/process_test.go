@@ -1,14 +1,9 @@
 package transit_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"os/exec"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/citycard/citycard/conformance"
 	"github.com/citycard/citycard/conformance/conformancetest"
@@ -29,18 +24,7 @@ func pluginBinary(t *testing.T) (string, []byte) {
 // and has a validator tap online and upload through it.
 func TestProcess(t *testing.T) {
 	bin, sum := pluginBinary(t)
-	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
-	defer pc.Kill()
-	c, err := sdk.Dispense(pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	d, err := c.Describe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, d, ctx := conformancetest.Launch(t, bin, sum)
 	if d.Name != transit.Name || len(d.Handles) != 2 || len(d.Sends) != 3 {
 		t.Fatalf("descriptor = %+v", d)
 	}
@@ -90,13 +74,7 @@ func TestProcess(t *testing.T) {
 // partner proves theirs.
 func TestConformance(t *testing.T) {
 	bin, _ := pluginBinary(t)
-	mustJSON := func(v any) json.RawMessage {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
+	mustJSON := conformancetest.MustJSON(t)
 	f := &conformance.File{
 		// No refresh during the run: every call the plugin makes to the
 		// stand-in hub is then one a message asked for.

@@ -1,17 +1,10 @@
 package unionpay_test
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-plugin"
-	"go.uber.org/goleak"
 
 	"github.com/citycard/citycard/conformance"
 	"github.com/citycard/citycard/conformance/conformancetest"
@@ -28,37 +21,16 @@ func pluginBinary(t *testing.T) (string, []byte) {
 }
 
 // TestMain removes the plugin binary the process tests built, and fails
-// the run if a test leaves a goroutine behind.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	conformancetest.Cleanup()
-	// A link that leaked its reader, sender or a connection per restart would show here.
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// the run if a test leaves a goroutine behind: a link that leaked its
+// reader, sender or a connection per restart would.
+func TestMain(m *testing.M) { conformancetest.Main(m) }
 
 // TestProcess runs the plugin binary as the hub's plugin host does
 // (checksum, AutoMTLS, gRPC), against the switch simulator.
 func TestProcess(t *testing.T) {
 	bin, sum := pluginBinary(t)
 	sw, addr := startSwitch(t)
-	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
-	defer pc.Kill()
-	c, err := sdk.Dispense(pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	d, err := c.Describe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, d, ctx := conformancetest.Launch(t, bin, sum)
 	if d.Name != unionpay.Name || len(d.Handles) != 6 || len(d.Sends) != 3 {
 		t.Fatalf("descriptor = %+v", d)
 	}
@@ -97,13 +69,7 @@ func TestProcess(t *testing.T) {
 func TestConformance(t *testing.T) {
 	bin, _ := pluginBinary(t)
 	_, addr := startSwitch(t)
-	mustJSON := func(v any) json.RawMessage {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
+	mustJSON := conformancetest.MustJSON(t)
 	pan := card(t, "622216")
 	cfg := config(addr, t.TempDir())
 	cfg["response_timeout_ms"] = 2000

@@ -1,20 +1,14 @@
 package utilities_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http/httptest"
-	"os/exec"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/citycard/citycard/conformance"
 	"github.com/citycard/citycard/conformance/conformancetest"
 	"github.com/citycard/citycard/plugins/utilities"
 	"github.com/citycard/citycard/plugins/utilities/sim"
-	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/plugintest"
 )
 
@@ -31,21 +25,8 @@ func TestProcess(t *testing.T) {
 	bin, sum := pluginBinary(t)
 	biller := sim.New(sim.Options{Now: clock})
 	srv := httptest.NewServer(biller.Handler())
-	defer srv.Close()
-
-	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
-	defer pc.Kill()
-	c, err := sdk.Dispense(pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-
-	d, err := c.Describe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(srv.Close)
+	c, d, ctx := conformancetest.Launch(t, bin, sum)
 	if d.Name != "utilities" || len(d.Handles) != 2 || len(d.Sends) != 4 {
 		t.Fatalf("descriptor = %+v", d)
 	}
@@ -119,13 +100,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustJSON := func(v any) json.RawMessage {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
+	mustJSON := conformancetest.MustJSON(t)
 	f := &conformance.File{
 		Config: mustJSON(config(srv.URL)),
 		Samples: []conformance.Sample{
