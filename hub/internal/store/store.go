@@ -9,6 +9,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -478,6 +479,29 @@ func (l *DeadLetter) Check() error {
 	return nil
 }
 
+// EncodeMetadata is a letter's metadata as the drivers store it: a JSON
+// object, "{}" when there is none.
+func EncodeMetadata(md map[string]string) (string, error) {
+	if len(md) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(md)
+	return string(b), err
+}
+
+// DecodeMetadata reads back what EncodeMetadata stored; an empty object is
+// nil.
+func DecodeMetadata(s string) (map[string]string, error) {
+	var md map[string]string
+	if err := json.Unmarshal([]byte(s), &md); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	if len(md) == 0 {
+		return nil, nil
+	}
+	return md, nil
+}
+
 // DeadLetterPage selects a page of dead letters, ordered by ID.
 type DeadLetterPage struct {
 	// Cursor is the ID of the last letter of the previous page, 0 for the
@@ -498,6 +522,20 @@ type DedupClaim struct {
 	Holder string    // who claims it: only the holder may release it
 	At     time.Time // now, by the claimer's clock
 	Until  time.Time // when the claim lapses, after At
+}
+
+// CheckDedup refuses what no caller means: an empty key, or a claim or
+// completion that lapses before it is made. Every driver calls it before
+// claiming or completing a key.
+func CheckDedup(key string, at, until time.Time) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	if !until.After(at) {
+		return fmt.Errorf("key %q: lapses at %s, not after %s", key, until.Format(time.RFC3339Nano),
+			at.Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // Store is implemented by each driver.

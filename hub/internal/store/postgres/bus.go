@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,28 +30,8 @@ func scanDeadLetter(sc scanner) (store.DeadLetter, error) {
 		l.ReplayedAt = &at
 	}
 	var err error
-	l.Metadata, err = decodeMetadata(md)
+	l.Metadata, err = store.DecodeMetadata(md)
 	return l, err
-}
-
-// encodeMetadata stores a letter's metadata as a JSON object.
-func encodeMetadata(md map[string]string) (string, error) {
-	if len(md) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(md)
-	return string(b), err
-}
-
-func decodeMetadata(s string) (map[string]string, error) {
-	var md map[string]string
-	if err := json.Unmarshal([]byte(s), &md); err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	if len(md) == 0 {
-		return nil, nil
-	}
-	return md, nil
 }
 
 // PutDeadLetter stores l and returns its ID, or the ID of the letter of the
@@ -64,7 +43,7 @@ func (s *Store) PutDeadLetter(ctx context.Context, l store.DeadLetter) (int64, e
 	if err := l.Check(); err != nil {
 		return fail(err)
 	}
-	md, err := encodeMetadata(l.Metadata)
+	md, err := store.EncodeMetadata(l.Metadata)
 	if err != nil {
 		return fail(err)
 	}
@@ -143,7 +122,7 @@ func (s *Store) MarkDeadLetterReplayed(ctx context.Context, id int64, at time.Ti
 // lapsed by c.At. Of racing claimers, the first to insert or lock the row
 // wins; the others then see its new expiry, fail the WHERE and get no row.
 func (s *Store) ClaimDedupKey(ctx context.Context, c store.DedupClaim) (bool, error) {
-	if err := checkClaim(c.Key, c.At, c.Until); err != nil {
+	if err := store.CheckDedup(c.Key, c.At, c.Until); err != nil {
 		return false, fmt.Errorf("postgres: claim dedup key: %w", err)
 	}
 	var key string
@@ -162,22 +141,9 @@ func (s *Store) ClaimDedupKey(ctx context.Context, c store.DedupClaim) (bool, er
 	return true, nil
 }
 
-// checkClaim refuses what no caller means: an empty key, or a claim or
-// completion that lapses before it is made.
-func checkClaim(key string, at, until time.Time) error {
-	if key == "" {
-		return errors.New("empty key")
-	}
-	if !until.After(at) {
-		return fmt.Errorf("key %q: lapses at %s, not after %s", key, until.Format(time.RFC3339Nano),
-			at.Format(time.RFC3339Nano))
-	}
-	return nil
-}
-
 // CompleteDedupKey marks key handled until until.
 func (s *Store) CompleteDedupKey(ctx context.Context, key string, at, until time.Time) error {
-	if err := checkClaim(key, at, until); err != nil {
+	if err := store.CheckDedup(key, at, until); err != nil {
 		return fmt.Errorf("postgres: complete dedup key: %w", err)
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO bus_dedup (key, state, holder, claimed_at, expires_at)

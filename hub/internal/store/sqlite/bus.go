@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -31,28 +30,8 @@ func scanDeadLetter(sc scanner) (store.DeadLetter, error) {
 		l.ReplayedAt = &at
 	}
 	var err error
-	l.Metadata, err = decodeMetadata(md)
+	l.Metadata, err = store.DecodeMetadata(md)
 	return l, err
-}
-
-// encodeMetadata stores a letter's metadata as a JSON object.
-func encodeMetadata(md map[string]string) (string, error) {
-	if len(md) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(md)
-	return string(b), err
-}
-
-func decodeMetadata(s string) (map[string]string, error) {
-	var md map[string]string
-	if err := json.Unmarshal([]byte(s), &md); err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	if len(md) == 0 {
-		return nil, nil
-	}
-	return md, nil
 }
 
 // PutDeadLetter stores l and returns its ID, or the ID of the letter of the
@@ -64,7 +43,7 @@ func (s *Store) PutDeadLetter(ctx context.Context, l store.DeadLetter) (int64, e
 	if err := l.Check(); err != nil {
 		return fail(err)
 	}
-	md, err := encodeMetadata(l.Metadata)
+	md, err := store.EncodeMetadata(l.Metadata)
 	if err != nil {
 		return fail(err)
 	}
@@ -140,7 +119,7 @@ func (s *Store) MarkDeadLetterReplayed(ctx context.Context, id int64, at time.Ti
 // lapsed by c.At. The upsert takes the key over only when its row lapsed,
 // in one statement, so two claimers never both win.
 func (s *Store) ClaimDedupKey(ctx context.Context, c store.DedupClaim) (bool, error) {
-	if err := checkClaim(c.Key, c.At, c.Until); err != nil {
+	if err := store.CheckDedup(c.Key, c.At, c.Until); err != nil {
 		return false, fmt.Errorf("sqlite: claim dedup key: %w", err)
 	}
 	var key string
@@ -159,22 +138,9 @@ func (s *Store) ClaimDedupKey(ctx context.Context, c store.DedupClaim) (bool, er
 	return true, nil
 }
 
-// checkClaim refuses what no caller means: an empty key, or a claim or
-// completion that lapses before it is made.
-func checkClaim(key string, at, until time.Time) error {
-	if key == "" {
-		return errors.New("empty key")
-	}
-	if !until.After(at) {
-		return fmt.Errorf("key %q: lapses at %s, not after %s", key, until.Format(time.RFC3339Nano),
-			at.Format(time.RFC3339Nano))
-	}
-	return nil
-}
-
 // CompleteDedupKey marks key handled until until.
 func (s *Store) CompleteDedupKey(ctx context.Context, key string, at, until time.Time) error {
-	if err := checkClaim(key, at, until); err != nil {
+	if err := store.CheckDedup(key, at, until); err != nil {
 		return fmt.Errorf("sqlite: complete dedup key: %w", err)
 	}
 	_, err := s.w.ExecContext(ctx, `INSERT INTO bus_dedup (key, state, holder, claimed_at, expires_at)
