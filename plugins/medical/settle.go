@@ -33,51 +33,43 @@ func (st *state) settle(ctx context.Context, log *slog.Logger, in SettleMessage)
 		log.Info("settlement answered again from the journal")
 		return TypeSettlement, e.answer, nil
 	}
-	if err := st.correctPending(ctx, log, e, sim.InfSettle); err != nil {
+	req := sim.SettleInput{PsnNo: in.PsnNo, MdtrtID: in.MdtrtID, Total: in.Total}
+	var out sim.SettleOutput
+	msgid, attempt, err := st.sendTwice(ctx, log, e, sim.InfSettle, "settlement", func(msgid string) error {
+		out = sim.SettleOutput{}
+		return st.ins.call(ctx, sim.InfSettle, msgid, req, &out)
+	})
+	var r *refused
+	switch {
+	case errors.Is(err, errCorrected):
+		e.answer = Settlement{Status: Failed, Reason: ReasonInsurerTimeout,
+			Message: "the insurer answered neither settlement request in time; both were corrected"}
+		return TypeSettlement, e.answer, nil
+	case errors.As(err, &r):
+		log.Info("the insurer refused the settlement", "msgid", msgid, "err_msg", r.msg)
+		e.answer = Settlement{Status: Failed, Reason: ReasonInsurerError, Message: r.msg}
+		return TypeSettlement, e.answer, nil
+	case err != nil:
 		return "", nil, err
 	}
-	req := sim.SettleInput{PsnNo: in.PsnNo, MdtrtID: in.MdtrtID, Total: in.Total}
-	for attempt := 1; attempt <= 2; attempt++ {
-		msgid := st.ins.msgid()
-		e.pending = append(e.pending, msgid)
-		var out sim.SettleOutput
-		err := st.ins.call(ctx, sim.InfSettle, msgid, req, &out)
-		var r *refused
-		switch {
-		case err == nil:
-			e.pending = slices.DeleteFunc(e.pending, func(s string) bool { return s == msgid })
-			if out.FundPay+out.AcctPay+out.CashPay != in.Total || out.FundPay < 0 || out.AcctPay < 0 || out.CashPay < 0 {
-				// The insurer booked something the hub cannot charge:
-				// reverse it and say so.
-				log.Error("the insurer's split does not add up to the bill; reversing the settlement", "setl_id", out.SetlID,
-					"fund_pay", out.FundPay, "acct_pay", out.AcctPay, "cash_pay", out.CashPay, "total", in.Total)
-				rev := sim.ReverseInput{SetlID: out.SetlID, PsnNo: in.PsnNo, MdtrtID: in.MdtrtID}
-				if err := st.ins.call(ctx, sim.InfReverse, st.ins.msgid(), rev, nil); err != nil {
-					return "", nil, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true,
-						Message: fmt.Sprintf("medical: settlement %s does not add up and reversing it failed: %v", out.SetlID, err)}
-				}
-				e.answer = Settlement{Status: Failed, Reason: ReasonInsurerError,
-					Message: fmt.Sprintf("the insurer's split %d+%d+%d does not add up to the total %d; settlement %s reversed",
-						out.FundPay, out.AcctPay, out.CashPay, in.Total, out.SetlID)}
-				return TypeSettlement, e.answer, nil
-			}
-			log.Info("settled with the insurer", "msgid", msgid, "setl_id", out.SetlID, "fund_pay", out.FundPay,
-				"acct_pay", out.AcctPay, "cash_pay", out.CashPay, "attempt", attempt)
-			e.answer = Settlement{Status: Settled, SetlID: out.SetlID, Split: Split{FundPay: out.FundPay, AcctPay: out.AcctPay, CashPay: out.CashPay}}
-			return TypeSettlement, e.answer, nil
-		case errors.As(err, &r):
-			e.pending = slices.DeleteFunc(e.pending, func(s string) bool { return s == msgid })
-			log.Info("the insurer refused the settlement", "msgid", msgid, "err_msg", r.msg)
-			e.answer = Settlement{Status: Failed, Reason: ReasonInsurerError, Message: r.msg}
-			return TypeSettlement, e.answer, nil
+	if out.FundPay+out.AcctPay+out.CashPay != in.Total || out.FundPay < 0 || out.AcctPay < 0 || out.CashPay < 0 {
+		// The insurer booked something the hub cannot charge:
+		// reverse it and say so.
+		log.Error("the insurer's split does not add up to the bill; reversing the settlement", "setl_id", out.SetlID,
+			"fund_pay", out.FundPay, "acct_pay", out.AcctPay, "cash_pay", out.CashPay, "total", in.Total)
+		rev := sim.ReverseInput{SetlID: out.SetlID, PsnNo: in.PsnNo, MdtrtID: in.MdtrtID}
+		if err := st.ins.call(ctx, sim.InfReverse, st.ins.msgid(), rev, nil); err != nil {
+			return "", nil, &sdk.Error{Code: sdk.CodeUnavailable, Retryable: true,
+				Message: fmt.Sprintf("medical: settlement %s does not add up and reversing it failed: %v", out.SetlID, err)}
 		}
-		log.Warn("the insurer did not answer the settlement; correcting it", "msgid", msgid, "attempt", attempt, "err", err)
-		if err := st.correctPending(ctx, log, e, sim.InfSettle); err != nil {
-			return "", nil, err
-		}
+		e.answer = Settlement{Status: Failed, Reason: ReasonInsurerError,
+			Message: fmt.Sprintf("the insurer's split %d+%d+%d does not add up to the total %d; settlement %s reversed",
+				out.FundPay, out.AcctPay, out.CashPay, in.Total, out.SetlID)}
+		return TypeSettlement, e.answer, nil
 	}
-	e.answer = Settlement{Status: Failed, Reason: ReasonInsurerTimeout,
-		Message: "the insurer answered neither settlement request in time; both were corrected"}
+	log.Info("settled with the insurer", "msgid", msgid, "setl_id", out.SetlID, "fund_pay", out.FundPay,
+		"acct_pay", out.AcctPay, "cash_pay", out.CashPay, "attempt", attempt)
+	e.answer = Settlement{Status: Settled, SetlID: out.SetlID, Split: Split{FundPay: out.FundPay, AcctPay: out.AcctPay, CashPay: out.CashPay}}
 	return TypeSettlement, e.answer, nil
 }
 
@@ -92,36 +84,57 @@ func (st *state) reverse(ctx context.Context, log *slog.Logger, in SettleReverse
 		log.Info("reversal answered again from the journal")
 		return TypeSettlementReversal, e.answer, nil
 	}
-	if err := st.correctPending(ctx, log, e, sim.InfReverse); err != nil {
+	req := sim.ReverseInput{SetlID: in.SetlID, PsnNo: in.PsnNo, MdtrtID: in.MdtrtID}
+	var out sim.ReverseOutput
+	msgid, _, err := st.sendTwice(ctx, log, e, sim.InfReverse, "reversal", func(msgid string) error {
+		out = sim.ReverseOutput{}
+		return st.ins.call(ctx, sim.InfReverse, msgid, req, &out)
+	})
+	var r *refused
+	switch {
+	case errors.Is(err, errCorrected):
+		e.answer = SettlementReversal{Status: Failed, Reason: ReasonInsurerTimeout,
+			Message: "the insurer answered neither reversal request in time; both were corrected"}
+		return TypeSettlementReversal, e.answer, nil
+	case errors.As(err, &r):
+		log.Info("the insurer refused the reversal", "msgid", msgid, "setl_id", in.SetlID, "err_msg", r.msg)
+		e.answer = SettlementReversal{Status: Failed, Reason: ReasonInsurerError, Message: r.msg}
+		return TypeSettlementReversal, e.answer, nil
+	case err != nil:
 		return "", nil, err
 	}
-	req := sim.ReverseInput{SetlID: in.SetlID, PsnNo: in.PsnNo, MdtrtID: in.MdtrtID}
+	log.Info("settlement reversed", "msgid", msgid, "setl_id", in.SetlID, "already", out.Already)
+	e.answer = SettlementReversal{Status: Reversed}
+	return TypeSettlementReversal, e.answer, nil
+}
+
+// errCorrected is sendTwice's answer when neither attempt was answered and
+// both were corrected.
+var errCorrected = errors.New("the insurer answered neither attempt; both were corrected")
+
+// sendTwice is the exchange settle and reverse share: it corrects what e
+// left pending, then sends (under a fresh msgid, pending until answered)
+// at most twice, correcting an unanswered attempt before the next. It
+// returns the answered msgid and attempt with nil or a *refused,
+// errCorrected, or the retryable error of a correction that failed.
+func (st *state) sendTwice(ctx context.Context, log *slog.Logger, e *opEntry, infno, what string, send func(msgid string) error) (string, int, error) {
+	if err := st.correctPending(ctx, log, e, infno); err != nil {
+		return "", 0, err
+	}
 	for attempt := 1; attempt <= 2; attempt++ {
 		msgid := st.ins.msgid()
 		e.pending = append(e.pending, msgid)
-		var out sim.ReverseOutput
-		err := st.ins.call(ctx, sim.InfReverse, msgid, req, &out)
-		var r *refused
-		switch {
-		case err == nil:
+		err := send(msgid)
+		if r := (*refused)(nil); err == nil || errors.As(err, &r) {
 			e.pending = slices.DeleteFunc(e.pending, func(s string) bool { return s == msgid })
-			log.Info("settlement reversed", "msgid", msgid, "setl_id", in.SetlID, "already", out.Already)
-			e.answer = SettlementReversal{Status: Reversed}
-			return TypeSettlementReversal, e.answer, nil
-		case errors.As(err, &r):
-			e.pending = slices.DeleteFunc(e.pending, func(s string) bool { return s == msgid })
-			log.Info("the insurer refused the reversal", "msgid", msgid, "setl_id", in.SetlID, "err_msg", r.msg)
-			e.answer = SettlementReversal{Status: Failed, Reason: ReasonInsurerError, Message: r.msg}
-			return TypeSettlementReversal, e.answer, nil
+			return msgid, attempt, err
 		}
-		log.Warn("the insurer did not answer the reversal; correcting it", "msgid", msgid, "attempt", attempt, "err", err)
-		if err := st.correctPending(ctx, log, e, sim.InfReverse); err != nil {
-			return "", nil, err
+		log.Warn("the insurer did not answer the "+what+"; correcting it", "msgid", msgid, "attempt", attempt, "err", err)
+		if err := st.correctPending(ctx, log, e, infno); err != nil {
+			return "", 0, err
 		}
 	}
-	e.answer = SettlementReversal{Status: Failed, Reason: ReasonInsurerTimeout,
-		Message: "the insurer answered neither reversal request in time; both were corrected"}
-	return TypeSettlementReversal, e.answer, nil
+	return "", 0, errCorrected
 }
 
 // correctPending corrects every request of e whose outcome is unknown.
