@@ -145,6 +145,10 @@ func (l *link) refMessage(o original) func(string, time.Time, cardcrypto.Key) (*
 		if err != nil {
 			return nil, err
 		}
+		refField, refValue := iso.FieldAuthCode, o.RefAuth
+		if o.kind() == kindVoid || o.kind() == kindRefund {
+			refField, refValue = iso.FieldRRN, o.RefRRN
+		}
 		fields := []struct {
 			id int
 			v  string
@@ -153,18 +157,7 @@ func (l *link) refMessage(o original) func(string, time.Time, cardcrypto.Key) (*
 			{iso.FieldSTAN, stan}, {iso.FieldLocalTime, at.Format("150405")}, {iso.FieldLocalDate, at.Format("0102")},
 			{iso.FieldEntryMode, o.EntryMode}, {iso.FieldConditionCode, shape.cond},
 			{iso.FieldTerminalID, o.Terminal}, {iso.FieldMerchantID, o.Merchant}, {iso.FieldCurrency, o.Currency},
-			{iso.FieldReserved60, f60}, {iso.FieldOriginal, f61},
-		}
-		if o.kind() == kindVoid || o.kind() == kindRefund {
-			fields = append(fields, struct {
-				id int
-				v  string
-			}{iso.FieldRRN, o.RefRRN})
-		} else {
-			fields = append(fields, struct {
-				id int
-				v  string
-			}{iso.FieldAuthCode, o.RefAuth})
+			{iso.FieldReserved60, f60}, {iso.FieldOriginal, f61}, {refField, refValue},
 		}
 		for _, f := range fields {
 			if f.v == "" {
