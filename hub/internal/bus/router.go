@@ -565,7 +565,7 @@ func (r *Router) Publish(ctx context.Context, topic string, msgs ...*message.Mes
 	}
 	stamp(ctx, msgs)
 	if r.be.inProcess() {
-		return r.publishWait(topic, handled, msgs)
+		return r.publishWait(ctx, topic, handled, msgs)
 	}
 	r.pubMu.RLock()
 	err := r.be.publish(topic, msgs...)
@@ -594,7 +594,8 @@ type delivery struct {
 // or dead-lettered. GoChannel itself would wait too, but holding a lock per
 // topic, which lets one message through at a time; this way many messages
 // of a topic are handled at once (and the ledger commits them together).
-func (r *Router) publishWait(topic string, handlers int, msgs []*message.Message) error {
+// A caller whose ctx ends stops waiting; the handlers carry on.
+func (r *Router) publishWait(ctx context.Context, topic string, handlers int, msgs []*message.Message) error {
 	ds := make([]*delivery, len(msgs))
 	for i, m := range msgs {
 		d := &delivery{done: make(chan struct{})}
@@ -621,6 +622,9 @@ func (r *Router) publishWait(topic string, handlers int, msgs []*message.Message
 			// Closing lets a publish go without saying whether its handlers
 			// finished.
 			return ErrClosed
+		case <-ctx.Done():
+			// The caller stops waiting; the handlers carry on.
+			return ctx.Err()
 		}
 	}
 	return nil
@@ -645,7 +649,7 @@ func (r *Router) delivered(msg *message.Message) {
 // can find the letter.
 func (r *Router) publishDeadLetter(orig, dead *message.Message) error {
 	if r.be.inProcess() {
-		return r.publishWait(TopicDeadLetters, 1, []*message.Message{dead})
+		return r.publishWait(context.Background(), TopicDeadLetters, 1, []*message.Message{dead})
 	}
 	return r.be.publishDeadLetter(orig, dead)
 }

@@ -252,23 +252,6 @@ func (g *Gateway) resolve(msg *message.Message, a answer) {
 // publish sends m on topic and waits for the answer of its handler, or,
 // when stored is set and the bus is durable, for the answer stored in the
 // ledger by whichever node handled it.
-// publishBounded publishes msg. In process, Publish returns only when the
-// handler is done, so a caller with a deadline stops waiting at it; the
-// handler's late answer then finds no one waiting.
-func (g *Gateway) publishBounded(ctx context.Context, topic string, msg *message.Message) error {
-	if _, ok := ctx.Deadline(); !ok || !g.opts.Router.InProcess() {
-		return g.opts.Router.Publish(ctx, topic, msg)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- g.opts.Router.Publish(ctx, topic, msg) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plugin string,
 	stored func(context.Context) (answer, bool)) (answer, error) {
 	body, err := json.Marshal(m)
@@ -288,7 +271,7 @@ func (g *Gateway) publish(ctx context.Context, topic string, m sdk.Message, plug
 	} else {
 		ctx = bus.WithCorrelationID(ctx, m.ID)
 	}
-	if err := g.publishBounded(ctx, topic, msg); err != nil {
+	if err := g.opts.Router.Publish(ctx, topic, msg); err != nil {
 		if ctx.Err() != nil {
 			return answer{}, &sdk.Error{Code: sdk.CodeTimeout, Retryable: true,
 				Message: fmt.Sprintf("no answer to message %s before the deadline", m.ID)}
