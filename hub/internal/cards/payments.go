@@ -164,13 +164,8 @@ func (o *debitOp) apply(tx *ledger.Tx) (any, error) {
 	if o.pol.MaxAmount > 0 && r.Amount > o.pol.MaxAmount {
 		return o.decline(res, fault.ExceedsLimit)
 	}
-	legs, accs, ok := o.split(tx, c)
-	amount := r.Amount
-	if !ok && o.upTo {
-		legs, accs, amount = o.available(tx, c)
-		ok = amount > 0
-	}
-	if !ok {
+	legs, accs, amount := o.split(tx, c)
+	if amount == 0 {
 		bal := cardBalance(tx, c.Number, o.p)
 		res.Balance = &bal
 		return o.decline(res, fault.InsufficientFunds)
@@ -207,10 +202,13 @@ func (o *debitOp) apply(tx *ledger.Tx) (any, error) {
 	return res, nil
 }
 
-// split takes the amount from the purses in policy order. It spends
-// positive balances first; only a channel that allows it (transit's
-// first-ride risk) may then take purses below zero, down to their limits.
-func (o *debitOp) split(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, bool) {
+// split takes the amount from the purses in policy order and returns the
+// legs, their accounts and what they make: the amount, or 0 when the
+// purses cannot pay it. It spends positive balances first; only a channel
+// that allows it (transit's first-ride risk) may then take purses below
+// zero, down to their limits. A hold "up to" the amount takes what the
+// positive balances give, whatever it is.
+func (o *debitOp) split(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, int64) {
 	remaining := o.req.Amount
 	take := map[string]int64{}
 	var accs []*store.Account
@@ -226,7 +224,7 @@ func (o *debitOp) split(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, b
 			remaining -= n
 		}
 	}
-	if remaining > 0 && o.pol.AllowNegative {
+	if remaining > 0 && o.pol.AllowNegative && !o.upTo {
 		for _, a := range accs {
 			room := ledger.Available(*a) - take[a.Purse] + a.NegativeLimit
 			if room > 0 && remaining > 0 {
@@ -236,8 +234,8 @@ func (o *debitOp) split(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, b
 			}
 		}
 	}
-	if remaining > 0 {
-		return nil, nil, false
+	if remaining > 0 && !o.upTo {
+		return nil, nil, 0
 	}
 	var legs []Leg
 	var used []*store.Account
@@ -245,28 +243,6 @@ func (o *debitOp) split(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, b
 		if n := take[a.Purse]; n > 0 {
 			legs = append(legs, Leg{Purse: a.Purse, Amount: n})
 			used = append(used, a)
-		}
-	}
-	return legs, used, true
-}
-
-// available takes what the purses have of the amount, in policy order and
-// never below zero: the city card's part of a payment another card
-// completes.
-func (o *debitOp) available(tx *ledger.Tx, c store.Card) ([]Leg, []*store.Account, int64) {
-	remaining := o.req.Amount
-	var legs []Leg
-	var used []*store.Account
-	for _, name := range o.order {
-		a := tx.Account(PurseCode(c.Number, name))
-		if a == nil {
-			continue
-		}
-		if avail := ledger.Available(*a); avail > 0 && remaining > 0 {
-			n := min(avail, remaining)
-			legs = append(legs, Leg{Purse: name, Amount: n})
-			used = append(used, a)
-			remaining -= n
 		}
 	}
 	return legs, used, o.req.Amount - remaining
