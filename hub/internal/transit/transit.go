@@ -272,12 +272,12 @@ func (o *tapsOp) Prefetch(k *ledger.Keys) {
 }
 
 // charge is one tap decided to be charged (or refunded), waiting for its
-// operator's transfer.
+// operator's transfer: rec.Fare is positive to debit the rider, negative
+// for a refund.
 type charge struct {
 	i        int
 	rec      store.TapRecord
 	operator string
-	amount   int64 // positive: debit the rider; negative: a refund
 }
 
 func (o *tapsOp) Apply(tx *ledger.Tx) (any, error) {
@@ -304,7 +304,7 @@ func (o *tapsOp) Apply(tx *ledger.Tx) (any, error) {
 		}
 		if rec.Status == store.TapCharged {
 			d, _ := tx.Device(t.Device)
-			charges = append(charges, charge{i: i, rec: rec, operator: d.Operator, amount: rec.Fare})
+			charges = append(charges, charge{i: i, rec: rec, operator: d.Operator})
 			continue
 		}
 		o.record(tx, rec, r)
@@ -490,8 +490,8 @@ func (o *tapsOp) post(tx *ledger.Tx, operator string, cs []charge) (int64, error
 		if _, ok := perPurse[code]; !ok {
 			order = append(order, code)
 		}
-		perPurse[code] += c.amount
-		total += c.amount
+		perPurse[code] += c.rec.Fare
+		total += c.rec.Fare
 	}
 	var entries []store.Entry
 	for _, code := range order {
