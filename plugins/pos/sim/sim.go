@@ -96,7 +96,6 @@ type Result struct {
 	Date string
 	// Response is the whole answer.
 	Response *iso8583.Message
-	card     string
 }
 
 // Approved reports whether the host approved the transaction.
@@ -475,28 +474,39 @@ func (t *Terminal) void(stan string) {
 	}
 }
 
+// transact sends the request build makes of card c, amount and orig;
+// reversible, when not nil, is what a reversal of it undoes, its STAN
+// filled in. The result carries the request's batch; the request is
+// returned, once sent, for what the caller keeps of it.
+func (t *Terminal) transact(ctx context.Context, c Card, amount int64, orig iso.Original, build func(iso.Request) (*iso8583.Message, error), reversible *tx) (Result, iso.Request, error) {
+	if !t.signedOn {
+		return Result{}, iso.Request{}, ErrNotSignedOn
+	}
+	r, err := t.request(c, amount, orig)
+	if err != nil {
+		return Result{}, r, err
+	}
+	m, err := build(r)
+	if err != nil {
+		return Result{}, iso.Request{}, err
+	}
+	if reversible != nil {
+		reversible.stan = r.STAN
+	}
+	res, err := t.money(ctx, m, reversible)
+	res.Batch = r.Batch
+	return res, r, err
+}
+
 // Purchase pays amount (fen) with card.
 func (t *Terminal) Purchase(ctx context.Context, c Card, amount int64) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.signedOn {
-		return Result{}, ErrNotSignedOn
-	}
-	r, err := t.request(c, amount, iso.Original{})
-	if err != nil {
-		return Result{}, err
-	}
-	m, err := iso.NewPurchase(r)
-	if err != nil {
-		return Result{}, err
-	}
-	x := &tx{kind: "purchase", stan: r.STAN, pan: c.number(), amount: amount}
-	res, err := t.money(ctx, m, x)
-	res.card = c.number()
+	x := &tx{kind: "purchase", pan: c.number(), amount: amount}
+	res, _, err := t.transact(ctx, c, amount, iso.Original{}, iso.NewPurchase, x)
 	if err == nil && res.Approved() {
 		t.txs = append(t.txs, x)
 	}
-	res.Batch = r.Batch
 	return res, err
 }
 
@@ -504,24 +514,12 @@ func (t *Terminal) Purchase(ctx context.Context, c Card, amount int64) (Result, 
 func (t *Terminal) Void(ctx context.Context, orig Result, c Card) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.signedOn {
-		return Result{}, ErrNotSignedOn
-	}
-	r, err := t.request(Card{PAN: c.number()}, orig.Amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN})
-	if err != nil {
-		return Result{}, err
-	}
-	m, err := iso.NewVoid(r)
-	if err != nil {
-		return Result{}, err
-	}
-	x := &tx{kind: "void", stan: r.STAN, pan: c.number(), amount: orig.Amount, orig: orig.STAN}
-	res, err := t.money(ctx, m, x)
+	x := &tx{kind: "void", pan: c.number(), amount: orig.Amount, orig: orig.STAN}
+	res, _, err := t.transact(ctx, Card{PAN: c.number()}, orig.Amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN}, iso.NewVoid, x)
 	if err == nil && res.Approved() {
 		t.void(orig.STAN)
 		t.txs = append(t.txs, x)
 	}
-	res.Batch = r.Batch
 	return res, err
 }
 
@@ -530,22 +528,10 @@ func (t *Terminal) Void(ctx context.Context, orig Result, c Card) (Result, error
 func (t *Terminal) Refund(ctx context.Context, orig Result, c Card, amount int64) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.signedOn {
-		return Result{}, ErrNotSignedOn
-	}
-	r, err := t.request(Card{PAN: c.number()}, amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN})
-	if err != nil {
-		return Result{}, err
-	}
-	m, err := iso.NewRefund(r)
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := t.money(ctx, m, nil)
+	res, r, err := t.transact(ctx, Card{PAN: c.number()}, amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN}, iso.NewRefund, nil)
 	if err == nil && res.Approved() {
 		t.txs = append(t.txs, &tx{kind: "refund", stan: r.STAN, pan: c.number(), amount: amount})
 	}
-	res.Batch = r.Batch
 	return res, err
 }
 
@@ -555,19 +541,10 @@ func (t *Terminal) Refund(ctx context.Context, orig Result, c Card, amount int64
 func (t *Terminal) PreAuth(ctx context.Context, c Card, amount int64) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.signedOn {
-		return Result{}, ErrNotSignedOn
+	res, r, err := t.transact(ctx, c, amount, iso.Original{}, iso.NewPreAuth, &tx{kind: "preauth", pan: c.number(), amount: amount})
+	if r.STAN != "" { // sent
+		res.Date = r.At.Format("0102")
 	}
-	r, err := t.request(c, amount, iso.Original{})
-	if err != nil {
-		return Result{}, err
-	}
-	m, err := iso.NewPreAuth(r)
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := t.money(ctx, m, &tx{kind: "preauth", stan: r.STAN, pan: c.number(), amount: amount})
-	res.card, res.Batch, res.Date = c.number(), r.Batch, r.At.Format("0102")
 	return res, err
 }
 
@@ -576,23 +553,11 @@ func (t *Terminal) PreAuth(ctx context.Context, c Card, amount int64) (Result, e
 func (t *Terminal) Complete(ctx context.Context, orig Result, c Card, amount int64) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.signedOn {
-		return Result{}, ErrNotSignedOn
-	}
-	r, err := t.request(Card{PAN: c.number()}, amount, originalOf(orig))
-	if err != nil {
-		return Result{}, err
-	}
-	m, err := iso.NewCompletion(r)
-	if err != nil {
-		return Result{}, err
-	}
-	x := &tx{kind: "completion", stan: r.STAN, pan: c.number(), amount: amount, orig: orig.STAN}
-	res, err := t.money(ctx, m, x)
+	x := &tx{kind: "completion", pan: c.number(), amount: amount, orig: orig.STAN}
+	res, _, err := t.transact(ctx, Card{PAN: c.number()}, amount, originalOf(orig), iso.NewCompletion, x)
 	if err == nil && res.Approved() {
 		t.txs = append(t.txs, x)
 	}
-	res.Batch = r.Batch
 	return res, err
 }
 
@@ -601,19 +566,8 @@ func (t *Terminal) Complete(ctx context.Context, orig Result, c Card, amount int
 func (t *Terminal) CancelPreAuth(ctx context.Context, orig Result, c Card) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.signedOn {
-		return Result{}, ErrNotSignedOn
-	}
-	r, err := t.request(Card{PAN: c.number()}, orig.Amount, originalOf(orig))
-	if err != nil {
-		return Result{}, err
-	}
-	m, err := iso.NewPreAuthVoid(r)
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := t.money(ctx, m, &tx{kind: "cancel", stan: r.STAN, pan: c.number(), amount: orig.Amount, orig: orig.STAN})
-	res.Batch = r.Batch
+	res, _, err := t.transact(ctx, Card{PAN: c.number()}, orig.Amount, originalOf(orig), iso.NewPreAuthVoid,
+		&tx{kind: "cancel", pan: c.number(), amount: orig.Amount, orig: orig.STAN})
 	return res, err
 }
 
