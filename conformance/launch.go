@@ -22,7 +22,6 @@ import (
 // instance is one launch of the plugin: its process and connection.
 type instance struct {
 	pc     *plugin.Client
-	client *sdk.Client
 	rpc    pluginv1.PluginClient
 	broker *plugin.GRPCBroker
 	pid    int
@@ -67,13 +66,12 @@ func (s *session) launch(hs plugin.HandshakeConfig) (*instance, error) {
 	cfg.Logger = hclog.NewNullLogger()
 	cfg.StartTimeout = s.opts.StartTimeout
 	pc := plugin.NewClient(cfg)
-	c, err := sdk.Dispense(pc)
-	if err != nil {
+	if _, err := sdk.Dispense(pc); err != nil {
 		pc.Kill()
 		return nil, withStderr(err, stderr)
 	}
 	t.mu.Lock()
-	inst := &instance{pc: pc, client: c, rpc: pluginv1.NewPluginClient(t.conn), broker: t.broker, stderr: stderr}
+	inst := &instance{pc: pc, rpc: pluginv1.NewPluginClient(t.conn), broker: t.broker, stderr: stderr}
 	t.mu.Unlock()
 	if rc := pc.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
