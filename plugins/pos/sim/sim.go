@@ -673,15 +673,8 @@ func (t *Terminal) UploadBatch(ctx context.Context) error {
 		}
 	}
 	chunks := slices.Collect(slices.Chunk(entries, iso.MaxBatchEntries))
-	if len(chunks) == 0 {
-		chunks = [][]iso.BatchEntry{nil}
-	}
 	for i, chunk := range chunks {
-		last := i == len(chunks)-1
-		if len(chunk) == 0 {
-			break // nothing to upload
-		}
-		m, err := iso.NewBatchUpload(t.terminal(), t.nextSTAN(), t.batch, chunk, last)
+		m, err := iso.NewBatchUpload(t.terminal(), t.nextSTAN(), t.batch, chunk, i == len(chunks)-1)
 		if err != nil {
 			return err
 		}
