@@ -87,18 +87,13 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 // ListAudit returns up to limit entries with id above afterID, by id. A
 // limit of zero or less means no limit.
 func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]store.AuditEntry, error) {
-	var lim *int64 // NULL: LIMIT ALL
-	if limit > 0 {
-		l := int64(limit)
-		lim = &l
-	}
 	out, err := collect(ctx, s, func(sc scanner) (store.AuditEntry, error) {
 		var e store.AuditEntry
 		err := sc.Scan(&e.ID, &e.At, &e.Operator, &e.Role, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail)
 		e.At = e.At.UTC()
 		return e, err
 	}, `SELECT id, at, operator, role, action, target, remote, outcome, detail FROM audit_log
-		WHERE id > $1 ORDER BY id LIMIT $2`, afterID, lim)
+		WHERE id > $1 ORDER BY id LIMIT $2`, afterID, pgLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list audit: %w", err)
 	}

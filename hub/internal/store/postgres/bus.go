@@ -80,13 +80,8 @@ func (s *Store) ListDeadLetters(ctx context.Context, p store.DeadLetterPage) ([]
 	} else {
 		q += ` ORDER BY id`
 	}
-	var lim *int64 // NULL: LIMIT ALL
-	if p.Limit > 0 {
-		l := int64(p.Limit)
-		lim = &l
-	}
 	q += ` LIMIT $` + strconv.Itoa(len(args)+1)
-	out, err := collect(ctx, s, scanDeadLetter, q, append(args, lim)...)
+	out, err := collect(ctx, s, scanDeadLetter, q, append(args, pgLimit(p.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list dead letters: %w", err)
 	}

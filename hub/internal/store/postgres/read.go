@@ -100,6 +100,15 @@ func collect[T any](ctx context.Context, s *Store, scan func(scanner) (T, error)
 	return out, err
 }
 
+// pgLimit turns a limit of zero or less into NULL, which is LIMIT ALL.
+func pgLimit(limit int) *int64 {
+	if limit <= 0 {
+		return nil
+	}
+	l := int64(limit)
+	return &l
+}
+
 // LoadAccounts returns the accounts with the given codes.
 func (s *Store) LoadAccounts(ctx context.Context, codes []string) ([]store.Account, error) {
 	if len(codes) == 0 {
@@ -157,13 +166,8 @@ func (s *Store) LoadIdempotency(ctx context.Context, keys []store.IdemKey) ([]st
 // ExpiredHolds lists up to limit pending holds that expired before t, the
 // oldest first. A limit of zero or less means no limit.
 func (s *Store) ExpiredHolds(ctx context.Context, t time.Time, limit int) ([]store.Hold, error) {
-	var lim *int64 // NULL: LIMIT ALL
-	if limit > 0 {
-		l := int64(limit)
-		lim = &l
-	}
 	out, err := collect(ctx, s, scanHold, `SELECT `+holdCols+` FROM holds
-		WHERE status = $1 AND expires_at < $2 ORDER BY expires_at, id LIMIT $3`, store.HoldPending, t, lim)
+		WHERE status = $1 AND expires_at < $2 ORDER BY expires_at, id LIMIT $3`, store.HoldPending, t, pgLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: expired holds: %w", err)
 	}

@@ -315,12 +315,3 @@ func (s *Store) DeviceTaps(ctx context.Context, device string, afterSeq int64, l
 	}
 	return out, nil
 }
-
-// pgLimit turns a limit of zero or less into NULL, which is LIMIT ALL.
-func pgLimit(limit int) *int64 {
-	if limit <= 0 {
-		return nil
-	}
-	l := int64(limit)
-	return &l
-}
