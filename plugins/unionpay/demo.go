@@ -60,10 +60,9 @@ func PINBlock(zpk cardcrypto.Key, pin, pan string) (string, error) {
 // temporary directory removed when the demo ends, and DemoPINZoneKey as the
 // PIN zone key.
 //
-// It has no flows yet: bank cards reach this plugin only once the hub
-// routes them here by BIN (and pays a city card's shortfall from a linked
-// bank card), which the hub does not do yet. Until then the plugin takes
-// its messages sent to it by hand (POST /v1/plugins/unionpay/messages).
+// It has no flows of its own: bank cards reach this plugin through the
+// hub, in pos.BankFlows and medical.BankFlows, which `citycard demo` runs
+// when those plugins are bundled beside it.
 func Bundle() demo.Bundle {
 	return demo.Bundle{
 		Name:    Name,
