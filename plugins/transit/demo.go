@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/citycard/citycard/plugins/demo"
@@ -81,7 +82,8 @@ func registerDevice(ctx context.Context, env demo.Env, d sim.Device) ([]byte, er
 	return key, nil
 }
 
-func demoValidator(ctx context.Context, env demo.Env, d sim.Device, stops []string) (*sim.Validator, *sim.Client, error) {
+// demoDevice finds the plugin's front end and registers d with the hub.
+func demoDevice(ctx context.Context, env demo.Env, d sim.Device) (*sim.Client, []byte, error) {
 	client, _, err := frontEnd(ctx, env)
 	if err != nil {
 		return nil, nil, err
@@ -90,11 +92,34 @@ func demoValidator(ctx context.Context, env demo.Env, d sim.Device, stops []stri
 	if err != nil {
 		return nil, nil, err
 	}
+	return client, key, nil
+}
+
+func demoValidator(ctx context.Context, env demo.Env, d sim.Device, stops []string) (*sim.Validator, *sim.Client, error) {
+	client, key, err := demoDevice(ctx, env, d)
+	if err != nil {
+		return nil, nil, err
+	}
 	v, err := sim.NewValidator(sim.Config{Device: d, Key: key, Stops: stops, Client: client, Deadline: demoDeadline})
 	if err != nil {
 		return nil, nil, err
 	}
 	return v, client, v.PollDenylist(ctx, 0)
+}
+
+// offlineTaps are n taps-on of card that d made offline at stop, the first
+// at from and the others every apart, numbered from 1 and signed with key.
+func offlineTaps(key []byte, d sim.Device, card, stop string, from time.Time, every time.Duration, n int) ([]tap.Tap, error) {
+	taps := make([]tap.Tap, n)
+	for i := range taps {
+		taps[i] = tap.Tap{Device: d.ID, Seq: int64(i + 1), Card: card, At: from.Add(time.Duration(i) * every),
+			Kind: tap.On, Route: d.Route, Stop: stop, Offline: true}
+		var err error
+		if taps[i].MAC, err = tap.Sign(key, taps[i]); err != nil {
+			return nil, err
+		}
+	}
+	return taps, nil
 }
 
 func cardBalance(ctx context.Context, env demo.Env, card string) (int64, error) {
@@ -147,11 +172,7 @@ func onlineTapFlow(ctx context.Context, env demo.Env) error {
 
 func offlineUploadFlow(ctx context.Context, env demo.Env) error {
 	d := sim.Device{ID: "DEMO-METRO-1", Operator: "metro", Mode: "metro", Route: "metro"}
-	client, _, err := frontEnd(ctx, env)
-	if err != nil {
-		return err
-	}
-	key, err := registerDevice(ctx, env, d)
+	client, key, err := demoDevice(ctx, env, d)
 	if err != nil {
 		return err
 	}
@@ -162,14 +183,9 @@ func offlineUploadFlow(ctx context.Context, env demo.Env) error {
 	}
 	// The gate's link was down: it let alice through three times on its
 	// own, signed the taps as offline and kept them.
-	now := time.Now().UTC()
-	taps := make([]tap.Tap, 3)
-	for i := range taps {
-		taps[i] = tap.Tap{Device: d.ID, Seq: int64(i + 1), Card: card, At: now.Add(time.Duration(i-3) * 20 * time.Minute),
-			Kind: tap.On, Route: d.Route, Stop: "M01", Offline: true}
-		if taps[i].MAC, err = tap.Sign(key, taps[i]); err != nil {
-			return err
-		}
+	taps, err := offlineTaps(key, d, card, "M01", time.Now().UTC().Add(-time.Hour), 20*time.Minute, 3)
+	if err != nil {
+		return err
 	}
 	first, err := client.Upload(ctx, taps)
 	if err != nil {
@@ -231,11 +247,7 @@ func denylistFlow(ctx context.Context, env demo.Env) error {
 		return err
 	}
 	carol := env.Card("carol")
-	found := false
-	for _, c := range full.Cards {
-		found = found || c == carol
-	}
-	if !found {
+	if !slices.Contains(full.Cards, carol) {
 		return fmt.Errorf("carol's lost card is not on deny list version %d (%d cards)", full.Version, len(full.Cards))
 	}
 	env.Logf("deny list version %d, %d cards, carol's lost card among them", full.Version, len(full.Cards))
@@ -256,11 +268,7 @@ func denylistFlow(ctx context.Context, env demo.Env) error {
 // debt first and takes the card off.
 func debtFlow(ctx context.Context, env demo.Env) error {
 	d := sim.Device{ID: "DEMO-BUS-3", Operator: "city-bus", Mode: "bus", Route: "1"}
-	client, _, err := frontEnd(ctx, env)
-	if err != nil {
-		return err
-	}
-	key, err := registerDevice(ctx, env, d)
+	client, key, err := demoDevice(ctx, env, d)
 	if err != nil {
 		return err
 	}
@@ -269,14 +277,9 @@ func debtFlow(ctx context.Context, env demo.Env) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
-	taps := make([]tap.Tap, 2)
-	for i := range taps {
-		taps[i] = tap.Tap{Device: d.ID, Seq: int64(i + 1), Card: bob, At: now.Add(time.Duration(i-2) * 3 * time.Hour),
-			Kind: tap.On, Route: d.Route, Offline: true}
-		if taps[i].MAC, err = tap.Sign(key, taps[i]); err != nil {
-			return err
-		}
+	taps, err := offlineTaps(key, d, bob, "", time.Now().UTC().Add(-6*time.Hour), 3*time.Hour, 2)
+	if err != nil {
+		return err
 	}
 	up, err := client.Upload(ctx, taps)
 	if err != nil {
@@ -324,10 +327,5 @@ func onDenylist(ctx context.Context, env demo.Env, card string) bool {
 	if err := env.API(ctx, http.MethodGet, "/v1/transit/denylist", nil, &list); err != nil {
 		return false
 	}
-	for _, c := range list.Cards {
-		if c == card {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list.Cards, card)
 }
