@@ -27,7 +27,15 @@ type PaymentRequest struct {
 	// those the channel allows): a medical bill's personal account share
 	// comes from the medical purse alone.
 	Purses []string `json:"-"`
+	// ShortIsError makes a card short of the amount an ErrShort error,
+	// with nothing recorded, rather than a decline answered under the
+	// request's key: the caller may then have the payment made otherwise.
+	ShortIsError bool `json:"-"`
 }
+
+// ErrShort is the error of a payment with ShortIsError whose card cannot
+// pay the amount.
+var ErrShort = fault.E(fault.InsufficientFunds, "amount", "the card's purses cannot pay the amount")
 
 // Leg is what one purse paid.
 type Leg struct {
@@ -165,6 +173,9 @@ func (o *debitOp) apply(tx *ledger.Tx) (any, error) {
 		return o.decline(res, fault.ExceedsLimit)
 	}
 	legs, accs, amount := o.split(tx, c)
+	if amount == 0 && r.ShortIsError {
+		return nil, ErrShort
+	}
 	if amount == 0 {
 		bal := cardBalance(tx, c.Number, o.p)
 		res.Balance = &bal

@@ -619,7 +619,18 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		}
 		req := cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
 			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN}
-		if link, ok, err := g.linkedBankCard(ctx, channel, p.Card); err != nil {
+		if !g.fallsBack(channel) {
+			return g.opts.Service.Pay(ctx, c, req)
+		}
+		// Where a linked bank card may pay a shortfall, the card pays as
+		// usual when it can; only a short card looks for a linked card.
+		short := req
+		short.ShortIsError = true
+		out, err := g.opts.Service.Pay(ctx, c, short)
+		if !errors.Is(err, cards.ErrShort) {
+			return out, err
+		}
+		if link, ok, err := g.linkedBankCard(ctx, p.Card); err != nil {
 			return ledger.Outcome{}, err
 		} else if ok {
 			return g.splitPayment(ctx, plugin, c, req, link)

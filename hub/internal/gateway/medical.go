@@ -236,7 +236,10 @@ func (g *Gateway) medicalBill(ctx context.Context, plugin, channel string, c car
 	}
 	s.Bank = patient - s.Medical - s.Cash
 	if s.Bank > 0 {
-		link, ok, err := g.linkedBankCard(ctx, channel, b.Card)
+		if !g.fallsBack(channel) {
+			return g.undoMedical(ctx, rec, c, s, fault.InsufficientFunds)
+		}
+		link, ok, err := g.linkedBankCard(ctx, b.Card)
 		if err != nil || !ok {
 			return g.undoMedical(ctx, rec, c, s, fault.InsufficientFunds)
 		}

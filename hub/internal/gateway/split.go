@@ -111,16 +111,19 @@ func (g *Gateway) answered(ctx context.Context, c cards.Call) (ledger.Outcome, b
 	return ledger.Outcome{Status: 200, Body: body, Replayed: true}, true, nil
 }
 
-// linkedBankCard returns the bank card a city card pays its shortfall
-// with on channel, if the channel allows it and the holder linked one.
-func (g *Gateway) linkedBankCard(ctx context.Context, channel, card string) (store.LinkedBankCard, bool, error) {
+// fallsBack reports whether a card short of the amount on channel may
+// have its linked bank card pay the rest.
+func (g *Gateway) fallsBack(channel string) bool {
 	if g.opts.Sagas == nil || g.opts.BankPlugin == "" || g.plugins == nil {
-		return store.LinkedBankCard{}, false, nil
+		return false
 	}
 	pol, ok := g.opts.Service.Catalog().Policy(channel)
-	if !ok || !pol.BankFallback {
-		return store.LinkedBankCard{}, false, nil
-	}
+	return ok && pol.BankFallback
+}
+
+// linkedBankCard returns the bank card a city card pays its shortfall
+// with, if the holder linked one.
+func (g *Gateway) linkedBankCard(ctx context.Context, card string) (store.LinkedBankCard, bool, error) {
 	l, err := g.opts.Sagas.LinkedBankCard(ctx, card)
 	if errors.Is(err, store.ErrNotFound) {
 		return l, false, nil
@@ -139,12 +142,6 @@ func (g *Gateway) linkedBankCard(ctx context.Context, channel, card string) (sto
 func (g *Gateway) splitPayment(ctx context.Context, plugin string, c cards.Call, req cards.PaymentRequest, link store.LinkedBankCard) (ledger.Outcome, error) {
 	if out, ok, err := g.answered(ctx, c); err != nil || ok {
 		return out, err
-	}
-	if g.covers(ctx, req) {
-		// The card can pay it all: a payment like any other. Should a
-		// payment racing this one take the money first, this one is
-		// declined as any short card's is.
-		return g.opts.Service.Pay(ctx, c, req)
 	}
 	pin := req.PIN
 	req.PIN = ""
@@ -258,29 +255,6 @@ func (g *Gateway) splitNotOwned(ctx context.Context, c cards.Call, s *splitSaga,
 		return g.opts.Service.Decline(ctx, c, s.Request, code)
 	}
 	return ledger.Outcome{}, err
-}
-
-// covers reports whether the card's purses the channel lets pay hold the
-// whole amount now.
-func (g *Gateway) covers(ctx context.Context, req cards.PaymentRequest) bool {
-	v, err := g.opts.Service.Get(ctx, req.Card)
-	if err != nil {
-		return false
-	}
-	cat := g.opts.Service.Catalog()
-	p, ok := cat.Product(v.Product)
-	if !ok {
-		return false
-	}
-	var avail int64
-	for _, name := range cat.PurseOrder(p, req.Channel) {
-		for _, pv := range v.Purses {
-			if pv.Purse == name && pv.Available > 0 {
-				avail += pv.Available
-			}
-		}
-	}
-	return avail >= req.Amount
 }
 
 // bankTimeout bounds one call to the bank acquirer plugin.
