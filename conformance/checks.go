@@ -72,13 +72,11 @@ type sample struct {
 	generated bool
 }
 
-func sdkHandshake() plugin.HandshakeConfig { return sdk.Handshake }
-
 // unknownVersion is a protocol version no plugin can speak.
 const unknownVersion = 99
 
 func checkHandshake(_ context.Context, s *session) (Status, string) {
-	inst, err := s.launch(sdkHandshake())
+	inst, err := s.launch(sdk.Handshake)
 	if err != nil {
 		return Fail, fmt.Sprintf("the hub could not launch and connect to the plugin: %v", err)
 	}
@@ -93,7 +91,7 @@ func checkHandshake(_ context.Context, s *session) (Status, string) {
 }
 
 func checkUnknownProtocol(_ context.Context, s *session) (Status, string) {
-	hs := sdkHandshake()
+	hs := sdk.Handshake // a copy
 	hs.ProtocolVersion = unknownVersion
 	start := time.Now()
 	inst, err := s.launch(hs)

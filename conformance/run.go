@@ -274,7 +274,7 @@ func (s *session) message(m sdk.Message) sdk.Message {
 // launchConfigured launches the plugin, checks it describes itself as
 // before, and configures it with the file's configuration and the hub.
 func (s *session) launchConfigured(ctx context.Context) (*instance, error) {
-	inst, err := s.launch(sdkHandshake())
+	inst, err := s.launch(sdk.Handshake)
 	if err != nil {
 		return nil, err
 	}
