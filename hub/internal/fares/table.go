@@ -515,20 +515,26 @@ func buildRoute(id string, f *fareDoc, at string) (*route, []schemas.Violation) 
 			bad("/max_fare", KeywordMaxFare, "the full route costs %d, more than max_fare %d", m, r.maxFare)
 		}
 	}
+	// named reads stops given as a list of names, each at its place in it.
+	named := func() (int, bool) {
+		var names []string
+		if err := json.Unmarshal(f.Stops, &names); err != nil {
+			bad("/stops", "type", "%v", err)
+			return 0, false
+		}
+		for i, n := range names {
+			r.stops[n] = int64(i)
+		}
+		return len(names), true
+	}
 	switch f.Type {
 	case "flat":
 		r.kind = fareFlat
 	case "stops":
 		r.kind = fareStops
-		var names []string
-		if err := json.Unmarshal(f.Stops, &names); err != nil {
-			bad("/stops", "type", "%v", err)
-			break
+		if n, ok := named(); ok {
+			coverage(int64(n-1), "stops")
 		}
-		for i, n := range names {
-			r.stops[n] = int64(i)
-		}
-		coverage(int64(len(names)-1), "stops")
 	case "km":
 		r.kind = fareKm
 		var stops []struct {
@@ -573,13 +579,8 @@ func buildRoute(id string, f *fareDoc, at string) (*route, []schemas.Violation) 
 		}
 	case "table":
 		r.kind = fareTable
-		var names []string
-		if err := json.Unmarshal(f.Stops, &names); err != nil {
-			bad("/stops", "type", "%v", err)
+		if _, ok := named(); !ok {
 			break
-		}
-		for i, n := range names {
-			r.stops[n] = int64(i)
 		}
 		r.pairs = make(map[[2]int64]int64, len(f.Fares))
 		for i, fr := range f.Fares {
