@@ -50,19 +50,11 @@ type world struct {
 	bills map[string]receipt // bill key → the receipt
 }
 
-// receipt is the tests' hub's answer to medical.bill.v1.
+// receipt is the tests' hub's answer to medical.bill.v1, with the bill
+// it answers.
 type receipt struct {
-	BillID        string         `json:"bill_id"`
-	Status        string         `json:"status"`
-	Reason        string         `json:"reason,omitempty"`
-	Total         int64          `json:"total"`
-	FundPay       int64          `json:"fund_pay"`
-	MedicalPurse  int64          `json:"medical_purse"`
-	CashPurse     int64          `json:"cash_purse"`
-	BankCard      int64          `json:"bank_card"`
-	SetlID        string         `json:"setl_id,omitempty"`
-	Presettlement *medical.Split `json:"presettlement,omitempty"`
-	bill          medical.BillMessage
+	medical.Receipt
+	bill medical.BillMessage
 }
 
 type setupOptions struct {
@@ -139,7 +131,7 @@ func (w *world) respond(m sdk.Message) (json.RawMessage, error) {
 		if err := json.Unmarshal(m.Payload, &b); err != nil {
 			return nil, err
 		}
-		r := receipt{BillID: b.BillID, Status: "settled", Total: b.Total, CashPurse: b.Total, bill: b}
+		r := receipt{Receipt: medical.Receipt{BillID: b.BillID, Status: "settled", Total: b.Total, CashPurse: b.Total}, bill: b}
 		if b.Insured {
 			s, err := w.settle(m.IdempotencyKey, b)
 			if err != nil {
