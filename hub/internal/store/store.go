@@ -401,6 +401,25 @@ type DeviceSeq struct {
 	LastSeq int64
 }
 
+// MergeDeviceSeqs keeps the highest LastSeq of each device, in first-seen
+// order, so that a driver updates each device once.
+func MergeDeviceSeqs(seqs []DeviceSeq) []DeviceSeq {
+	if len(seqs) < 2 {
+		return seqs
+	}
+	at := make(map[string]int, len(seqs))
+	out := make([]DeviceSeq, 0, len(seqs))
+	for _, d := range seqs {
+		if i, ok := at[d.Device]; ok {
+			out[i].LastSeq = max(out[i].LastSeq, d.LastSeq)
+			continue
+		}
+		at[d.Device] = len(out)
+		out = append(out, d)
+	}
+	return out
+}
+
 // Operator is a person or system that calls the API.
 type Operator struct {
 	ID        string

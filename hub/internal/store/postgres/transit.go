@@ -57,21 +57,6 @@ func denyRows(changes []store.DenyChange) *bytes.Buffer {
 	return &w.buf
 }
 
-// deviceSeqs keeps the highest LastSeq of each device, so each device is
-// updated once.
-func deviceSeqs(seqs []store.DeviceSeq) (ids []string, last []int64) {
-	at := make(map[string]int, len(seqs))
-	for _, d := range seqs {
-		if i, ok := at[d.Device]; ok {
-			last[i] = max(last[i], d.LastSeq)
-			continue
-		}
-		at[d.Device] = len(ids)
-		ids, last = append(ids, d.Device), append(last, d.LastSeq)
-	}
-	return ids, last
-}
-
 // writeTransit writes b's taps, deny changes, rider states and device
 // sequence numbers inside tx.
 func writeTransit(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
@@ -109,8 +94,11 @@ func writeTransit(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
 		}
 	}
 
-	if len(b.DeviceSeqs) > 0 {
-		ids, last := deviceSeqs(b.DeviceSeqs)
+	if seqs := store.MergeDeviceSeqs(b.DeviceSeqs); len(seqs) > 0 {
+		ids, last := make([]string, len(seqs)), make([]int64, len(seqs))
+		for i, d := range seqs {
+			ids[i], last[i] = d.Device, d.LastSeq
+		}
 		tag, err := tx.Exec(ctx, `UPDATE devices AS d SET last_seq = greatest(d.last_seq, v.seq)
 			FROM unnest($1::text[], $2::bigint[]) AS v (id, seq)
 			WHERE d.id = v.id`, ids, last)

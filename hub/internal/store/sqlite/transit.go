@@ -49,32 +49,13 @@ func transitQueries(b *store.Batch) []string {
 		n int
 	}{
 		{tapsTable, len(b.Taps)}, {denyTable, len(b.DenyChanges)}, {riderTable, len(b.RiderStates)},
-		{deviceSeqTable, len(deviceSeqs(b.DeviceSeqs))},
+		{deviceSeqTable, len(store.MergeDeviceSeqs(b.DeviceSeqs))},
 	} {
 		for n := x.n; n > 0; n -= x.t.chunk(n) {
 			qs = append(qs, x.t.sql(x.t.chunk(n)))
 		}
 	}
 	return qs
-}
-
-// deviceSeqs keeps the highest LastSeq of each device, in first-seen order,
-// so each device is updated once.
-func deviceSeqs(seqs []store.DeviceSeq) []store.DeviceSeq {
-	if len(seqs) < 2 {
-		return seqs
-	}
-	at := make(map[string]int, len(seqs))
-	out := make([]store.DeviceSeq, 0, len(seqs))
-	for _, d := range seqs {
-		if i, ok := at[d.Device]; ok {
-			out[i].LastSeq = max(out[i].LastSeq, d.LastSeq)
-			continue
-		}
-		at[d.Device] = len(out)
-		out = append(out, d)
-	}
-	return out
 }
 
 // writeTransit writes b's taps, deny changes, rider states and device
@@ -121,7 +102,7 @@ func (s *Store) writeTransit(ctx context.Context, tx *sql.Tx, b *store.Batch) er
 		}
 	}
 
-	if seqs := deviceSeqs(b.DeviceSeqs); len(seqs) > 0 {
+	if seqs := store.MergeDeviceSeqs(b.DeviceSeqs); len(seqs) > 0 {
 		w := s.rows(ctx, tx, deviceSeqTable, len(seqs))
 		for _, d := range seqs {
 			if err := w.add(d.Device, d.LastSeq); err != nil {
