@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -183,29 +184,37 @@ type AuditPage struct {
 	NextAfter int64       `json:"next_after"`
 }
 
-// Audit page sizes.
+// Page sizes of the listings (audit, dead letters, a device's taps).
 const (
-	defaultAuditLimit = 100
-	maxAuditLimit     = 1000
+	defaultPageLimit = 100
+	maxPageLimit     = 1000
 )
 
-func (s *server) listAudit(x *exchange) error {
-	q := x.r.URL.Query()
-	after, err := queryInt(q.Get("after"), 0, "after")
-	if err != nil {
-		return err
+// pageQuery reads a listing's ?after= (a cursor, ≥ 0, default 0) and
+// ?limit= (1 to maxPageLimit, default defaultPageLimit).
+func pageQuery(q url.Values) (after int64, limit int, err error) {
+	if after, err = queryInt(q.Get("after"), 0, "after"); err != nil {
+		return 0, 0, err
 	}
-	limit, err := queryInt(q.Get("limit"), defaultAuditLimit, "limit")
+	n, err := queryInt(q.Get("limit"), defaultPageLimit, "limit")
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	if after < 0 {
-		return fault.E(fault.InvalidRequest, "after", "after must not be negative")
+		return 0, 0, fault.E(fault.InvalidRequest, "after", "after must not be negative")
 	}
-	if limit < 1 || limit > maxAuditLimit {
-		return fault.E(fault.InvalidRequest, "limit", "limit must be 1.."+strconv.Itoa(maxAuditLimit))
+	if n < 1 || n > maxPageLimit {
+		return 0, 0, fault.E(fault.InvalidRequest, "limit", "limit must be 1.."+strconv.Itoa(maxPageLimit))
 	}
-	es, err := s.st.ListAudit(x.r.Context(), after, int(limit))
+	return after, int(n), nil
+}
+
+func (s *server) listAudit(x *exchange) error {
+	after, limit, err := pageQuery(x.r.URL.Query())
+	if err != nil {
+		return err
+	}
+	es, err := s.st.ListAudit(x.r.Context(), after, limit)
 	if err != nil {
 		return fault.Wrap(fault.Unavailable, err)
 	}

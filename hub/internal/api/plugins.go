@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/fault"
@@ -167,22 +166,9 @@ func (s *server) listDeadLetters(x *exchange) error {
 		writeJSON(x.w, http.StatusOK, map[string]any{"dead_letters": []DeadLetterView{}})
 		return nil
 	}
-	q := x.r.URL.Query()
-	var after int64
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return fault.E(fault.InvalidRequest, "after", "after must be a dead letter id (a whole number ≥ 0)")
-		}
-		after = n
-	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return fault.E(fault.InvalidRequest, "limit", "limit must be between 1 and 1000")
-		}
-		limit = n
+	after, limit, err := pageQuery(x.r.URL.Query())
+	if err != nil {
+		return err
 	}
 	ls, err := s.plugins.DeadLetters(x.r.Context(), after, limit)
 	if err != nil {

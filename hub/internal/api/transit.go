@@ -70,22 +70,9 @@ func (s *server) deviceTaps(x *exchange) error {
 	if s.transit == nil {
 		return errNoTransit
 	}
-	q := x.r.URL.Query()
-	var after int64
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return fault.E(fault.InvalidRequest, "after", "after must be a sequence number (a whole number ≥ 0)")
-		}
-		after = n
-	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return fault.E(fault.InvalidRequest, "limit", "limit must be between 1 and 1000")
-		}
-		limit = n
+	after, limit, err := pageQuery(x.r.URL.Query())
+	if err != nil {
+		return err
 	}
 	ts, err := s.transit.DeviceTaps(x.r.Context(), x.r.PathValue("id"), after, limit)
 	if err != nil {
