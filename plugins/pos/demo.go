@@ -187,12 +187,8 @@ func voidFlow(ctx context.Context, env demo.Env) error {
 	if err := wantBalance(ctx, env, card, before); err != nil {
 		return err
 	}
-	rc, err := t.Settle(ctx)
-	if err != nil {
-		return fmt.Errorf("settlement: %w", err)
-	}
-	if rc != "00" {
-		return fmt.Errorf("the batch settlement was answered %s, want 00 (balanced)", rc)
+	if err := settleBalanced(ctx, t); err != nil {
+		return err
 	}
 	env.Logf("batch settled and balanced; the terminal moves to batch %s", t.Batch())
 	return nil
@@ -238,6 +234,15 @@ func preAuthFlow(ctx context.Context, env demo.Env) error {
 	if err := wantBalance(ctx, env, card, before-3000); err != nil {
 		return err
 	}
+	if err := settleBalanced(ctx, t); err != nil {
+		return err
+	}
+	env.Logf("batch settled and balanced, the completion counted as a sale; the terminal moves to batch %s", t.Batch())
+	return nil
+}
+
+// settleBalanced settles the terminal's batch, which must balance.
+func settleBalanced(ctx context.Context, t *sim.Terminal) error {
 	rc, err := t.Settle(ctx)
 	if err != nil {
 		return fmt.Errorf("settlement: %w", err)
@@ -245,7 +250,6 @@ func preAuthFlow(ctx context.Context, env demo.Env) error {
 	if rc != "00" {
 		return fmt.Errorf("the batch settlement was answered %s, want 00 (balanced)", rc)
 	}
-	env.Logf("batch settled and balanced, the completion counted as a sale; the terminal moves to batch %s", t.Batch())
 	return nil
 }
 
