@@ -39,18 +39,8 @@ func macField(present map[int]field.Field) int {
 	return FieldMAC
 }
 
-// MACData returns the bytes the MAC covers: the message from the MTI up to,
-// not including, the MAC field. The MAC field must be set (to anything).
-func MACData(m *iso8583.Message) ([]byte, error) {
-	present := m.GetFields()
-	if _, ok := present[macField(present)]; !ok {
-		mti, _ := m.GetMTI()
-		return nil, &MACError{Kind: ErrMACMissing, MTI: mti}
-	}
-	return macData(m)
-}
-
-// macData packs m, whose MAC field is set, and cuts out the MAC input.
+// macData packs m, whose MAC field is set, and cuts out the MAC input:
+// the message from the MTI up to, not including, the MAC field.
 func macData(m *iso8583.Message) ([]byte, error) {
 	packed, err := Encode(m)
 	if err != nil {
