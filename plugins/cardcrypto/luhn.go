@@ -14,7 +14,7 @@ func isDigits(s string) bool {
 }
 
 // luhnSum is the Luhn weighted sum of digits, doubling every second digit
-// counting from the right when doubleFirst is false, or from the rightmost
+// counting from the right when doubleRightmost is false, or from the rightmost
 // digit itself when it is true (as when a check digit is still to come).
 func luhnSum(digits string, doubleRightmost bool) int {
 	sum := 0
