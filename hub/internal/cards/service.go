@@ -222,6 +222,10 @@ func merchantAccount(tx *ledger.Tx, id, currency string) *store.Account {
 	return tx.EnsureAccount(store.Account{Code: MerchantCode(id), Kind: store.KindMerchant, Currency: currency})
 }
 
+// IssuerPrefix starts every city card number this service issues; any
+// other card number is a bank card's.
+func (s *Service) IssuerPrefix() string { return s.opts.IssuerPrefix }
+
 // Answer returns the stored answer to operator's write with idempotency
 // key, and whether there is one.
 func (s *Service) Answer(ctx context.Context, operator, key string) ([]byte, bool, error) {

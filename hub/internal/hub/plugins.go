@@ -17,7 +17,6 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/api"
 	"github.com/citycard/citycard/hub/internal/bus"
-	"github.com/citycard/citycard/hub/internal/cardno"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/gateway"
 	"github.com/citycard/citycard/hub/internal/ledger"
@@ -157,10 +156,7 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 		// A bank card's number or a PIN block in a dead message is masked
 		// before it rests there; the city's own card numbers stay whole,
 		// so their letters can be replayed.
-		prefix := cfg.Cards.IssuerPrefix
-		if prefix == "" {
-			prefix = cardno.DefaultPrefix
-		}
+		prefix := a.svc.IssuerPrefix()
 		rc.DeadLetters = bus.NewStoreDeadLetters(a.st).Redacting(func(b []byte) []byte {
 			return cardcrypto.RedactJSON(b, func(n string) bool { return strings.HasPrefix(n, prefix) })
 		})
@@ -194,12 +190,8 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 			}
 		}
 	}
-	prefix := cfg.Cards.IssuerPrefix
-	if prefix == "" {
-		prefix = cardno.DefaultPrefix
-	}
 	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Channels: p.channels, Registerer: reg,
-		Transit: a.transit, IssuerPrefix: prefix, BankPlugin: bank, Sagas: a.st,
+		Transit: a.transit, IssuerPrefix: a.svc.IssuerPrefix(), BankPlugin: bank, Sagas: a.st,
 		BankTimeout: cfg.BankTimeout})
 	for _, s := range cfg.Plugins {
 		if err := p.gw.HandleSubmissions(s.Name); err != nil {
