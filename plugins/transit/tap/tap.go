@@ -65,24 +65,23 @@ type Tap struct {
 // field may hold a '|' (Check refuses one), so two taps never share a
 // canonical form.
 func (t Tap) Canonical() []byte {
-	var b strings.Builder
-	b.WriteString("citycard-tap-v1|")
-	b.WriteString(t.Device)
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatInt(t.Seq, 10))
-	b.WriteByte('|')
-	b.WriteString(t.Card)
-	b.WriteByte('|')
-	b.WriteString(t.At.UTC().Format(time.RFC3339Nano))
-	b.WriteByte('|')
-	b.WriteString(t.Kind)
-	b.WriteByte('|')
-	b.WriteString(t.Route)
-	b.WriteByte('|')
-	b.WriteString(t.Stop)
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatBool(t.Offline))
-	return []byte(b.String())
+	b := make([]byte, 0, 80+len(t.Device)+len(t.Card)+len(t.Route)+len(t.Stop))
+	b = append(b, "citycard-tap-v1|"...)
+	b = append(b, t.Device...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, t.Seq, 10)
+	b = append(b, '|')
+	b = append(b, t.Card...)
+	b = append(b, '|')
+	b = t.At.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '|')
+	b = append(b, t.Kind...)
+	b = append(b, '|')
+	b = append(b, t.Route...)
+	b = append(b, '|')
+	b = append(b, t.Stop...)
+	b = append(b, '|')
+	return strconv.AppendBool(b, t.Offline)
 }
 
 // ErrBadKey is returned for a key that is not KeySize bytes.
@@ -93,19 +92,27 @@ func Sign(key []byte, t Tap) (string, error) {
 	if len(key) != KeySize {
 		return "", ErrBadKey
 	}
-	m := hmac.New(sha256.New, key)
-	m.Write(t.Canonical())
-	return hex.EncodeToString(m.Sum(nil)[:MACSize/2]), nil
+	return hex.EncodeToString(sum(key, t)), nil
 }
 
-// Verify reports whether t.MAC is t's MAC under key. It takes the same time
-// whichever digit is wrong.
+// sum is the MAC's bytes: the first MACSize/2 of the HMAC.
+func sum(key []byte, t Tap) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(t.Canonical())
+	return m.Sum(nil)[:MACSize/2]
+}
+
+// Verify reports whether t.MAC is t's MAC under key, in either case of hex
+// digit. It takes the same time whichever digit is wrong.
 func Verify(key []byte, t Tap) bool {
-	want, err := Sign(key, t)
-	if err != nil || len(t.MAC) != MACSize {
+	if len(key) != KeySize || len(t.MAC) != MACSize {
 		return false
 	}
-	return hmac.Equal([]byte(want), []byte(strings.ToLower(t.MAC)))
+	var got [MACSize / 2]byte
+	if _, err := hex.Decode(got[:], []byte(t.MAC)); err != nil {
+		return false
+	}
+	return hmac.Equal(sum(key, t), got[:])
 }
 
 // Check returns what is wrong with t's fields, with the JSON name of the
