@@ -288,23 +288,10 @@ func TestPluginHolds(t *testing.T) {
 // first answer without the acquirer being asked again.
 func TestBankCardPayments(t *testing.T) {
 	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
-		t.Cleanup(pin.SetCostForTesting(1, 8))
-		bin, sum := payerPlugin(t)
-		bankBin, bankSum := testPlugin(t, "./testdata/fakebank")
-		app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
-			Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
-			Plugins: []pluginhost.Spec{
-				{Name: "payer", Path: bin, SHA256: sum, Channel: "retail", Config: json.RawMessage(`{"merchant": "M-PAYER"}`)},
-				{Name: "fakebank", Path: bankBin, SHA256: bankSum},
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, stop, done := serve(t, app)
-		t.Cleanup(func() { stop(); <-done })
+		sh := startSplitHub(t, st, time.Hour)
+		h, app, c := sh.pluginHub, sh.app, sh.c
 		c.must("POST", "/v1/merchants", map[string]any{"id": "M-PAYER", "name": "Payer", "mcc": "5411", "settlement_account": "1"}, 201)
 		c.must("POST", "/v1/terminals", map[string]any{"id": "T-PAYER", "merchant": "M-PAYER"}, 201)
-		h := &pluginHub{app: app, c: c, st: st}
 		const pan = "6222020000000000019"
 		bank := func(key, card string, amount int) map[string]any {
 			return map[string]any{"key": key, "card": card, "amount": amount, "terminal": "T-PAYER", "expiry": "3012"}
