@@ -184,12 +184,16 @@ func (s *Store) prepareBatch(ctx context.Context, b *store.Batch) error {
 		{accountsTable, len(b.NewAccounts)}, {accountTotalsTable, len(b.Accounts)}, {transfersTable, len(b.Transfers)}, {entriesTable, entries},
 		{cardsTable, len(b.NewCards)}, {holdsTable, len(b.Holds)}, {idemTable, len(b.Idempotency)},
 		{auditTable, len(b.Audit)},
+		{tapsTable, len(b.Taps)}, {denyTable, len(b.DenyChanges)}, {riderTable, len(b.RiderStates)},
+		{deviceSeqTable, len(store.MergeDeviceSeqs(b.DeviceSeqs))},
 	} {
 		for n := x.n; n > 0; n -= x.t.chunk(n) {
 			queries = append(queries, x.t.sql(x.t.chunk(n)))
 		}
 	}
-	queries = append(queries, transitQueries(b)...)
+	if len(b.DenyChanges) > 0 {
+		queries = append(queries, lastDenyVersion)
+	}
 	for _, q := range queries {
 		if _, err := s.stmt(ctx, q); err != nil {
 			return err

@@ -37,27 +37,6 @@ var (
 // changes must continue the stored versions with no gap.
 const lastDenyVersion = `SELECT coalesce(max(version), 0) FROM deny_changes`
 
-// transitQueries returns the statements writeTransit needs for b, to be
-// prepared before the transaction.
-func transitQueries(b *store.Batch) []string {
-	var qs []string
-	if len(b.DenyChanges) > 0 {
-		qs = append(qs, lastDenyVersion)
-	}
-	for _, x := range []struct {
-		t *table
-		n int
-	}{
-		{tapsTable, len(b.Taps)}, {denyTable, len(b.DenyChanges)}, {riderTable, len(b.RiderStates)},
-		{deviceSeqTable, len(store.MergeDeviceSeqs(b.DeviceSeqs))},
-	} {
-		for n := x.n; n > 0; n -= x.t.chunk(n) {
-			qs = append(qs, x.t.sql(x.t.chunk(n)))
-		}
-	}
-	return qs
-}
-
 // writeTransit writes b's taps, deny changes, rider states and device
 // sequence numbers inside tx.
 func (s *Store) writeTransit(ctx context.Context, tx *sql.Tx, b *store.Batch) error {
