@@ -50,25 +50,26 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
-// str reads a string of printable ASCII without escapes.
-func (s *scanner) str() (string, bool) {
+// str reads a string of printable ASCII without escapes and returns its
+// bytes within the document, without copying them.
+func (s *scanner) str() ([]byte, bool) {
 	if !s.byte('"') {
-		return "", false
+		return nil, false
 	}
 	start := s.i
 	for s.i < len(s.b) {
 		c := s.b[s.i]
 		if c == '"' {
-			v := string(s.b[start:s.i])
+			v := s.b[start:s.i]
 			s.i++
 			return v, true
 		}
 		if c < ' ' || c > '~' || c == '\\' {
-			return "", false
+			return nil, false
 		}
 		s.i++
 	}
-	return "", false
+	return nil, false
 }
 
 // uint reads a positive integer of at most 18 digits, without a leading 0.
@@ -112,7 +113,7 @@ func (s *scanner) end() bool {
 	return s.i == len(s.b)
 }
 
-func printableASCII(v string, lo byte) bool {
+func printableASCII(v []byte, lo byte) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c < lo || c > '~' || c == '|' {
 			return false
@@ -127,7 +128,7 @@ func fastTransitTaps(doc []byte) bool {
 	if !s.byte('{') {
 		return false
 	}
-	if k, ok := s.str(); !ok || k != "taps" || !s.byte(':') || !s.byte('[') {
+	if k, ok := s.str(); !ok || string(k) != "taps" || !s.byte(':') || !s.byte('[') {
 		return false
 	}
 	n := 0
@@ -177,7 +178,7 @@ func (s *scanner) tap() bool {
 			return false
 		}
 		var bit int
-		switch k {
+		switch string(k) {
 		case "device":
 			v, ok := s.str()
 			if !ok || len(v) < 1 || len(v) > 64 || !printableASCII(v, '!') {
@@ -207,7 +208,7 @@ func (s *scanner) tap() bool {
 			bit = at
 		case "kind":
 			v, ok := s.str()
-			if !ok || (v != "on" && v != "off") {
+			if !ok || (string(v) != "on" && string(v) != "off") {
 				return false
 			}
 			bit = kind
