@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -133,21 +134,27 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 		}
 		return k, nil
 	}
-	switch {
-	case c.PINZoneKey != "" && c.PINZoneKeySealed != "":
-		return nil, invalid("/pin_zone_key", "give pin_zone_key or pin_zone_key_sealed, not both")
-	case c.PINZoneKey != "":
-		k, err := cardcrypto.ParseKey(c.PINZoneKey)
-		if err != nil {
-			return nil, invalid("/pin_zone_key", "%v", err)
+	// keyOf reads a key given in clear (at clearAt) or sealed under name
+	// (at sealedAt), not both (at bothAt); nil when neither is given.
+	keyOf := func(bothAt, clearAt, sealedAt, clear, sealed, what, name string) (cardcrypto.Key, error) {
+		switch {
+		case clear != "" && sealed != "":
+			return nil, invalid(bothAt, "give %s or %s, not both", path.Base(clearAt), path.Base(sealedAt))
+		case clear != "":
+			k, err := cardcrypto.ParseKey(clear)
+			if err != nil {
+				return nil, invalid(clearAt, "%v", err)
+			}
+			return k, nil
+		case sealed != "":
+			return openSealed(sealedAt, what, name, sealed)
 		}
-		s.zoneKey = k
-	case c.PINZoneKeySealed != "":
-		k, err := openSealed("/pin_zone_key_sealed", "the PIN zone key", SealedZoneKeyName, c.PINZoneKeySealed)
-		if err != nil {
-			return nil, err
-		}
-		s.zoneKey = k
+		return nil, nil
+	}
+	var err error
+	if s.zoneKey, err = keyOf("/pin_zone_key", "/pin_zone_key", "/pin_zone_key_sealed", c.PINZoneKey, c.PINZoneKeySealed,
+		"the PIN zone key", SealedZoneKeyName); err != nil {
+		return nil, err
 	}
 	if s.zoneKey != nil {
 		at := "/pin_zone_key"
@@ -169,21 +176,9 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 	} else if c.PINZoneKeyCheck != "" {
 		return nil, invalid("/pin_zone_key_check", "a check value without pin_zone_key or pin_zone_key_sealed")
 	}
-	switch {
-	case c.CityCVK != "" && c.CityCVKSealed != "":
-		return nil, invalid("/city_cvk", "give city_cvk or city_cvk_sealed, not both")
-	case c.CityCVK != "":
-		k, err := cardcrypto.ParseKey(c.CityCVK)
-		if err != nil {
-			return nil, invalid("/city_cvk", "%v", err)
-		}
-		s.cvk = k
-	case c.CityCVKSealed != "":
-		k, err := openSealed("/city_cvk_sealed", "the city's card verification keys", SealedCVKName, c.CityCVKSealed)
-		if err != nil {
-			return nil, err
-		}
-		s.cvk = k
+	if s.cvk, err = keyOf("/city_cvk", "/city_cvk", "/city_cvk_sealed", c.CityCVK, c.CityCVKSealed,
+		"the city's card verification keys", SealedCVKName); err != nil {
+		return nil, err
 	}
 	if s.cvk != nil && len(s.cvk) != 16 {
 		return nil, invalid("/city_cvk", "the card verification keys are %d bytes, want 16 (CVK A and CVK B)", len(s.cvk))
@@ -203,27 +198,17 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 		if tc.MAC == "x919" {
 			t.mac = iso.MACX919
 		}
+		k, err := keyOf(at, at+"/master_key", at+"/master_key_sealed", tc.MasterKey, tc.MasterKeySealed,
+			"terminal "+id+"'s master key", SealedKeyName(id))
 		switch {
-		case tc.MasterKey != "" && tc.MasterKeySealed != "":
-			return nil, invalid(at, "give master_key or master_key_sealed, not both")
-		case tc.MasterKey != "":
-			k, err := cardcrypto.ParseKey(tc.MasterKey)
-			if err != nil {
-				return nil, invalid(at+"/master_key", "%v", err)
-			}
-			t.master = k
-		case tc.MasterKeySealed != "":
-			k, err := openSealed(at+"/master_key_sealed", "terminal "+id+"'s master key", SealedKeyName(id), tc.MasterKeySealed)
-			if err != nil {
-				return nil, err
-			}
-			if len(k) != 8 && len(k) != 16 && len(k) != 24 {
-				return nil, invalid(at+"/master_key_sealed", "the sealed key is %d bytes, want 8, 16 or 24", len(k))
-			}
-			t.master = k
-		default:
+		case err != nil:
+			return nil, err
+		case k == nil:
 			return nil, invalid(at, "a master key is needed: master_key or master_key_sealed")
+		case tc.MasterKeySealed != "" && len(k) != 8 && len(k) != 16 && len(k) != 24:
+			return nil, invalid(at+"/master_key_sealed", "the sealed key is %d bytes, want 8, 16 or 24", len(k))
 		}
+		t.master = k
 		s.terminals[id] = t
 	}
 	return s, nil
