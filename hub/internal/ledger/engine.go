@@ -501,6 +501,11 @@ func (e *Engine) commit() {
 		}
 		bt := <-e.commits
 		if bt.b != nil {
+			if e.cfg.TransferEvents {
+				// Encoded here rather than by the writer, which meanwhile
+				// applies the next batch: only the store reads them.
+				bt.b.Outbox = outbox(bt.b.Transfers)
+			}
 			start := time.Now()
 			err := e.st.CommitBatch(ctx, bt.b)
 			if e.cfg.Observe != nil {
@@ -768,9 +773,6 @@ func (e *Engine) build(p *pending, now time.Time) *store.Batch {
 	b.Record = store.BatchRecord{Seq: seq, PrevHash: e.head.LastHash, Transfers: len(b.Transfers), At: now}
 	b.Record.Hash = ChainHash(e.head.LastHash, seq, b.Transfers)
 	e.buildTransit(p, b, now)
-	if e.cfg.TransferEvents {
-		b.Outbox = outbox(b.Transfers)
-	}
 	return b
 }
 
