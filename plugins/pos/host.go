@@ -47,10 +47,11 @@ type txn struct {
 	bank   bool
 }
 
+// str is field id of m as text, "" when m lacks it: every field str reads
+// is a text field of iso.Spec, which reads empty unless set or decoded.
+// (GetFields, to ask whether it is set, would copy the message's fields
+// for each of the many fields a request is read by.)
 func str(m *iso8583.Message, id int) string {
-	if _, ok := m.GetFields()[id]; !ok {
-		return ""
-	}
 	s, _ := m.GetString(id)
 	return s
 }
