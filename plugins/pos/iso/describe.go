@@ -56,19 +56,20 @@ func Describe(w io.Writer, m *iso8583.Message) error {
 func LogValue(m *iso8583.Message) slog.Value {
 	mti, _ := m.GetMTI()
 	attrs := []slog.Attr{slog.String("mti", mti)}
+	present := m.GetFields() // a copy: taken once
 	for _, f := range []struct {
 		id   int
 		name string
 	}{{FieldTerminalID, "terminal"}, {FieldSTAN, "stan"}, {FieldProcessingCode, "proc"}, {FieldAmount, "amount"}, {FieldResponseCode, "rc"}} {
-		if isSet(m, f.id) {
+		if _, ok := present[f.id]; ok {
 			v, _ := m.GetString(f.id)
 			attrs = append(attrs, slog.String(f.name, v))
 		}
 	}
-	if isSet(m, FieldPAN) {
+	if _, ok := present[FieldPAN]; ok {
 		v, _ := m.GetString(FieldPAN)
 		attrs = append(attrs, slog.String("pan", cardcrypto.MaskPAN(v)))
-	} else if isSet(m, FieldTrack2) {
+	} else if _, ok := present[FieldTrack2]; ok {
 		v, _ := m.GetString(FieldTrack2)
 		attrs = append(attrs, slog.String("pan", maskTrack(v, nil)))
 	}
