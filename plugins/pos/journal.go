@@ -3,6 +3,7 @@ package pos
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -167,16 +168,7 @@ func (j *journal) signOn(tid string, s *session, terminalBatch string) string {
 
 func nextBatch(b string) string {
 	n, _ := strconv.Atoi(b)
-	n = n%999999 + 1
-	return pad6(n)
-}
-
-func pad6(n int) string {
-	s := strconv.Itoa(n)
-	for len(s) < 6 {
-		s = "0" + s
-	}
-	return s
+	return fmt.Sprintf("%06d", n%999999+1)
 }
 
 func (j *journal) signOff(tid string) {
