@@ -417,16 +417,12 @@ func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8
 			return h.decline(tx, r, rc)
 		}
 		p.PINBlock = block
-	} else if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
-		pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
-		if err != nil {
-			tx.log.Info("PIN block cannot be decrypted", "card", pan)
-			return h.decline(tx, r, rcPINError)
+	} else {
+		pin, rc := h.cityPIN(tx, pan)
+		if rc != "" {
+			return h.decline(tx, r, rc)
 		}
-		if len(pin.Reveal()) != 6 {
-			return h.decline(tx, r, registryCode("pin_invalid_format"))
-		}
-		p.PIN = pin.Reveal()
+		p.PIN = pin
 	}
 	payload, err := json.Marshal(p)
 	if err != nil {
@@ -482,6 +478,26 @@ func (h *host) original(ctx context.Context, tx *txn, want kind, notFound string
 		return orig, pan, amount, nil, rcSystemError
 	}
 	return orig, pan, amount, o, ""
+}
+
+// cityPIN deciphers a city card's PIN block (field 52), if the request has
+// one, under the session's PIN key: the clear PIN, which the hub checks. A
+// block that does not decipher is rc 99; a PIN that is not six digits,
+// pin_invalid_format's code.
+func (h *host) cityPIN(tx *txn, pan cardcrypto.PAN) (pin, rc string) {
+	block, err := tx.req.GetBytes(iso.FieldPINBlock)
+	if err != nil || len(block) == 0 {
+		return "", ""
+	}
+	p, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
+	if err != nil {
+		tx.log.Info("PIN block cannot be decrypted", "card", pan)
+		return "", rcPINError
+	}
+	if len(p.Reveal()) != 6 {
+		return "", registryCode("pin_invalid_format")
+	}
+	return p.Reveal(), ""
 }
 
 // translatePIN translates a bank card's PIN block (field 52), if the

@@ -310,14 +310,8 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 	if tx.bank {
 		return h.bankBalance(ctx, tx, r, pan)
 	}
-	if block, err := tx.req.GetBytes(iso.FieldPINBlock); err == nil && len(block) > 0 {
-		pin, err := cardcrypto.DecryptPINBlock(tx.sess.pin, block, pan)
-		if err != nil {
-			return h.decline(tx, r, rcPINError)
-		}
-		if len(pin.Reveal()) != 6 {
-			return h.decline(tx, r, registryCode("pin_invalid_format"))
-		}
+	if _, rc := h.cityPIN(tx, pan); rc != "" {
+		return h.decline(tx, r, rc)
 	}
 	qctx, cancel := context.WithTimeout(ctx, h.set.hubTimeout)
 	defer cancel()
