@@ -130,11 +130,26 @@ func TestTransitTaps(t *testing.T) {
 		if got := post(v.tapSeq(2, rich, now, true)).Results[0]; got.Status != "charged" {
 			t.Fatalf("late real seq 2: %+v", got)
 		}
+		// A tap the fares refuse (a route the operator does not run) is the
+		// device's, and stored: its number is no gap.
+		v.seq = 5
+		bad := v.tap(rich, now.Add(40*time.Minute), false)
+		bad.Route = "999"
+		if bad.MAC, err = tap.Sign(key, bad); err != nil {
+			t.Fatal(err)
+		}
+		r = post(bad, v.tap(rich, now.Add(41*time.Minute), false))
+		if r.Results[0].Status != "refused" || r.Results[0].Reason != "invalid_request" || r.Results[1].Status != "charged" {
+			t.Fatalf("unknown route, then a good tap: %+v", r.Results)
+		}
+		if len(r.Gaps) != 0 {
+			t.Fatalf("seq 6, refused by the fares, reported as a gap: %+v", r.Gaps)
+		}
 
 		// Offline, the poor card (1.00 on it) rides for 2.00 into debt:
 		// first-ride risk, then the deny list.
 		v0 := c.must("GET", "/v1/transit/denylist", nil, 200)["version"].(float64)
-		v.seq = 5
+		v.seq = 7
 		got := post(v.tap(poor, now.Add(2*time.Hour), true)).Results[0]
 		if got.Status != "charged" || got.Balance >= 0 || !got.Denied {
 			t.Fatalf("offline ride into debt: %+v", got)

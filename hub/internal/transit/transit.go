@@ -295,10 +295,15 @@ func (o *tapsOp) Apply(tx *ledger.Tx) (any, error) {
 	held := map[string]int64{}
 	var charges []charge
 	products := map[string]catalog.Product{}
+	// Which taps the device is known to have made: stored ones and
+	// duplicates of stored ones; a tap refused before its device and MAC
+	// were trusted fills no number.
+	made := make([]bool, len(o.taps))
 	for i, t := range o.taps {
 		r := &res.Results[i]
 		r.Device, r.Seq = t.Device, t.Seq
 		rec, ok := o.tap(tx, t, r, held, products)
+		made[i] = ok || r.Status == StatusDuplicate
 		if !ok {
 			continue
 		}
@@ -356,7 +361,7 @@ func (o *tapsOp) Apply(tx *ledger.Tx) (any, error) {
 			delete(last, dev)
 		}
 	}
-	res.Gaps = o.gaps(last, res.Results)
+	res.Gaps = o.gaps(last, made)
 	res.DenylistVersion = tx.DenyVersion()
 	return res, nil
 }
@@ -535,18 +540,14 @@ func (o *tapsOp) record(tx *ledger.Tx, rec store.TapRecord, r *TapResult) {
 // in the batch that the batch does not hold. A run reported once is not
 // reported again: the device's highest number moves past it, and a late
 // upload that fills it is simply posted.
-func (o *tapsOp) gaps(last map[string]int64, results []TapResult) []Gap {
+func (o *tapsOp) gaps(last map[string]int64, made []bool) []Gap {
 	byDev := map[string][]int64{}
 	for i, t := range o.taps {
 		// Only taps the device is known to have made count: a forged one
 		// fills no number.
-		switch results[i].Reason {
-		case fault.InvalidRequest, fault.DeviceUnknown, fault.MacInvalid:
-			if results[i].Status == store.TapRefused {
-				continue
-			}
+		if made[i] {
+			byDev[t.Device] = append(byDev[t.Device], t.Seq)
 		}
-		byDev[t.Device] = append(byDev[t.Device], t.Seq)
 	}
 	devs := make([]string, 0, len(byDev))
 	for d := range byDev {
