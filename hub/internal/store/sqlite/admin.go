@@ -90,9 +90,6 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 // ListAudit returns up to limit entries with id above afterID, by id. A
 // limit of zero or less means no limit.
 func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]store.AuditEntry, error) {
-	if limit <= 0 {
-		limit = -1
-	}
 	out, err := collect(ctx, s, func(sc scanner) (store.AuditEntry, error) {
 		var (
 			e  store.AuditEntry
@@ -102,7 +99,7 @@ func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]stor
 		e.At = fromDB(at)
 		return e, err
 	}, `SELECT id, at, operator, role, action, target, remote, outcome, detail FROM audit_log
-		WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+		WHERE id > ? ORDER BY id LIMIT ?`, afterID, sqlLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list audit: %w", err)
 	}

@@ -79,11 +79,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, p store.DeadLetterPage) ([]
 	} else {
 		q += ` ORDER BY id`
 	}
-	limit := int64(-1) // no limit
-	if p.Limit > 0 {
-		limit = int64(p.Limit)
-	}
-	out, err := collect(ctx, s, scanDeadLetter, q+` LIMIT ?`, append(args, limit)...)
+	out, err := collect(ctx, s, scanDeadLetter, q+` LIMIT ?`, append(args, sqlLimit(p.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list dead letters: %w", err)
 	}

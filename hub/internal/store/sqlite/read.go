@@ -110,6 +110,15 @@ func collect[T any](ctx context.Context, s *Store, scan func(scanner) (T, error)
 	return out, err
 }
 
+// sqlLimit turns a limit of zero or less into -1, which SQLite reads as no
+// limit.
+func sqlLimit(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	return limit
+}
+
 // loadIn runs query once per chunk of keys; query has one %s where the
 // chunk's "?,?,…" list goes and per is the number of arguments per key.
 func loadIn[K, T any](ctx context.Context, s *Store, keys []K, per int, args func(K) []any,
@@ -180,12 +189,9 @@ func (s *Store) LoadIdempotency(ctx context.Context, keys []store.IdemKey) ([]st
 // ExpiredHolds lists up to limit pending holds that expired before t, the
 // oldest first. A limit of zero or less means no limit.
 func (s *Store) ExpiredHolds(ctx context.Context, t time.Time, limit int) ([]store.Hold, error) {
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
-	}
 	out, err := collect(ctx, s, scanHold, `SELECT `+holdCols+` FROM holds
 		WHERE status = ? AND expires_at < ? ORDER BY expires_at, id LIMIT ?`,
-		store.HoldPending, toDB(t), limit)
+		store.HoldPending, toDB(t), sqlLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: expired holds: %w", err)
 	}

@@ -280,11 +280,8 @@ func (s *Store) DenyList(ctx context.Context) (int64, []store.DenyChange, error)
 // DenyChangesSince returns up to limit changes above version since,
 // ascending. A limit of zero or less means no limit.
 func (s *Store) DenyChangesSince(ctx context.Context, since int64, limit int) ([]store.DenyChange, error) {
-	if limit <= 0 {
-		limit = -1
-	}
 	out, err := collect(ctx, s, scanDeny, `SELECT `+denyCols+` FROM deny_changes WHERE version > ?
-		ORDER BY version LIMIT ?`, since, limit)
+		ORDER BY version LIMIT ?`, since, sqlLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: deny changes since %d: %w", since, err)
 	}
@@ -294,11 +291,8 @@ func (s *Store) DenyChangesSince(ctx context.Context, since int64, limit int) ([
 // DeviceTaps returns up to limit of a device's taps above afterSeq,
 // ascending. A limit of zero or less means no limit.
 func (s *Store) DeviceTaps(ctx context.Context, device string, afterSeq int64, limit int) ([]store.TapRecord, error) {
-	if limit <= 0 {
-		limit = -1
-	}
 	out, err := collect(ctx, s, scanTap, `SELECT `+tapCols+` FROM taps WHERE device = ? AND seq > ?
-		ORDER BY seq LIMIT ?`, device, afterSeq, limit)
+		ORDER BY seq LIMIT ?`, device, afterSeq, sqlLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: taps of device %q: %w", device, err)
 	}
