@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/citycard/citycard/hub/internal/fault"
+	"github.com/citycard/citycard/plugins/cardcrypto"
 )
 
 // DefaultPrefix is the city card's issuer identification number.
@@ -30,40 +31,20 @@ var (
 
 // Luhn reports whether number, two or more ASCII digits, passes the Luhn
 // check. Anything else, spaces included, fails.
-func Luhn(number string) bool {
-	if len(number) < 2 || !digits(number) {
-		return false
-	}
-	return luhnSum(number, false)%10 == 0
-}
+func Luhn(number string) bool { return cardcrypto.LuhnValid(number) }
 
 // CheckDigit returns the ASCII digit that, appended to partial, makes a
 // number that passes Luhn. It returns 0 if partial is empty or holds a
 // non-digit.
 func CheckDigit(partial string) byte {
-	if partial == "" || !digits(partial) {
+	if partial == "" {
 		return 0
 	}
-	// The check digit will sit to the right, so partial's last digit is doubled.
-	return byte('0' + (10-luhnSum(partial, true)%10)%10)
-}
-
-// luhnSum adds the digits right to left, doubling every second one; double
-// says whether the rightmost digit is doubled.
-func luhnSum(s string, double bool) int {
-	sum := 0
-	for i := len(s) - 1; i >= 0; i-- {
-		d := int(s[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
+	d, err := cardcrypto.LuhnCheckDigit(partial)
+	if err != nil {
+		return 0
 	}
-	return sum
+	return d
 }
 
 // New returns the 16-digit number for serial under prefix: prefix, serial
