@@ -10,6 +10,7 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/citycard/citycard/sdk"
 )
@@ -71,4 +72,13 @@ type Env interface {
 	Card(holder string) string
 	// Logf writes one line of the flow's own progress.
 	Logf(format string, args ...any)
+}
+
+// Yuan formats fen for people: 12345 is "123.45 CNY", -50 "-0.50 CNY".
+func Yuan(fen int64) string {
+	sign := ""
+	if fen < 0 {
+		sign, fen = "-", -fen
+	}
+	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
 }

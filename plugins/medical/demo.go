@@ -179,10 +179,10 @@ func (d *demoRun) outpatient(ctx context.Context, env demo.Env) error {
 	if r.Status != Settled || r.Presettlement == nil || r.SetlID == "" || r.Total != b.Total {
 		return fmt.Errorf("alice's outpatient bill was not settled with the insurer: %+v", r)
 	}
-	env.Logf("bill %s, %s: pre-settled fund %s, account %s, cash %s", b.BillID, yuan(b.Total),
-		yuan(r.Presettlement.FundPay), yuan(r.Presettlement.AcctPay), yuan(r.Presettlement.CashPay))
+	env.Logf("bill %s, %s: pre-settled fund %s, account %s, cash %s", b.BillID, demo.Yuan(b.Total),
+		demo.Yuan(r.Presettlement.FundPay), demo.Yuan(r.Presettlement.AcctPay), demo.Yuan(r.Presettlement.CashPay))
 	env.Logf("settled %s: the pooled fund paid %s, the card's medical purse %s, its cash purse %s, a bank card %s",
-		r.SetlID, yuan(r.FundPay), yuan(r.MedicalPurse), yuan(r.CashPurse), yuan(r.BankCard))
+		r.SetlID, demo.Yuan(r.FundPay), demo.Yuan(r.MedicalPurse), demo.Yuan(r.CashPurse), demo.Yuan(r.BankCard))
 	if r.FundPay+r.MedicalPurse+r.CashPurse+r.BankCard != r.Total {
 		return fmt.Errorf("the receipt does not add up: %+v", r)
 	}
@@ -208,8 +208,8 @@ func (d *demoRun) pharmacy(ctx context.Context, env demo.Env) error {
 	if r.Status != Settled || r.SetlID == "" || r.FundPay == 0 {
 		return fmt.Errorf("alice's pharmacy bill was not settled with the insurer: %+v", r)
 	}
-	env.Logf("pharmacy bill %s, %s, settled %s without a registration: fund %s, card %s", b.BillID, yuan(b.Total), r.SetlID,
-		yuan(r.FundPay), yuan(r.MedicalPurse+r.CashPurse))
+	env.Logf("pharmacy bill %s, %s, settled %s without a registration: fund %s, card %s", b.BillID, demo.Yuan(b.Total), r.SetlID,
+		demo.Yuan(r.FundPay), demo.Yuan(r.MedicalPurse+r.CashPurse))
 	d.keep(r)
 	return nil
 }
@@ -224,7 +224,7 @@ func (d *demoRun) uninsured(ctx context.Context, env demo.Env) error {
 	if r.Status != Settled || r.FundPay != 0 || r.SetlID != "" {
 		return fmt.Errorf("an uninsured patient's bill: %+v", r)
 	}
-	env.Logf("Carol is not insured: bill %s, %s, paid by card (cash purse %s, bank card %s)", b.BillID, yuan(b.Total), yuan(r.CashPurse), yuan(r.BankCard))
+	env.Logf("Carol is not insured: bill %s, %s, paid by card (cash purse %s, bank card %s)", b.BillID, demo.Yuan(b.Total), demo.Yuan(r.CashPurse), demo.Yuan(r.BankCard))
 	return nil
 }
 
@@ -283,20 +283,11 @@ func (d *demoRun) reconcile(ctx context.Context, env demo.Env) error {
 	// The refunded bill's settlement is reversed and counted by neither.
 	if !rec.Matched || rec.Insurer.Count != count || rec.Insurer.FundPay != fund {
 		return fmt.Errorf("on %s the hub counts %+v, the insurer %+v (differences %v); our receipts %d settlements, fund %s",
-			date, rec.Hub, rec.Insurer, rec.Differences, count, yuan(fund))
+			date, rec.Hub, rec.Insurer, rec.Differences, count, demo.Yuan(fund))
 	}
 	env.Logf("reconciled %s, the hub's settlements against the insurer's: %d each, fund %s, account %s, cash %s", date, rec.Insurer.Count,
-		yuan(rec.Insurer.FundPay), yuan(rec.Insurer.AcctPay), yuan(rec.Insurer.CashPay))
+		demo.Yuan(rec.Insurer.FundPay), demo.Yuan(rec.Insurer.AcctPay), demo.Yuan(rec.Insurer.CashPay))
 	return nil
-}
-
-// yuan formats fen for people: 12345 is "123.45 CNY".
-func yuan(fen int64) string {
-	sign := ""
-	if fen < 0 {
-		sign, fen = "-", -fen
-	}
-	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
 }
 
 // DemoBankCard is the bank card the demo links to a city card: the bank
@@ -345,7 +336,7 @@ func bankShortfall(ctx context.Context, env demo.Env) error {
 		return fmt.Errorf("a 200.00 bill for an insured patient whose card holds 3.00 and links a bank card: %+v", r)
 	}
 	env.Logf("erin's card %s holds 3.00 and links bank card %s", card.Number, link.MaskedPAN)
-	env.Logf("bill %s, %s: the fund paid %s, the cash purse %s, the bank card %s", b.BillID, yuan(b.Total),
-		yuan(r.FundPay), yuan(r.CashPurse), yuan(r.BankCard))
+	env.Logf("bill %s, %s: the fund paid %s, the cash purse %s, the bank card %s", b.BillID, demo.Yuan(b.Total),
+		demo.Yuan(r.FundPay), demo.Yuan(r.CashPurse), demo.Yuan(r.BankCard))
 	return nil
 }

@@ -140,7 +140,7 @@ func purchaseFlow(ctx context.Context, env demo.Env) error {
 	if !r.Approved() {
 		return fmt.Errorf("a 25.80 CNY purchase with alice's card was answered %s, want 00", r.RC)
 	}
-	env.Logf("purchase of %s with alice's card and PIN: approved, RRN %s, auth code %s", yuan(2580), r.RRN, r.AuthCode)
+	env.Logf("purchase of %s with alice's card and PIN: approved, RRN %s, auth code %s", demo.Yuan(2580), r.RRN, r.AuthCode)
 	if err := wantBalance(ctx, env, card, before-2580); err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func voidFlow(ctx context.Context, env demo.Env) error {
 	if !v.Approved() {
 		return fmt.Errorf("the void of purchase STAN %s was answered %s, want 00", r.STAN, v.RC)
 	}
-	env.Logf("purchase of %s (STAN %s, RRN %s) voided: RRN %s", yuan(1200), r.STAN, r.RRN, v.RRN)
+	env.Logf("purchase of %s (STAN %s, RRN %s) voided: RRN %s", demo.Yuan(1200), r.STAN, r.RRN, v.RRN)
 	if err := wantBalance(ctx, env, card, before); err != nil {
 		return err
 	}
@@ -217,9 +217,9 @@ func preAuthFlow(ctx context.Context, env demo.Env) error {
 	}
 	avail := "not given"
 	if pa.Balance != nil {
-		avail = yuan(*pa.Balance)
+		avail = demo.Yuan(*pa.Balance)
 	}
-	env.Logf("pre-authorisation of %s with alice's card and PIN: approved, auth code %s, available after it %s", yuan(5000), pa.AuthCode, avail)
+	env.Logf("pre-authorisation of %s with alice's card and PIN: approved, auth code %s, available after it %s", demo.Yuan(5000), pa.AuthCode, avail)
 	if err := wantBalance(ctx, env, card, before); err != nil {
 		return fmt.Errorf("after the pre-authorisation, which moves no money: %w", err)
 	}
@@ -228,9 +228,9 @@ func preAuthFlow(ctx context.Context, env demo.Env) error {
 		return fmt.Errorf("completion: %w", err)
 	}
 	if !c.Approved() {
-		return fmt.Errorf("the completion of pre-authorisation STAN %s for %s was answered %s, want 00", pa.STAN, yuan(3000), c.RC)
+		return fmt.Errorf("the completion of pre-authorisation STAN %s for %s was answered %s, want 00", pa.STAN, demo.Yuan(3000), c.RC)
 	}
-	env.Logf("pre-authorisation completed for %s (RRN %s); the rest of the hold is released", yuan(3000), c.RRN)
+	env.Logf("pre-authorisation completed for %s (RRN %s); the rest of the hold is released", demo.Yuan(3000), c.RRN)
 	if err := wantBalance(ctx, env, card, before-3000); err != nil {
 		return err
 	}
@@ -269,18 +269,9 @@ func wantBalance(ctx context.Context, env demo.Env, card string, want int64) err
 		return err
 	}
 	if got != want {
-		return errors.New("card " + cardcrypto.MaskPAN(card) + " holds " + yuan(got) + ", want " + yuan(want))
+		return errors.New("card " + cardcrypto.MaskPAN(card) + " holds " + demo.Yuan(got) + ", want " + demo.Yuan(want))
 	}
 	return nil
-}
-
-// yuan formats fen for people: 12345 is "123.45 CNY".
-func yuan(fen int64) string {
-	sign := ""
-	if fen < 0 {
-		sign, fen = "-", -fen
-	}
-	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
 }
 
 // DemoPINZoneKey is the demo's PIN zone key (double-length, hex), the
@@ -332,7 +323,7 @@ func bankUndoFlow(ctx context.Context, env demo.Env) error {
 		return fmt.Errorf("refund of a bank card purchase: %s %v, want 00", r.RC, err)
 	}
 	env.Logf("UnionPay card %s: a purchase of %s voided, one of %s refunded",
-		cardcrypto.MaskPAN(DemoBankCard), yuan(1800), yuan(3000))
+		cardcrypto.MaskPAN(DemoBankCard), demo.Yuan(1800), demo.Yuan(3000))
 	return nil
 }
 
@@ -365,7 +356,7 @@ func bankPreAuthFlow(ctx context.Context, env demo.Env) error {
 		return fmt.Errorf("the completion for 95.00 CNY was answered %s, want 00", c.RC)
 	}
 	env.Logf("pre-authorisation of %s on UnionPay card %s with its PIN (translated to the zone key), completed for %s",
-		yuan(12000), cardcrypto.MaskPAN(DemoBankCard), yuan(9500))
+		demo.Yuan(12000), cardcrypto.MaskPAN(DemoBankCard), demo.Yuan(9500))
 	return nil
 }
 
@@ -384,7 +375,7 @@ func bankBalanceFlow(ctx context.Context, env demo.Env) error {
 	if !r.Approved() || r.Balance == nil {
 		return fmt.Errorf("a UnionPay card's balance inquiry was answered %s (balance given: %v), want 00 with a balance", r.RC, r.Balance != nil)
 	}
-	env.Logf("balance of UnionPay card %s, asked with its PIN: %s", cardcrypto.MaskPAN(DemoBankCard), yuan(*r.Balance))
+	env.Logf("balance of UnionPay card %s, asked with its PIN: %s", cardcrypto.MaskPAN(DemoBankCard), demo.Yuan(*r.Balance))
 	return nil
 }
 
@@ -404,7 +395,7 @@ func bankPurchaseFlow(ctx context.Context, env demo.Env) error {
 	if !r.Approved() {
 		return fmt.Errorf("a 42.00 CNY purchase with a UnionPay card was answered %s, want 00", r.RC)
 	}
-	env.Logf("purchase of %s with UnionPay card %s: approved by the acquirer, RRN %s", yuan(4200), cardcrypto.MaskPAN(DemoBankCard), r.RRN)
+	env.Logf("purchase of %s with UnionPay card %s: approved by the acquirer, RRN %s", demo.Yuan(4200), cardcrypto.MaskPAN(DemoBankCard), r.RRN)
 	return nil
 }
 
@@ -452,6 +443,6 @@ func fallbackFlow(ctx context.Context, env demo.Env) error {
 	}
 	env.Logf("gina's card %s holds 20.00 and links bank card %s", card.Number, link.MaskedPAN)
 	env.Logf("purchase of %s at the terminal: the city card paid %s, the bank card %s, one payment, RRN %s",
-		yuan(5000), yuan(2000), yuan(3000), r.RRN)
+		demo.Yuan(5000), demo.Yuan(2000), demo.Yuan(3000), r.RRN)
 	return nil
 }

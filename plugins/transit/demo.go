@@ -132,14 +132,6 @@ func cardBalance(ctx context.Context, env demo.Env, card string) (int64, error) 
 	return c.Balance, nil
 }
 
-func yuan(fen int64) string {
-	sign := ""
-	if fen < 0 {
-		sign, fen = "-", -fen
-	}
-	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
-}
-
 func onlineTapFlow(ctx context.Context, env demo.Env) error {
 	v, _, err := demoValidator(ctx, env, sim.Device{ID: "DEMO-BUS-1", Operator: "city-bus", Mode: "bus", Route: "1"}, []string{"S01"})
 	if err != nil {
@@ -158,15 +150,15 @@ func onlineTapFlow(ctx context.Context, env demo.Env) error {
 		return fmt.Errorf("alice's tap on bus route 1 was answered %+v", d.Result)
 	}
 	env.Logf("alice taps on bus route 1 (validator %s, tap %d): %s, fare %s, transfer %s",
-		v.Device().ID, d.Seq, d.Result.Status, yuan(*d.Result.Fare), d.Result.Transfer)
+		v.Device().ID, d.Seq, d.Result.Status, demo.Yuan(*d.Result.Fare), d.Result.Transfer)
 	after, err := cardBalance(ctx, env, card)
 	if err != nil {
 		return err
 	}
 	if after != before-*d.Result.Fare {
-		return fmt.Errorf("alice's card held %s and holds %s after a fare of %s", yuan(before), yuan(after), yuan(*d.Result.Fare))
+		return fmt.Errorf("alice's card held %s and holds %s after a fare of %s", demo.Yuan(before), demo.Yuan(after), demo.Yuan(*d.Result.Fare))
 	}
-	env.Logf("alice's card: %s before, %s after", yuan(before), yuan(after))
+	env.Logf("alice's card: %s before, %s after", demo.Yuan(before), demo.Yuan(after))
 	return nil
 }
 
@@ -203,9 +195,9 @@ func offlineUploadFlow(ctx context.Context, env demo.Env) error {
 		return err
 	}
 	if after != before-fares {
-		return fmt.Errorf("alice's card held %s and holds %s after fares of %s", yuan(before), yuan(after), yuan(fares))
+		return fmt.Errorf("alice's card held %s and holds %s after fares of %s", demo.Yuan(before), demo.Yuan(after), demo.Yuan(fares))
 	}
-	env.Logf("metro gate %s uploads 3 offline taps: all charged, %s in all", d.ID, yuan(fares))
+	env.Logf("metro gate %s uploads 3 offline taps: all charged, %s in all", d.ID, demo.Yuan(fares))
 
 	// The same upload again, as after a lost answer: duplicates, no money.
 	again, err := client.Upload(ctx, taps)
@@ -218,7 +210,7 @@ func offlineUploadFlow(ctx context.Context, env demo.Env) error {
 		}
 	}
 	if now, err := cardBalance(ctx, env, card); err != nil || now != after {
-		return fmt.Errorf("the repeated upload moved money: alice's card holds %s, was %s (%v)", yuan(now), yuan(after), err)
+		return fmt.Errorf("the repeated upload moved money: alice's card holds %s, was %s (%v)", demo.Yuan(now), demo.Yuan(after), err)
 	}
 	env.Logf("the same upload again: 3 duplicates, nothing charged twice")
 	return nil
@@ -295,12 +287,12 @@ func debtFlow(ctx context.Context, env demo.Env) error {
 		return err
 	}
 	if owed >= 0 {
-		return fmt.Errorf("bob's card holds %s after two offline rides from %s: no debt", yuan(owed), yuan(before))
+		return fmt.Errorf("bob's card holds %s after two offline rides from %s: no debt", demo.Yuan(owed), demo.Yuan(before))
 	}
 	if !onDenylist(ctx, env, bob) {
 		return errors.New("bob's card, in debt, is not on the deny list")
 	}
-	env.Logf("bob rides twice offline with %s on his card: it now holds %s and is on the deny list", yuan(before), yuan(owed))
+	env.Logf("bob rides twice offline with %s on his card: it now holds %s and is on the deny list", demo.Yuan(before), demo.Yuan(owed))
 	if err := env.API(ctx, http.MethodPost, "/v1/cards/"+bob+"/topups",
 		map[string]any{"amount": 1000, "currency": "CNY", "purse": "cash", "method": "cash"}, nil); err != nil {
 		return fmt.Errorf("topping up bob's card: %w", err)
@@ -310,12 +302,12 @@ func debtFlow(ctx context.Context, env demo.Env) error {
 		return err
 	}
 	if after != owed+1000 {
-		return fmt.Errorf("bob's card holds %s after a top-up of 10.00 CNY onto %s", yuan(after), yuan(owed))
+		return fmt.Errorf("bob's card holds %s after a top-up of 10.00 CNY onto %s", demo.Yuan(after), demo.Yuan(owed))
 	}
 	if onDenylist(ctx, env, bob) {
 		return errors.New("bob's card is still on the deny list after his debt was paid")
 	}
-	env.Logf("a top-up of 10.00 CNY pays the %s debt first: %s left, and the card is off the deny list", yuan(-owed), yuan(after))
+	env.Logf("a top-up of 10.00 CNY pays the %s debt first: %s left, and the card is off the deny list", demo.Yuan(-owed), demo.Yuan(after))
 	return nil
 }
 

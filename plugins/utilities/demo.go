@@ -117,7 +117,7 @@ func (d *demoRun) payWaterBill(ctx context.Context, env demo.Env) error {
 	if err != nil {
 		return err
 	}
-	env.Logf("City Water bill %s for account %s: %s outstanding, due %s", b.ID, b.Account, yuan(b.Outstanding), b.DueDate)
+	env.Logf("City Water bill %s for account %s: %s outstanding, due %s", b.ID, b.Account, demo.Yuan(b.Outstanding), b.DueDate)
 	before, err := cardBalance(ctx, env, card)
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ func (d *demoRun) payWaterBill(ctx context.Context, env demo.Env) error {
 	if r.Status != Approved || r.Amount != b.Outstanding || r.Payment == "" || r.BillerReceipt == "" {
 		return fmt.Errorf("the water bill was not paid: %+v", r)
 	}
-	env.Logf("paid %s with alice's card: hub payment %s, City Water receipt %s", yuan(r.Amount), r.Payment, r.BillerReceipt)
+	env.Logf("paid %s with alice's card: hub payment %s, City Water receipt %s", demo.Yuan(r.Amount), r.Payment, r.BillerReceipt)
 	if err := wantBalance(ctx, env, card, before-r.Amount); err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (d *demoRun) payWaterBill(ctx context.Context, env demo.Env) error {
 		return err
 	}
 	if after.Outstanding != 0 || after.Status != "paid" {
-		return fmt.Errorf("City Water shows bill %s %s with %s outstanding, want paid", after.ID, after.Status, yuan(after.Outstanding))
+		return fmt.Errorf("City Water shows bill %s %s with %s outstanding, want paid", after.ID, after.Status, demo.Yuan(after.Outstanding))
 	}
 	env.Logf("City Water shows bill %s paid", after.ID)
 	d.keep(r)
@@ -182,14 +182,14 @@ func (d *demoRun) partialPayment(ctx context.Context, env demo.Env) error {
 	if !hasCode(err, "invalid_amount") {
 		return fmt.Errorf("half of a City Water bill: got %v, want the error invalid_amount", err)
 	}
-	env.Logf("half of water bill %s (%s of %s) refused: %v", b.ID, yuan(half), yuan(b.Outstanding), err)
+	env.Logf("half of water bill %s (%s of %s) refused: %v", b.ID, demo.Yuan(half), demo.Yuan(b.Outstanding), err)
 	if err := wantBalance(ctx, env, card, before); err != nil {
 		return err
 	}
 	if after, err := queryBill(ctx, env, "water", "10020032"); err != nil {
 		return err
 	} else if after.Outstanding != b.Outstanding {
-		return fmt.Errorf("City Water shows %s outstanding after a refused payment, want %s", yuan(after.Outstanding), yuan(b.Outstanding))
+		return fmt.Errorf("City Water shows %s outstanding after a refused payment, want %s", demo.Yuan(after.Outstanding), demo.Yuan(b.Outstanding))
 	}
 	env.Logf("the card was not charged and the bill is untouched")
 
@@ -205,7 +205,7 @@ func (d *demoRun) partialPayment(ctx context.Context, env demo.Env) error {
 	if r.Status != Approved || r.Outstanding == nil || *r.Outstanding != t.Outstanding-part {
 		return fmt.Errorf("part of a City Telecom bill: %+v", r)
 	}
-	env.Logf("City Telecom takes instalments: paid %s of %s, %s still owed", yuan(part), yuan(t.Outstanding), yuan(*r.Outstanding))
+	env.Logf("City Telecom takes instalments: paid %s of %s, %s still owed", demo.Yuan(part), demo.Yuan(t.Outstanding), demo.Yuan(*r.Outstanding))
 	d.keep(r)
 	return nil
 }
@@ -225,18 +225,18 @@ func (d *demoRun) insufficientFunds(ctx context.Context, env demo.Env) error {
 		return err
 	}
 	if r.Status != Declined || r.Reason != "insufficient_funds" {
-		return fmt.Errorf("bob's card paid a %s bill: %+v", yuan(b.Outstanding), r)
+		return fmt.Errorf("bob's card paid a %s bill: %+v", demo.Yuan(b.Outstanding), r)
 	}
-	env.Logf("bob's card (%s) declined for a %s bill: %s", yuan(before), yuan(b.Outstanding), r.Reason)
+	env.Logf("bob's card (%s) declined for a %s bill: %s", demo.Yuan(before), demo.Yuan(b.Outstanding), r.Reason)
 	if err := wantBalance(ctx, env, card, before); err != nil {
 		return err
 	}
 	if after, err := queryBill(ctx, env, "telecom", "10020034"); err != nil {
 		return err
 	} else if after.Outstanding != b.Outstanding {
-		return fmt.Errorf("City Telecom shows %s outstanding after a decline, want %s", yuan(after.Outstanding), yuan(b.Outstanding))
+		return fmt.Errorf("City Telecom shows %s outstanding after a decline, want %s", demo.Yuan(after.Outstanding), demo.Yuan(b.Outstanding))
 	}
-	env.Logf("City Telecom was never asked: the bill still shows %s outstanding", yuan(b.Outstanding))
+	env.Logf("City Telecom was never asked: the bill still shows %s outstanding", demo.Yuan(b.Outstanding))
 	return nil
 }
 
@@ -294,11 +294,11 @@ func (d *demoRun) reconcile(ctx context.Context, env demo.Env) error {
 			}
 			r, ok := want[row["receipt"]]
 			if !ok {
-				return fmt.Errorf("day file %s lists %s receipt %s (%s), which no card payment of ours matches", day, row["biller"], row["receipt"], yuan(amount))
+				return fmt.Errorf("day file %s lists %s receipt %s (%s), which no card payment of ours matches", day, row["biller"], row["receipt"], demo.Yuan(amount))
 			}
 			if r.Amount != amount || r.Biller != row["biller"] || r.Account != row["account"] || r.BillID != row["bill_id"] || r.Currency != row["currency"] {
 				return fmt.Errorf("day file %s: receipt %s says %s %s %s %s; ours says %s %s %s %s", day, row["receipt"],
-					row["biller"], row["account"], row["bill_id"], yuan(amount), r.Biller, r.Account, r.BillID, yuan(r.Amount))
+					row["biller"], row["account"], row["bill_id"], demo.Yuan(amount), r.Biller, r.Account, r.BillID, demo.Yuan(r.Amount))
 			}
 			var t struct {
 				Amount   int64  `json:"amount"`
@@ -308,7 +308,7 @@ func (d *demoRun) reconcile(ctx context.Context, env demo.Env) error {
 				return fmt.Errorf("hub payment %s of biller receipt %s: %w", r.Payment, r.BillerReceipt, err)
 			}
 			if abs(t.Amount) != amount || t.Merchant != merchantOf(r.Biller) {
-				return fmt.Errorf("hub payment %s is %s to %s; the biller booked %s to %s", r.Payment, yuan(abs(t.Amount)), t.Merchant, yuan(amount), merchantOf(r.Biller))
+				return fmt.Errorf("hub payment %s is %s to %s; the biller booked %s to %s", r.Payment, demo.Yuan(abs(t.Amount)), t.Merchant, demo.Yuan(amount), merchantOf(r.Biller))
 			}
 			delete(want, row["receipt"])
 			lines++
@@ -320,9 +320,9 @@ func (d *demoRun) reconcile(ctx context.Context, env demo.Env) error {
 		missing := slices.Sorted(maps.Keys(want))
 		r := want[missing[0]]
 		return fmt.Errorf("%d receipts are missing from the billers' day files, among them %s (%s %s, hub payment %s, due in the file of %s)",
-			len(missing), r.BillerReceipt, r.Biller, yuan(r.Amount), r.Payment, r.SettlementDate)
+			len(missing), r.BillerReceipt, r.Biller, demo.Yuan(r.Amount), r.Payment, r.SettlementDate)
 	}
-	env.Logf("reconciled: %d biller payments, %s, each matched to its hub payment", lines, yuan(total))
+	env.Logf("reconciled: %d biller payments, %s, each matched to its hub payment", lines, demo.Yuan(total))
 	return nil
 }
 
@@ -423,7 +423,7 @@ func wantBalance(ctx context.Context, env demo.Env, card string, want int64) err
 		return err
 	}
 	if got != want {
-		return fmt.Errorf("card %s holds %s, want %s", card, yuan(got), yuan(want))
+		return fmt.Errorf("card %s holds %s, want %s", card, demo.Yuan(got), demo.Yuan(want))
 	}
 	return nil
 }
@@ -436,15 +436,6 @@ func hasCode(err error, code string) bool {
 		return e.Code == code
 	}
 	return err != nil && strings.Contains(err.Error(), code)
-}
-
-// yuan formats fen for people: 12345 is "123.45 CNY".
-func yuan(fen int64) string {
-	sign := ""
-	if fen < 0 {
-		sign, fen = "-", -fen
-	}
-	return fmt.Sprintf("%s%d.%02d CNY", sign, fen/100, fen%100)
 }
 
 func abs(n int64) int64 {
