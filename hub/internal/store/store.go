@@ -9,12 +9,15 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrNotFound is returned by the Get* methods when the row does not exist.
@@ -23,6 +26,13 @@ var ErrNotFound = errors.New("store: not found")
 // ErrConflict is returned when a unique key (an operator name, a merchant id,
 // a terminal id, a product code) already exists.
 var ErrConflict = errors.New("store: already exists")
+
+// ErrBadValue is returned when a write carries a value the store cannot
+// hold (a NUL byte or invalid UTF-8 in text, a number out of a column's
+// range, a check the schema makes). It belongs to the row that carries it,
+// not to the connection or the database: the writer may retry the rest of
+// a batch without that row.
+var ErrBadValue = errors.New("store: value refused")
 
 // Account kinds in the chart of accounts.
 const (
@@ -174,6 +184,64 @@ type AuditEntry struct {
 	Remote   string // client address
 	Outcome  string // "ok", "declined:<reason>", "error:<code>"
 	Detail   string
+	// PrevHash and Hash chain the log (see AuditHash). The store sets both
+	// when it inserts the entry, whatever the caller passed; both are nil on
+	// rows written before the chain began.
+	PrevHash []byte
+	Hash     []byte
+}
+
+// auditHashDomain opens every audit hash, so an audit row's hash can never
+// equal a hash of anything else the hub computes.
+const auditHashDomain = "citycard audit v1\n"
+
+// AuditHash is the hash that chains audit row e to the row before it:
+// SHA-256 over the domain string "citycard audit v1\n" followed by
+//
+//	prev, then e.ID, e.At in microseconds since the Unix epoch, Operator,
+//	Role, Action, Target, Remote, Outcome and Detail
+//
+// where the two numbers are 8-byte big-endian two's complement and every
+// byte string (prev and each text field) is its length as an 8-byte
+// big-endian integer then its bytes. The length prefixes keep field
+// boundaries unambiguous ("ab","c" never hashes as "a","bc"); microseconds
+// are what both drivers store. prev is nil for the first chained row.
+func AuditHash(prev []byte, e *AuditEntry) []byte {
+	h := sha256.New()
+	var n [8]byte
+	num := func(v uint64) {
+		binary.BigEndian.PutUint64(n[:], v)
+		h.Write(n[:])
+	}
+	h.Write([]byte(auditHashDomain))
+	num(uint64(len(prev)))
+	h.Write(prev)
+	num(uint64(e.ID))
+	num(uint64(e.At.UnixMicro()))
+	for _, f := range [...]string{e.Operator, e.Role, e.Action, e.Target, e.Remote, e.Outcome, e.Detail} {
+		num(uint64(len(f)))
+		h.Write([]byte(f))
+	}
+	return h.Sum(nil)
+}
+
+// ChainAudit returns copies of es as the next rows of an audit log whose
+// last row is lastID with hash lastHash (nil before the first chained row):
+// consecutive IDs from lastID+1, At in UTC truncated to the microseconds the
+// drivers keep, and PrevHash and Hash set. Drivers call it in the
+// transaction that inserts the rows, holding the log's head locked.
+func ChainAudit(lastID int64, lastHash []byte, es []AuditEntry) []AuditEntry {
+	out := make([]AuditEntry, len(es))
+	prev := lastHash
+	for i, e := range es {
+		e.ID = lastID + int64(i) + 1
+		e.At = e.At.Truncate(time.Microsecond).UTC()
+		e.PrevHash = prev
+		e.Hash = AuditHash(prev, &e)
+		prev = e.Hash
+		out[i] = e
+	}
+	return out
 }
 
 // Head is where the ledger stands: the engine resumes from it at start.
@@ -183,8 +251,12 @@ type Head struct {
 	LastTransfer int64
 	LastAccount  int64
 	CardSerial   int64 // highest card serial issued
-	LastAudit    int64
-	DenyVersion  int64 // highest DenyChange version, 0 before the first
+	// LastAudit is the id of the last audit row and AuditHash its hash, as
+	// the store's audit head records them; AuditHash is nil before the
+	// first chained row.
+	LastAudit   int64
+	AuditHash   []byte
+	DenyVersion int64 // highest DenyChange version, 0 before the first
 }
 
 // BatchRecord is one committed batch in the hash chain.
@@ -298,6 +370,97 @@ func (b *Batch) Check() error {
 	for i := range b.Transfers {
 		if len(b.Transfers[i].Entries) > math.MaxInt16 {
 			return fmt.Errorf("transfer %d: %d entries is too many", b.Transfers[i].ID, len(b.Transfers[i].Entries))
+		}
+	}
+	return b.checkText()
+}
+
+// checkText refuses text PostgreSQL cannot store (a NUL byte, invalid
+// UTF-8), so that SQLite, which would store it, refuses it alike and the
+// two drivers hold the same data. The error wraps ErrBadValue and names the
+// row and field.
+func (b *Batch) checkText() error {
+	bad := func(row, field, v string) error {
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: %s: %s holds a NUL byte", ErrBadValue, row, field)
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%w: %s: %s is not valid UTF-8", ErrBadValue, row, field)
+		}
+		return nil
+	}
+	check := func(row string, fields ...string) error {
+		for i := 0; i+1 < len(fields); i += 2 {
+			if err := bad(row, fields[i], fields[i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, c := range [][]Card{b.NewCards, b.Cards} {
+		for i := range c {
+			c := &c[i]
+			if err := check("card "+c.Number, "number", c.Number, "product", c.Product, "status", c.Status,
+				"holder name", c.HolderName, "id type", c.IDType, "id number", c.IDNumber, "phone", c.Phone,
+				"currency", c.Currency, "replaced by", c.ReplacedBy, "replaces", c.Replaces); err != nil {
+				return err
+			}
+		}
+	}
+	for _, as := range [][]Account{b.NewAccounts, b.Accounts} {
+		for i := range as {
+			a := &as[i]
+			if err := check(fmt.Sprintf("account %d", a.ID), "code", a.Code, "kind", a.Kind,
+				"currency", a.Currency, "card", a.Card, "purse", a.Purse); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range b.Transfers {
+		t := &b.Transfers[i]
+		if err := check(fmt.Sprintf("transfer %d", t.ID), "kind", t.Kind, "currency", t.Currency, "card", t.Card,
+			"channel", t.Channel, "merchant", t.Merchant, "terminal", t.Terminal, "operator", t.Operator,
+			"memo", t.Memo); err != nil {
+			return err
+		}
+	}
+	for i := range b.Holds {
+		h := &b.Holds[i]
+		if err := check(fmt.Sprintf("hold %d", h.ID), "card", h.Card, "merchant", h.Merchant,
+			"currency", h.Currency, "status", h.Status); err != nil {
+			return err
+		}
+	}
+	for i := range b.Idempotency {
+		r := &b.Idempotency[i]
+		if err := check("idempotency key", "operator", r.Operator, "key", r.Key, "request hash", r.RequestHash); err != nil {
+			return err
+		}
+	}
+	for i := range b.Audit {
+		a := &b.Audit[i]
+		if err := check("audit entry", "operator", a.Operator, "role", a.Role, "action", a.Action,
+			"target", a.Target, "remote", a.Remote, "outcome", a.Outcome, "detail", a.Detail); err != nil {
+			return err
+		}
+	}
+	for i := range b.SagaStates {
+		s := &b.SagaStates[i]
+		if err := check("saga "+s.Key, "operator", s.Operator, "key", s.Key, "state", s.State, "kind", s.Kind); err != nil {
+			return err
+		}
+	}
+	for i := range b.Taps {
+		t := &b.Taps[i]
+		if err := check(fmt.Sprintf("tap %s/%d", t.Device, t.Seq), "device", t.Device, "card", t.Card,
+			"kind", t.Kind, "route", t.Route, "stop", t.Stop, "status", t.Status, "reason", t.Reason); err != nil {
+			return err
+		}
+	}
+	for i := range b.DenyChanges {
+		d := &b.DenyChanges[i]
+		if err := check(fmt.Sprintf("deny change %d", d.Version), "card", d.Card, "reason", d.Reason); err != nil {
+			return err
 		}
 	}
 	return nil

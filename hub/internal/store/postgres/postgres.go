@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -160,6 +161,13 @@ func constraint(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	case "23503": // foreign_key_violation
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	case "23502", "23514": // not_null_violation, check_violation
+		return fmt.Errorf("%w: %w", store.ErrBadValue, err)
+	}
+	// Class 22, data exception: a value out of range, text the encoding
+	// cannot hold, a string too long for its column.
+	if strings.HasPrefix(pe.Code, "22") {
+		return fmt.Errorf("%w: %w", store.ErrBadValue, err)
 	}
 	return err
 }

@@ -236,6 +236,9 @@ func constraint(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	case sqlite3.SQLITE_CONSTRAINT_CHECK, sqlite3.SQLITE_CONSTRAINT_NOTNULL, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH:
+		// A value the schema refuses belongs to its row, not to the batch.
+		return fmt.Errorf("%w: %w", store.ErrBadValue, err)
 	}
 	return err
 }
