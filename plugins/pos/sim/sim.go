@@ -3,8 +3,9 @@
 // city's terminals do. It holds its terminal master key, signs on for
 // working keys (checking their check values), MACs every money message,
 // enciphers PINs into ISO 9564 format 0 blocks, keeps its batch and its
-// totals, and, when a request times out, sends the reversal (0400) before
-// its next transaction, as UnionPay terminals do.
+// totals, and, when a request that moves money gets no answer it can
+// accept (a timeout, a lost connection, a bad MAC), sends the reversal
+// (0400) before its next transaction, as UnionPay terminals do.
 package sim
 
 import (
@@ -28,6 +29,10 @@ var (
 	// ErrTimeout: no answer in time. For a money request the terminal
 	// keeps a reversal and sends it before its next transaction.
 	ErrTimeout = errors.New("sim: no answer from the host in time")
+	// ErrConnectionLost: the connection ended (EOF, reset, a failed write)
+	// after the request may have left, before its answer came. For a
+	// money request the terminal keeps a reversal, as for a timeout.
+	ErrConnectionLost = errors.New("sim: the connection to the host ended before its answer")
 	// ErrNotSignedOn: the terminal holds no working keys.
 	ErrNotSignedOn = errors.New("sim: the terminal has not signed on")
 	// ErrBadMAC: the host's answer does not carry a valid MAC; a money
@@ -241,18 +246,21 @@ func (t *Terminal) roundTrip(ctx context.Context, m *iso8583.Message) (*iso8583.
 	_ = t.conn.SetDeadline(deadline)
 	if _, err := t.conn.Write(frame); err != nil {
 		_ = t.hangUp()
-		return nil, fmt.Errorf("sim: sending: %w", err)
+		if isTimeout(err) {
+			return nil, ErrTimeout
+		}
+		// Part of the frame may have reached the host: it may act on it.
+		return nil, fmt.Errorf("%w: sending: %w", ErrConnectionLost, err)
 	}
 	var codec iso.Codec
 	for {
 		resp, err := codec.ReadMessage(t.conn)
 		if err != nil {
 			_ = t.hangUp()
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if isTimeout(err) {
 				return nil, ErrTimeout
 			}
-			return nil, fmt.Errorf("sim: reading the answer: %w", err)
+			return nil, fmt.Errorf("%w: reading the answer: %w", ErrConnectionLost, err)
 		}
 		if resp == nil {
 			continue
@@ -261,6 +269,11 @@ func (t *Terminal) roundTrip(ctx context.Context, m *iso8583.Message) (*iso8583.
 			return resp, nil
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Exchange sends m as it is, MACed first when mac is true, and returns the
@@ -350,8 +363,8 @@ func (t *Terminal) request(c Card, amount int64, orig iso.Original) (iso.Request
 }
 
 // money sends a request that moves money: a reversal owed goes first; the
-// request is MACed; on a timeout or a bad MAC the terminal keeps its
-// reversal.
+// request is MACed; when it gets no answer the terminal can accept (a
+// timeout, a lost connection, a bad MAC) the terminal keeps its reversal.
 func (t *Terminal) money(ctx context.Context, m *iso8583.Message, reversible *tx) (Result, error) {
 	if !t.signedOn {
 		return Result{}, ErrNotSignedOn
@@ -367,8 +380,10 @@ func (t *Terminal) money(ctx context.Context, m *iso8583.Message, reversible *tx
 		err = t.checkMAC(resp)
 	}
 	if err != nil {
-		if reversible != nil && (errors.Is(err, ErrTimeout) || errors.Is(err, ErrBadMAC)) {
-			reason := iso.ReverseTimeout
+		// Whatever stopped the answer, the host may have applied the
+		// request: only a reversal makes sure it does not stand.
+		if reversible != nil && (errors.Is(err, ErrTimeout) || errors.Is(err, ErrConnectionLost) || errors.Is(err, ErrBadMAC)) {
+			reason := iso.ReverseTimeout // no response, however it was lost
 			if errors.Is(err, ErrBadMAC) {
 				reason = iso.ReverseMACError
 			}
@@ -449,8 +464,9 @@ func (t *Terminal) sendReversal(ctx context.Context) (string, error) {
 		switch of.kind {
 		case "void":
 			t.void(of.orig)
-		case "completion":
-			// The host cannot undo a completion it applied: it stands.
+		case "completion", "refund":
+			// The host cannot undo a completion or refund it applied: it
+			// stands.
 			t.txs = append(t.txs, of)
 		}
 	}
@@ -524,13 +540,15 @@ func (t *Terminal) Void(ctx context.Context, orig Result, c Card) (Result, error
 }
 
 // Refund returns amount of an earlier purchase, possibly of an earlier
-// batch. Refunds are not reversible: a timeout is just an error.
+// batch. One without an answer is reversed like a purchase: the host
+// answers 12 if it applied it (it stands and is counted), 00 if not.
 func (t *Terminal) Refund(ctx context.Context, orig Result, c Card, amount int64) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	res, r, err := t.transact(ctx, Card{PAN: c.number()}, amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN}, iso.NewRefund, nil)
+	x := &tx{kind: "refund", pan: c.number(), amount: amount}
+	res, _, err := t.transact(ctx, Card{PAN: c.number()}, amount, iso.Original{Batch: orig.Batch, STAN: orig.STAN, RRN: orig.RRN}, iso.NewRefund, x)
 	if err == nil && res.Approved() {
-		t.txs = append(t.txs, &tx{kind: "refund", stan: r.STAN, pan: c.number(), amount: amount})
+		t.txs = append(t.txs, x)
 	}
 	return res, err
 }
