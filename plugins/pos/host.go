@@ -642,7 +642,7 @@ func (h *host) reverseAtHub(ctx context.Context, tx *txn, key string, payload []
 			return answer{rc: errorCode(err)}, inDoubt, false
 		}
 		tx.log.Info("the hub refused the reversal", "key", key, "err", err)
-		return answer{rc: errorCode(err)}, declined, hasCode(err, "already_reversed")
+		return answer{rc: errorCode(err), hubCode: sdk.AsError(err).Code}, declined, hasCode(err, "already_reversed")
 	}
 	var rv struct {
 		ID string `json:"id"`
@@ -724,7 +724,7 @@ func (h *host) holdAtHub(ctx context.Context, tx *txn, typ, key string, payload 
 			return answer{rc: errorCode(err)}, inDoubt, false
 		}
 		tx.log.Info("the hub refused", "type", typ, "key", key, "err", err)
-		return answer{rc: errorCode(err)}, declined, hasCode(err, "hold_not_pending")
+		return answer{rc: errorCode(err), hubCode: sdk.AsError(err).Code}, declined, hasCode(err, "hold_not_pending")
 	}
 	var hh hubHold
 	if err := json.Unmarshal(res.Body, &hh); err != nil {

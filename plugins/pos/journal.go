@@ -73,6 +73,9 @@ type answer struct {
 	rc, rrn, auth string
 	balance       *int64
 	signOnAgain   bool
+	// hubCode is the hub's error code when it refused the message: a
+	// reversal tells "nothing under that key" from other refusals by it.
+	hubCode string
 }
 
 // record is one transaction of a terminal's batch. Fields below done are

@@ -199,11 +199,12 @@ func TestPreAuthReversal(t *testing.T) {
 	if rc := exchange(t, term, completionMsg(t, term, alice, 3000, term.NextSTAN(), reversed), true); rc != "12" {
 		t.Errorf("completion of a reversed pre-authorisation: %s, want 12", rc)
 	}
-	// A pre-authorisation nobody saw: the hub holds nothing under its key.
+	// A pre-authorisation nobody saw: the hub holds nothing under its
+	// key, so there is nothing to release: 00.
 	late := term.NextSTAN()
 	rev, _ := iso.NewReversal(preAuthMsg(t, term, alice, 500, late), iso.ReverseTimeout)
-	if rc := exchange(t, term, rev, true); rc != "25" {
-		t.Errorf("reversal of an unknown pre-authorisation: %s, want 25", rc)
+	if rc := exchange(t, term, rev, true); rc != "00" {
+		t.Errorf("reversal of an unknown pre-authorisation: %s, want 00", rc)
 	}
 	if rc := exchange(t, term, preAuthMsg(t, term, alice, 500, late), true); rc != "94" {
 		t.Errorf("pre-authorisation after its reversal: %s, want 94", rc)

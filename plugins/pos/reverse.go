@@ -25,14 +25,16 @@ import (
 //     sending the same payment again under its idempotency key (the hub
 //     answers what it did, or does it now), then reversed if it stands.
 //   - A STAN the plugin never saw is asked of the hub all the same (the
-//     plugin may have restarted): 00 if the hub reversed a payment, 25 if
-//     it knows none. The STAN is then spent: an original that arrives
+//     plugin may have restarted, and the hub's ledger keeps every payment
+//     under the key the terminal, batch and STAN derive): 00 if the hub
+//     reversed its payment, now or before, and 00 too if it made none
+//     (nothing to undo). The STAN is then spent: an original that arrives
 //     after its own reversal is refused 94.
 //   - A pre-authorisation the hub approved has its hold released
 //     (card.void.v1 under its key and "-R"), once, unless a completion
 //     took the hold (12: the completion stands) or a cancellation released
 //     it already (00). A STAN the plugin never saw with processing code
-//     03 is released at the hub the same way: 00, or 25 if the hub holds
+//     03 is released at the hub the same way: 00, also when the hub holds
 //     nothing under that key.
 //   - A purchase partly refunded since stands, with its refunds: 12.
 //   - A void, refund, completion or pre-authorisation cancellation cannot
@@ -79,14 +81,23 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 	}
 	switch r.kind {
 	case kindTombstone:
-		// A pre-authorisation (processing code 03) has its hold released,
-		// if the hub has one; a purchase is reversed.
-		a, rst, done := h.undoAtHub(ctx, tx, r, strings.HasPrefix(str(tx.req, iso.FieldProcessingCode), "03"))
+		// The plugin never saw this STAN (lost on the way, or sent to the
+		// plugin before it restarted): the hub's ledger, under the key the
+		// STAN derives, is the record. A pre-authorisation (processing
+		// code 03) has its hold released, if the hub has one; a purchase
+		// is reversed.
+		preauth := strings.HasPrefix(str(tx.req, iso.FieldProcessingCode), "03")
+		a, rst, done := h.undoAtHub(ctx, tx, r, preauth)
 		switch {
 		case done:
 			return keep(answer{rc: rcApproved, rrn: a.rrn})
 		case rst == inDoubt:
 			return h.respond(tx, answer{rc: a.rc})
+		case a.hubCode == "transfer_not_found" && tombstonePurchase(tx), a.hubCode == "hold_not_found" && preauth:
+			// The hub made no payment or hold under the key: nothing to
+			// undo, and the terminal may stop sending the reversal.
+			tx.log.Info("reversal of a transaction the hub never applied", "batch", batchNo, "key", r.key)
+			return keep(answer{rc: rcApproved})
 		}
 		return keep(answer{rc: rcOriginalNotFound})
 	case kindPurchase:
@@ -161,6 +172,16 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 		return keep(answer{rc: rcApproved})
 	}
 	return keep(answer{rc: rcApproved})
+}
+
+// tombstonePurchase reports whether a 0400 for a STAN the journal never
+// saw reverses a purchase: processing code 00, and 60.1 a purchase's (a
+// completion's is 20). For a void or refund the hub's "not found" is no
+// proof that nothing was applied (its answer is not a payment).
+func tombstonePurchase(tx *txn) bool {
+	f60, _ := iso.ParseField60(str(tx.req, iso.FieldReserved60))
+	return strings.HasPrefix(str(tx.req, iso.FieldProcessingCode), "00") &&
+		(f60.MessageType == iso.TypePurchase || f60.MessageType == "")
 }
 
 // reversalOf is the card.reversal.v1 that undoes r, sent under r's key

@@ -9,7 +9,7 @@
 // in full), refund:FEN, preauth:FEN (a pre-authorisation), complete (the
 // last pre-authorisation, in full), complete:FEN, cancel (the last
 // pre-authorisation), balance, settle, upload (batch upload), reversal
-// (send a reversal owed after a timeout). refund:FEN more than once refunds
+// (send a reversal owed after a request got no answer). refund:FEN more than once refunds
 // the last purchase in parts. A bank card (with the plugin's bank_cards
 // set) needs -expiry. The terminal master key comes from -tmk or the
 // environment variable POS_SIM_TMK, in hex.
