@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/fault"
@@ -190,9 +191,14 @@ func (tx *Tx) Post(t store.Transfer, expires time.Time) (int64, error) {
 		if tx.e.byID[en.Account] == nil {
 			return 0, fault.E(fault.Internal, "", fmt.Sprintf("entry for unknown account %d", en.Account))
 		}
-		sum += en.Amount
+		var ok bool
+		if sum, ok = CheckedAdd(sum, en.Amount); !ok || en.Amount == math.MinInt64 {
+			return 0, errOverflow
+		}
 		if en.Amount > 0 {
-			debits += en.Amount
+			if debits, ok = CheckedAdd(debits, en.Amount); !ok {
+				return 0, errOverflow
+			}
 		}
 	}
 	if sum != 0 {
@@ -203,7 +209,10 @@ func (tx *Tx) Post(t store.Transfer, expires time.Time) (int64, error) {
 	if t.Kind == store.TransferReversal && (t.Ref == 0 || tx.e.reversed[t.Ref]) {
 		return 0, fault.E(fault.AlreadyReversed, "transfer", fmt.Sprintf("transfer %d is already reversed", t.Ref))
 	}
-	tx.apply(t.Entries, t.Pending, 1)
+	if n := tx.applyChecked(t.Entries, t.Pending); n < len(t.Entries) {
+		tx.apply(t.Entries[:n], t.Pending, -1)
+		return 0, errOverflow
+	}
 	for _, en := range t.Entries {
 		acc := tx.e.byID[en.Account]
 		if acc.Constrained && Available(*acc) < -acc.NegativeLimit {
@@ -238,6 +247,48 @@ func (tx *Tx) Post(t store.Transfer, expires time.Time) (int64, error) {
 // capture posts the final amount and when a hold is voided or expires.
 func (tx *Tx) Release(pending store.Transfer) {
 	tx.apply(pending.Entries, true, -1)
+}
+
+// errOverflow refuses an amount that would carry a sum or an account's total
+// past int64: wrapped, it would read as a negative balance and be declined,
+// or worse, approved.
+var errOverflow = fault.E(fault.InvalidAmount, "amount", "the amount is too large: a balance or total would overflow")
+
+// CheckedAdd returns a+b and whether it fits in an int64.
+func CheckedAdd(a, b int64) (int64, bool) {
+	s := a + b
+	// Overflow happened iff both operands share a sign the sum lacks.
+	return s, (a >= 0) != (b >= 0) || (s >= 0) == (a >= 0)
+}
+
+// applyChecked applies entries to account totals in order, stopping before
+// the first that would overflow a total, or an account's debits posted plus
+// pending (so that Available cannot wrap either). It returns how many it
+// applied; the caller takes those back when it is fewer than all. Totals
+// only grow here and never go negative, so one comparison per entry is
+// enough.
+func (tx *Tx) applyChecked(entries []store.Entry, pendingTotals bool) int {
+	for i, en := range entries {
+		acc := tx.e.byID[en.Account]
+		amt := en.Amount
+		if amt < 0 {
+			amt = -amt
+		}
+		var total int64
+		switch {
+		case en.Amount > 0:
+			total = acc.DebitsPosted + acc.DebitsPending
+		case pendingTotals:
+			total = acc.CreditsPending
+		default:
+			total = acc.CreditsPosted
+		}
+		if amt < 0 || total > math.MaxInt64-amt {
+			return i
+		}
+		tx.apply(entries[i:i+1], pendingTotals, 1)
+	}
+	return len(entries)
 }
 
 // apply adds (sign 1) or takes back (sign -1) entries to account totals.
