@@ -84,6 +84,9 @@ func (s *Service) BankPayment(ctx context.Context, c Call, req BankPaymentReques
 	if req.Amount <= 0 {
 		return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount", "amount must be positive")
 	}
+	if err := checkBankText(req); err != nil {
+		return ledger.Outcome{}, err
+	}
 	return s.submit(ctx, c, "payments.bank", req.MaskedCard, &bankOp{req: req})
 }
 
@@ -171,6 +174,9 @@ func (o *bankRefundOp) Apply(tx *ledger.Tx) (any, error) {
 // much of the payment is left to refund is the acquirer's to enforce: it
 // declines a refund beyond it before anything is posted here.
 func (s *Service) BankRefund(ctx context.Context, c Call, req BankRefundRequest) (ledger.Outcome, error) {
+	if err := CheckText("memo", req.Memo, MaxMemoLen, true); err != nil {
+		return ledger.Outcome{}, err
+	}
 	t, err := s.st.GetTransfer(ctx, req.Payment)
 	if err != nil {
 		return ledger.Outcome{}, fault.E(fault.TransferNotFound, "transfer", fmt.Sprintf("no transfer %d", req.Payment))

@@ -119,12 +119,23 @@ func (s *Service) PaySplit(ctx context.Context, c Call, req SplitPaymentRequest)
 	if req.Amount <= 0 || req.BankAmount < 0 || req.InsurerAmount < 0 || req.BankAmount+req.InsurerAmount > req.Amount {
 		return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount", "the amounts of a split payment are not valid")
 	}
+	if err := checkPaymentText(req.PaymentRequest); err != nil {
+		return ledger.Outcome{}, err
+	}
+	if err := checkTexts(textField{"masked_bank_card", req.MaskedBankCard, MaxIDLen, false},
+		textField{"auth_code", req.AuthCode, MaxTokenLen, false}, textField{"rrn", req.RRN, MaxTokenLen, false},
+		textField{"bank_key", req.BankKey, MaxTokenLen, false}); err != nil {
+		return ledger.Outcome{}, err
+	}
 	return s.submit(ctx, c, "payments.split", req.Card, &splitOp{req: req, rules: s.rules, teller: c.Operator})
 }
 
 // Decline records a decline as the answer to c's request, so that the
 // request sent again gets it back.
 func (s *Service) Decline(ctx context.Context, c Call, req PaymentRequest, reason string) (ledger.Outcome, error) {
+	if err := checkPaymentText(req); err != nil {
+		return ledger.Outcome{}, err
+	}
 	return s.submit(ctx, c, "payments.create", req.Card, declineOp{res: &PaymentResult{Status: Declined, Reason: reason,
 		Card: req.Card, Channel: req.Channel, Merchant: req.Merchant, Terminal: req.Terminal,
 		Amount: req.Amount, Currency: req.Currency, Legs: []Leg{}}})

@@ -283,6 +283,9 @@ func (o *reverseOp) Apply(tx *ledger.Tx) (any, error) {
 // reversed at most once, and only while the money is still there to take
 // back (a spent top-up cannot be reversed).
 func (s *Service) Reverse(ctx context.Context, c Call, req ReverseRequest) (ledger.Outcome, error) {
+	if err := CheckText("memo", req.Memo, MaxMemoLen, true); err != nil {
+		return ledger.Outcome{}, err
+	}
 	t, err := s.st.GetTransfer(ctx, req.Transfer)
 	if errors.Is(err, store.ErrNotFound) {
 		return ledger.Outcome{}, fault.E(fault.TransferNotFound, "transfer", fmt.Sprintf("no transfer %d", req.Transfer))

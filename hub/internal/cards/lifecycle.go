@@ -236,6 +236,15 @@ func checkMethod(m string) error {
 // Issue applies for a card: the deposit is taken and the purses opened.
 func (s *Service) Issue(ctx context.Context, c Call, req IssueRequest) (ledger.Outcome, error) {
 	h := req.Holder
+	if err := checkTexts(
+		textField{"holder.name", h.Name, MaxNameLen, false},
+		textField{"holder.id_type", h.IDType, MaxIDLen, false},
+		textField{"holder.id_number", h.IDNumber, MaxIDLen, false},
+		textField{"holder.phone", h.Phone, MaxPhoneLen, false},
+		textField{"product", req.Product, MaxIDLen, false},
+	); err != nil {
+		return ledger.Outcome{}, err
+	}
 	switch {
 	case strings.TrimSpace(h.Name) == "":
 		return ledger.Outcome{}, fault.E(fault.InvalidRequest, "holder.name", "the holder's name is required")
@@ -304,7 +313,12 @@ func (o *topUpOp) Apply(tx *ledger.Tx) (any, error) {
 		return nil, fault.E(fault.CardNotActive, "card", fmt.Sprintf("card %s is %s", c.Number, c.Status))
 	}
 	v := viewInTx(tx, c, o.p)
-	if v.Balance+o.req.Amount > o.p.MaxBalance {
+	sum, ok := ledger.CheckedAdd(v.Balance, o.req.Amount)
+	if !ok {
+		// Wrapped, the sum would pass the maximum-balance check below.
+		return nil, fault.E(fault.InvalidAmount, "amount", fmt.Sprintf("a top-up of %d is too large: the balance would overflow", o.req.Amount))
+	}
+	if sum > o.p.MaxBalance {
 		return nil, fault.E(fault.ExceedsMaxBalance, "amount", fmt.Sprintf(
 			"the card holds %d and may hold at most %d: a top-up of %d is too much", v.Balance, o.p.MaxBalance, o.req.Amount))
 	}

@@ -28,6 +28,13 @@ type MerchantRequest struct {
 // AddMerchant registers a merchant. Its payable account in the ledger is
 // opened with its first payment.
 func (s *Service) AddMerchant(ctx context.Context, req MerchantRequest) (store.Merchant, error) {
+	if err := checkTexts(
+		textField{"id", req.ID, MaxIDLen, false},
+		textField{"name", req.Name, MaxNameLen, false},
+		textField{"settlement_account", req.SettlementAccount, MaxIDLen, false},
+	); err != nil {
+		return store.Merchant{}, err
+	}
 	switch {
 	case !idPattern.MatchString(req.ID):
 		return store.Merchant{}, fault.E(fault.InvalidRequest, "id", fmt.Sprintf("merchant id %q must be 1-64 letters, digits, '_', '.' or '-'", req.ID))
@@ -72,6 +79,9 @@ type TerminalRequest struct {
 
 // AddTerminal registers a terminal of one merchant.
 func (s *Service) AddTerminal(ctx context.Context, req TerminalRequest) (store.Terminal, error) {
+	if err := CheckText("merchant", req.Merchant, MaxIDLen, false); err != nil {
+		return store.Terminal{}, err
+	}
 	if !idPattern.MatchString(req.ID) {
 		return store.Terminal{}, fault.E(fault.InvalidRequest, "id", fmt.Sprintf("terminal id %q must be 1-64 letters, digits, '_', '.' or '-'", req.ID))
 	}

@@ -351,6 +351,9 @@ func (s *Service) Pay(ctx context.Context, c Call, req PaymentRequest) (ledger.O
 }
 
 func (s *Service) debit(ctx context.Context, c Call, req PaymentRequest, hold, upTo bool, saga *SagaStart, expires time.Time) (ledger.Outcome, error) {
+	if err := checkPaymentText(req); err != nil {
+		return ledger.Outcome{}, err
+	}
 	op, err := s.prepareDebit(ctx, req, hold)
 	action := "payments.create"
 	if hold {
