@@ -17,9 +17,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/store"
@@ -153,6 +155,18 @@ type Engine struct {
 	writerDone chan struct{}
 	committed  chan struct{}
 	failed     atomic.Bool // a commit failed; the writer must reload
+	// unready holds why the writer refuses writes (a *string), nil while
+	// it serves: set from a failed commit until a reload from the store
+	// has succeeded.
+	unready atomic.Pointer[string]
+	// suspect is a batch whose commit the store refused for a value one of
+	// its ops carries (store.ErrBadValue): the committer leaves its
+	// requests unanswered and the writer finds the op at fault. Handed over
+	// with the ready token, so the channel orders the access.
+	suspect *built
+	// wake tells the writer that a commit failed, so that it reloads (and
+	// answers a suspect batch's requests) even when no request arrives.
+	wake chan struct{}
 
 	// state owned by the writer goroutine
 	head     store.Head
@@ -193,6 +207,7 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Engine, error) {
 		ready:      make(chan struct{}),
 		writerDone: make(chan struct{}),
 		committed:  make(chan struct{}),
+		wake:       make(chan struct{}, 1),
 	}
 	if err := e.reset(ctx); err != nil {
 		return nil, err
@@ -204,6 +219,16 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Engine, error) {
 
 // Store is the store the engine writes to.
 func (e *Engine) Store() store.Store { return e.st }
+
+// Ready reports whether the writer serves: nil, or a retryable
+// unavailable error while it refuses writes because a commit failed and
+// its state has not yet been reloaded from the store.
+func (e *Engine) Ready() error {
+	if why := e.unready.Load(); why != nil {
+		return fault.E(fault.Unavailable, "", *why)
+	}
+	return nil
+}
 
 func (e *Engine) reset(ctx context.Context) error {
 	h, err := e.st.Head(ctx)
@@ -283,7 +308,10 @@ func (e *Engine) run() {
 		}
 		var ready <-chan struct{}
 		var linger <-chan time.Time
-		if len(cur.batch) > 0 {
+		if e.failed.Load() {
+			// Recover at once, whether or not requests are waiting.
+			ready = e.ready
+		} else if len(cur.batch) > 0 {
 			if wait := e.cfg.Linger - time.Since(cur.started); e.cfg.Linger > 0 && wait > 0 && len(cur.batch) < e.cfg.MaxBatch {
 				linger = time.After(wait)
 			} else {
@@ -294,6 +322,7 @@ func (e *Engine) run() {
 		case r := <-reqs:
 			e.applyChunk(cur, e.collect(r, e.cfg.MaxBatch-len(cur.batch)))
 		case <-linger:
+		case <-e.wake:
 		case <-ready:
 			e.handOff(cur)
 			cur = e.newBuilt()
@@ -414,12 +443,26 @@ func (e *Engine) applyChunk(bt *built, chunk []*request) {
 	}
 	bt.live = append(bt.live, live...)
 	if err := e.prefetch(context.Background(), chunk, live); err != nil {
+		// One request's keys may be what the store refused: load each
+		// apart, so that only the requests whose loads fail are refused.
+		n := 0
 		for i := range chunk {
 			if live[i] {
-				bt.replies[base+i] = reply{err: fault.Wrap(fault.Unavailable, err)}
+				n++
 			}
 		}
-		return
+		for i := range chunk {
+			if !live[i] {
+				continue
+			}
+			if n > 1 {
+				err = e.prefetch(context.Background(), chunk[i:i+1], live[i:i+1])
+			}
+			if err != nil {
+				bt.replies[base+i] = reply{err: loadError(err)}
+				live[i] = false
+			}
+		}
 	}
 	for i, r := range chunk {
 		if !live[i] {
@@ -450,42 +493,179 @@ func (e *Engine) applyChunk(bt *built, chunk []*request) {
 func (e *Engine) handOff(bt *built) {
 	if e.failed.Load() {
 		// An earlier commit failed, and this batch was applied on top of
-		// state that never reached the database: refuse it and start again
-		// from what the database holds.
-		for i := range bt.batch {
-			if bt.live[i] {
-				bt.replies[i] = reply{err: fault.E(fault.Unavailable, "", "an earlier batch failed to commit; retry")}
+		// state that never reached the database: nothing of it may be
+		// answered or written. Reload, then either find the op that sank
+		// the failed batch, or refuse this one as retryable.
+		suspect := e.suspect
+		e.suspect = nil
+		if !e.recover() {
+			if suspect != nil {
+				e.refuse(suspect, "the ledger is shutting down after a failed commit; retry")
 			}
+			e.refuse(bt, "the ledger is shutting down after a failed commit; retry")
+		} else if suspect != nil {
+			// The store refused a value of one op. Apply again, from what
+			// the database holds, everything of the failed batch and of
+			// this one, and commit it in parts until the op is found.
+			e.isolate(append(liveOf(suspect), liveOf(bt)...))
+			e.answerDead(suspect)
+			e.answerDead(bt)
+		} else {
+			e.refuse(bt, "an earlier batch failed to commit; retry")
 		}
-		e.answer(bt.batch, bt.replies)
-		if err := e.reset(context.Background()); err != nil {
-			e.log.Error("ledger: reload after failed commit", "err", err)
-		}
-		e.failed.Store(false)
 		e.commits <- &built{}
 		return
 	}
+	e.prepare(bt)
+	e.commits <- bt
+	if len(e.accounts)+len(e.cards)+len(e.holds)+len(e.idem)+len(e.checked)+len(e.tr.taps)+len(e.tr.riders) > e.cfg.CacheLimit {
+		<-e.ready // the committer has finished this batch
+		if !e.failed.Load() {
+			if err := e.reset(context.Background()); err != nil {
+				// A half-done reload leaves state nobody may build on.
+				e.log.Error("ledger: reload after cache trim", "err", err)
+				e.failed.Store(true)
+				e.recover()
+			}
+		}
+		e.commits <- &built{}
+	}
+}
+
+// prepare builds the store batch of bt, if it writes anything, and moves
+// the head on: the next batch chains onto this one. If the commit fails,
+// the writer reloads the head from the database. The batch's idempotency
+// records join the cache now, but no answer read from them is sent before
+// this batch is durable: a later batch is answered after this one, and
+// refused if this one failed.
+func (e *Engine) prepare(bt *built) {
 	p := bt.p
 	if len(p.transfers) > 0 || len(p.touched) > 0 || len(p.cards) > 0 || len(p.holds) > 0 ||
 		len(p.idem) > 0 || len(p.audit) > 0 || len(p.sagas) > 0 || p.serialChanged || !p.tr.empty() {
 		bt.b = e.build(p, bt.now)
-		// The head moves now: the next batch chains onto this one. If the
-		// commit fails, the writer reloads the head from the database.
 		e.head.LastBatch = bt.b.Record.Seq
 		e.head.LastHash = bt.b.Record.Hash
 		for _, rec := range p.idem {
 			e.idem[rec.IdemKey] = rec
 		}
 	}
-	e.commits <- bt
-	if len(e.accounts)+len(e.cards)+len(e.holds)+len(e.idem)+len(e.checked)+len(e.tr.taps)+len(e.tr.riders) > e.cfg.CacheLimit {
-		<-e.ready // the committer has finished this batch
-		if !e.failed.Load() {
-			if err := e.reset(context.Background()); err != nil {
-				e.log.Error("ledger: reload after cache trim", "err", err)
+}
+
+// reloading is why the writer refuses writes after a failed commit.
+const reloading = "a commit failed; the ledger is reloading from the store"
+
+// recover reloads the writer's state from the store after a failed
+// commit, trying again with backoff for as long as it takes. Meanwhile
+// every request is refused at once as retryable and Ready reports why. It
+// reports false if the engine was closed before a reload succeeded (the
+// state is then still unusable and failed stays set).
+func (e *Engine) recover() bool {
+	why := reloading
+	e.unready.Store(&why)
+	wait := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := e.reset(context.Background())
+		if err == nil {
+			e.failed.Store(false)
+			e.unready.Store(nil)
+			if attempt > 1 {
+				e.log.Info("ledger: reloaded from the store; serving again", "attempts", attempt)
+			}
+			return true
+		}
+		if attempt == 1 || attempt%50 == 0 {
+			e.log.Error("ledger: reload after failed commit; refusing writes until it succeeds", "attempt", attempt, "err", err)
+		}
+		t := time.NewTimer(wait)
+	waiting:
+		for {
+			select {
+			case r := <-e.reqs:
+				r.done <- reply{err: fault.E(fault.Unavailable, "", why+"; retry")}
+			case <-t.C:
+				break waiting
+			case <-e.stop:
+				t.Stop()
+				return false
 			}
 		}
-		e.commits <- &built{}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// refuse answers every live request of bt as retryable: nothing of it was
+// written.
+func (e *Engine) refuse(bt *built, why string) {
+	for i := range bt.batch {
+		if bt.live[i] {
+			bt.replies[i] = reply{err: fault.E(fault.Unavailable, "", why)}
+		}
+	}
+	e.answer(bt.batch, bt.replies)
+}
+
+// liveOf lists the requests of bt that were applied (their callers still
+// wait), in order.
+func liveOf(bt *built) []*request {
+	var out []*request
+	for i, r := range bt.batch {
+		if bt.live[i] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// answerDead answers the requests of bt that were not applied (their
+// callers gave up before): their replies were set when they arrived.
+func (e *Engine) answerDead(bt *built) {
+	for i, r := range bt.batch {
+		if !bt.live[i] {
+			r.done <- bt.replies[i]
+		}
+	}
+}
+
+// isolate applies reqs from the state the database holds and commits
+// them at once, on the writer's goroutine while the committer waits for
+// its next batch. If the store refuses a value, it reloads and commits
+// each half apart, so the one op at fault is refused alone (not
+// retryable: the same request would fail again) and the others are
+// written.
+func (e *Engine) isolate(reqs []*request) {
+	if len(reqs) == 0 {
+		return
+	}
+	bt := e.newBuilt()
+	e.applyChunk(bt, reqs)
+	e.prepare(bt)
+	var err error
+	if bt.b != nil {
+		err = e.st.CommitBatch(context.Background(), bt.b)
+		if e.cfg.Observe != nil {
+			e.cfg.Observe(len(bt.batch), 0, err)
+		}
+	}
+	if err == nil {
+		e.answer(bt.batch, bt.replies)
+		return
+	}
+	e.failed.Store(true)
+	if !e.recover() {
+		e.failAll(bt.batch, bt.live, bt.replies, err)
+		return
+	}
+	switch {
+	case !errors.Is(err, store.ErrBadValue):
+		e.failAll(bt.batch, bt.live, bt.replies, err)
+	case len(reqs) == 1:
+		e.log.Warn("ledger: the store refused a value of one request; refused alone", "err", err)
+		e.answer(bt.batch, []reply{{err: fault.E(fault.InvalidRequest, "",
+			"the store cannot hold a value of this request: "+err.Error())}})
+	default:
+		mid := len(reqs) / 2
+		e.isolate(reqs[:mid])
+		e.isolate(reqs[mid:])
 	}
 }
 
@@ -512,8 +692,21 @@ func (e *Engine) commit() {
 				e.cfg.Observe(len(bt.batch), time.Since(start), err)
 			}
 			if err != nil {
-				e.log.Error("ledger: commit failed; batch refused", "size", len(bt.batch), "err", err)
+				why := reloading
+				e.unready.Store(&why)
 				e.failed.Store(true)
+				select {
+				case e.wake <- struct{}{}:
+				default:
+				}
+				if errors.Is(err, store.ErrBadValue) {
+					// One op carries a value the store refuses: the writer
+					// finds it and answers the others once written.
+					e.log.Warn("ledger: the store refused a value; finding the request at fault", "size", len(bt.batch), "err", err)
+					e.suspect = bt
+					continue
+				}
+				e.log.Error("ledger: commit failed; batch refused", "size", len(bt.batch), "err", err)
 				e.failAll(bt.batch, bt.live, bt.replies, err)
 				continue
 			}
@@ -606,6 +799,54 @@ func (e *Engine) auditOutcome(p *pending, r *request, now time.Time, outcome str
 	p.audit = append(p.audit, a)
 }
 
+// loadError is the answer to a request whose rows could not be loaded: a
+// key the store cannot hold is the request's own fault, anything else is
+// the store's and may be retried.
+func loadError(err error) error {
+	if errors.Is(err, store.ErrBadValue) {
+		return fault.E(fault.InvalidRequest, "", "the store cannot hold a value of this request: "+err.Error())
+	}
+	return fault.Wrap(fault.Unavailable, err)
+}
+
+// checkKeys refuses keys no store row can have (a NUL byte, invalid
+// UTF-8) before they reach a query: PostgreSQL would fail the whole load.
+func checkKeys(k *Keys, idem []store.IdemKey) error {
+	bad := func(what, v string) error {
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: %s %q holds a NUL byte", store.ErrBadValue, what, v)
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%w: %s %q is not valid UTF-8", store.ErrBadValue, what, v)
+		}
+		return nil
+	}
+	for _, set := range []struct {
+		what string
+		vs   []string
+	}{{"account", k.Accounts}, {"card", k.Cards}, {"card", k.Riders}, {"device", k.Devices}} {
+		for _, v := range set.vs {
+			if err := bad(set.what, v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range k.Taps {
+		if err := bad("device", t.Device); err != nil {
+			return err
+		}
+	}
+	for _, ik := range idem {
+		if err := bad("idempotency key", ik.Key); err != nil {
+			return err
+		}
+		if err := bad("operator", ik.Operator); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // prefetch loads every row the batch's ops name that is not cached yet.
 func (e *Engine) prefetch(ctx context.Context, batch []*request, live []bool) error {
 	var k Keys
@@ -620,6 +861,9 @@ func (e *Engine) prefetch(ctx context.Context, batch []*request, live []bool) er
 				idem = append(idem, *r.opts.Idempotency)
 			}
 		}
+	}
+	if err := checkKeys(&k, idem); err != nil {
+		return err
 	}
 	var holds []int64
 	for _, id := range k.Holds {
