@@ -400,7 +400,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	}
 	t.Logf("calls: %d ok, %d retryable failures", ok, failed)
 	st := status(t, h.Host, "echo")
-	if st.PID == 0 || st.PID == oldPID || st.LastError != "process exited" {
+	if st.PID == 0 || st.PID == oldPID || st.LastError != "process exited: signal: killed" {
 		t.Errorf("status = %+v, want a new PID and the crash as LastError", st)
 	}
 	crashMu.Lock()

@@ -17,11 +17,6 @@ import (
 	"github.com/citycard/citycard/sdk"
 )
 
-// exitPoll is how often a supervisor looks for a vanished process:
-// go-plugin offers no exit channel, and waiting for the next health ping
-// would leave callers failing for seconds instead of milliseconds.
-const exitPoll = 50 * time.Millisecond
-
 // crashGrace is how long a call whose connection broke waits for the
 // supervisor to confirm the crash: many exit polls.
 const crashGrace = time.Second
@@ -47,7 +42,9 @@ type managed struct {
 type instance struct {
 	pc     *plugin.Client
 	c      *sdk.Client
+	cmd    *exec.Cmd // its ProcessState is safe to read once pc.Kill returns
 	pid    int
+	proc   *exitWatch
 	stderr []*lineLogger
 
 	// ctx is cancelled when the instance is declared dead or stopped; it
@@ -91,11 +88,21 @@ func (p *managed) setStateLocked(st State, errText string) {
 	p.h.met.up.WithLabelValues(p.spec.Name).Set(up)
 }
 
+// noticeExitLocked marks a running plugin whose process the kernel says
+// is gone, when a reader gets there before the supervisor's goroutine has
+// been scheduled: no one may see a dead process as running.
+func (p *managed) noticeExitLocked() {
+	if p.inst != nil && p.state == StateRunning && p.inst.proc.exited() {
+		p.setStateLocked(StateRestarting, p.inst.proc.reason())
+	}
+}
+
 func (p *managed) status() PluginStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.noticeExitLocked()
 	s := PluginStatus{Name: p.spec.Name, State: p.state, Restarts: p.restarts, LastError: p.lastErr, Since: p.since}
-	if p.inst != nil {
+	if p.inst != nil && p.state == StateRunning {
 		s.PID = p.inst.pid
 	}
 	return s
@@ -139,8 +146,12 @@ func (p *managed) launch(ctx context.Context) (*instance, sdk.Descriptor, error)
 	cfg.Logger = hclog.NewNullLogger()
 	cfg.StartTimeout = p.h.opts.StartTimeout
 	pc := plugin.NewClient(cfg)
+	var proc *exitWatch
 	fail := func(err error) (*instance, sdk.Descriptor, error) {
 		pc.Kill()
+		if proc != nil {
+			proc.stop()
+		}
 		flush(stderr)
 		return nil, sdk.Descriptor{}, err
 	}
@@ -157,6 +168,9 @@ func (p *managed) launch(ctx context.Context) (*instance, sdk.Descriptor, error)
 	if rc := pc.ReattachConfig(); rc != nil {
 		pid = rc.Pid
 	}
+	// Watched from here on, so a process that dies while being described
+	// or configured is not taken for a running one either.
+	proc = watchExit(pid, pc.Exited)
 	desc, err := c.Describe(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("pluginhost: plugin %s: describe: %w", name, err))
@@ -175,7 +189,7 @@ func (p *managed) launch(ctx context.Context) (*instance, sdk.Descriptor, error)
 	}
 	ictx, kill := context.WithCancel(context.Background())
 	p.log.Info("plugin started", "pid", pid, "version", desc.Version, "path", p.spec.Path)
-	return &instance{pc: pc, c: c, pid: pid, stderr: stderr, ctx: ictx, kill: kill,
+	return &instance{pc: pc, c: c, cmd: cmd, pid: pid, proc: proc, stderr: stderr, ctx: ictx, kill: kill,
 		inFlight: map[uint64]sdk.Message{}}, desc, nil
 }
 
@@ -187,6 +201,15 @@ func (p *managed) unavailable(why string) *sdk.Error {
 
 func (p *managed) handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
 	p.mu.Lock()
+	if p.inst != nil && p.state == StateRunning {
+		select {
+		case <-p.inst.proc.done:
+			// Dead, the supervisor not scheduled yet: fail now, not after
+			// a round trip to a closed socket.
+			p.setStateLocked(StateRestarting, p.inst.proc.reason())
+		default:
+		}
+	}
 	inst, state := p.inst, p.state
 	p.mu.Unlock()
 	if inst == nil || state != StateRunning {
@@ -276,15 +299,28 @@ func (p *managed) supervise() {
 			return // Stop shuts the instance down
 		}
 
-		inFlight := inst.die()
+		// Marked before anything that may wait (in-flight calls, reaping,
+		// OnCrash), so listings and callers see the truth at once.
 		p.mu.Lock()
 		p.inst = nil
 		p.setStateLocked(StateRestarting, reason)
 		p.mu.Unlock()
+		inFlight := inst.die()
 		p.log.Warn("plugin crashed; restarting", "pid", inst.pid, "reason", reason,
 			"in_flight", len(inFlight), "backoff", delay)
 		inst.pc.Kill() // reaps the process and go-plugin's goroutines
+		inst.proc.stop()
 		flush(inst.stderr)
+		if ps := inst.cmd.ProcessState; ps != nil && reason == exitedUnknown {
+			// The pidfd could not say how it ended (go-plugin reaped it
+			// first, or no pidfd): the reaped state can.
+			inst.proc.setWhy(ps.String())
+			p.mu.Lock()
+			if p.lastErr == reason {
+				p.lastErr = inst.proc.reason()
+			}
+			p.mu.Unlock()
+		}
 		if p.h.opts.OnCrash != nil {
 			p.h.opts.OnCrash(p.spec.Name, inFlight)
 		}
@@ -323,27 +359,44 @@ func (p *managed) supervise() {
 	}
 }
 
-// watch returns why inst is dead, or "" when life ends first.
+// watch returns why inst is dead, or "" when life ends first. The process
+// watch and the health ping are separate: a ping waits up to
+// HealthTimeout on a busy plugin, and must not hold up seeing it die.
 func (p *managed) watch(life context.Context, inst *instance) string {
+	ctx, cancel := context.WithCancel(life)
+	var pings sync.WaitGroup
+	defer func() {
+		cancel()
+		pings.Wait()
+	}()
 	health := time.NewTicker(p.h.opts.HealthInterval)
 	defer health.Stop()
-	exit := time.NewTicker(exitPoll)
-	defer exit.Stop()
+	results := make(chan error, 1)
+	pinging := false
 	fails := 0
 	for {
 		select {
 		case <-life.Done():
 			return ""
-		case <-exit.C:
-			if inst.pc.Exited() {
-				return "process exited"
-			}
+		case <-inst.proc.done:
+			return inst.proc.reason()
 		case <-health.C:
-			ctx, cancel := context.WithTimeout(life, p.h.opts.HealthTimeout)
-			err := inst.c.Health(ctx)
-			cancel()
+			if pinging {
+				continue // one at a time; a slow ping ends by its own timeout
+			}
+			pinging = true
+			pings.Go(func() {
+				pctx, done := context.WithTimeout(ctx, p.h.opts.HealthTimeout)
+				defer done()
+				results <- inst.c.Health(pctx)
+			})
+		case err := <-results:
+			pinging = false
 			if life.Err() != nil {
 				return ""
+			}
+			if inst.proc.exited() {
+				return inst.proc.reason()
 			}
 			if err == nil {
 				fails = 0
@@ -370,11 +423,12 @@ func (p *managed) shutdown(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if !inst.pc.Exited() {
+	if !inst.proc.exited() {
 		err = inst.c.Stop(ctx)
 	}
 	inst.die()
 	inst.pc.Kill()
+	inst.proc.stop()
 	flush(inst.stderr)
 	p.log.Info("plugin stopped", "pid", inst.pid)
 	if err != nil {
