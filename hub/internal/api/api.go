@@ -53,6 +53,9 @@ type Options struct {
 	Plugins Plugins
 	// Transit, if set, serves /v1/transit.
 	Transit *transit.Service
+	// Ready, if set, is asked by /readyz besides the store: the ledger
+	// writer refuses writes after a failed commit until it has reloaded.
+	Ready func() error
 }
 
 type server struct {
@@ -65,6 +68,7 @@ type server struct {
 	mux     *http.ServeMux
 	plugins Plugins
 	transit *transit.Service
+	ready   func() error
 }
 
 // New returns the hub's HTTP handler: /v1, /healthz, /readyz and /metrics.
@@ -81,7 +85,7 @@ func New(opts Options) http.Handler {
 	s := &server{
 		st: opts.Store, svc: opts.Service, log: opts.Logger, metrics: opts.Metrics,
 		tokens: newTokenCache(TokenCacheTTL, opts.Now), now: opts.Now, mux: http.NewServeMux(),
-		plugins: opts.Plugins, transit: opts.Transit,
+		plugins: opts.Plugins, transit: opts.Transit, ready: opts.Ready,
 	}
 	s.routes()
 	return s
@@ -202,8 +206,16 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz checks that the store answers, within a short deadline.
+// readyz checks that the ledger writer serves and the store answers,
+// within a short deadline.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			infoOf(r).log.Warn("api: ledger not ready", "err", err)
+			s.problem(w, r, err, 0)
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.st.Head(ctx); err != nil {

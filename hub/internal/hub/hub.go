@@ -180,7 +180,8 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 		}
 		pl = a.plugins
 	}
-	a.handler = api.New(api.Options{Store: st, Service: svc, Logger: cfg.Logger, Metrics: metrics, Plugins: pl, Transit: tr})
+	a.handler = api.New(api.Options{Store: st, Service: svc, Logger: cfg.Logger, Metrics: metrics, Plugins: pl, Transit: tr,
+		Ready: eng.Ready})
 	return a, nil
 }
 
