@@ -443,19 +443,16 @@ func (e *Engine) applyChunk(bt *built, chunk []*request) {
 	}
 	bt.live = append(bt.live, live...)
 	if err := e.prefetch(context.Background(), chunk, live); err != nil {
-		// One request's keys may be what the store refused: load each
+		// A key the store cannot hold is one request's fault: load each
 		// apart, so that only the requests whose loads fail are refused.
-		n := 0
-		for i := range chunk {
-			if live[i] {
-				n++
-			}
-		}
+		// Any other failure (the store is away) refuses the whole chunk
+		// at once rather than asking an absent store once per request.
+		apart := errors.Is(err, store.ErrBadValue)
 		for i := range chunk {
 			if !live[i] {
 				continue
 			}
-			if n > 1 {
+			if apart {
 				err = e.prefetch(context.Background(), chunk[i:i+1], live[i:i+1])
 			}
 			if err != nil {

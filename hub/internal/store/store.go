@@ -841,4 +841,5 @@ type Store interface {
 	PurgeDedupKeys(ctx context.Context, before time.Time) (int64, error)
 
 	SagaStore
+	VerifyStore
 }

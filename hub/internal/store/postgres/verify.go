@@ -1,0 +1,198 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/citycard/citycard/hub/internal/store"
+)
+
+// metaCheckpoints is the meta key holding the store.CheckpointStart record.
+const metaCheckpoints = "checkpoints_started"
+
+// verifyPage bounds each page of the verify streams.
+const verifyPage = 1000
+
+// OpenExisting connects to the store at url for reading and checking,
+// without creating or migrating anything: a schema that holds no CityCard
+// store is an error wrapping store.ErrNoStore, and one older than this
+// binary's migrations is refused.
+func OpenExisting(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	return OpenExistingConfig(ctx, cfg)
+}
+
+// OpenExistingConfig is OpenExisting for a pool configuration built by the
+// caller.
+func OpenExistingConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.checkSchema(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkSchema finds the schema and refuses one that holds no CityCard store
+// or an older schema version.
+func (s *Store) checkSchema(ctx context.Context) error {
+	var schema *string
+	if err := s.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	if schema == nil {
+		return fmt.Errorf("postgres: no schema of the search_path exists: %w", store.ErrNoStore)
+	}
+	s.schema = *schema
+	s.auditLock = lockKey("citycard.audit:" + s.schema)
+	var have *int64
+	err := s.pool.QueryRow(ctx, `SELECT max(version_id) FROM goose_db_version`).Scan(&have)
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42P01" {
+		return fmt.Errorf("postgres: schema %s holds no CityCard store: %w", s.schema, store.ErrNoStore)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: schema %s: %w", s.schema, err)
+	}
+	if have == nil || *have == 0 {
+		return fmt.Errorf("postgres: schema %s holds no CityCard store: %w", s.schema, store.ErrNoStore)
+	}
+	want, err := newestMigration(migrations)
+	if err != nil {
+		return err
+	}
+	if *have < want {
+		return fmt.Errorf("postgres: schema %s has version %d, this citycard needs %d: start the hub on it once to migrate it",
+			s.schema, *have, want)
+	}
+	return nil
+}
+
+// newestMigration returns the version of the highest numbered migration.
+func newestMigration(fsys fs.FS) (int64, error) {
+	names, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return 0, err
+	}
+	var top int64
+	for _, n := range names {
+		v, _, _ := strings.Cut(path.Base(n), "_")
+		if i, err := strconv.ParseInt(v, 10, 64); err == nil && i > top {
+			top = i
+		}
+	}
+	return top, nil
+}
+
+// IdempotencyRecords streams every idempotency record by operator and key.
+func (s *Store) IdempotencyRecords(ctx context.Context, fn func(store.IdemRecord) error) error {
+	var op, key string
+	for first := true; ; first = false {
+		page, err := collect(ctx, s, scanIdem, `SELECT `+idemCols+` FROM idempotency
+			WHERE $1 OR (operator, key) > ($2, $3) ORDER BY operator, key LIMIT $4`, first, op, key, verifyPage)
+		if err != nil {
+			return fmt.Errorf("postgres: idempotency records: %w", err)
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+			op, key = r.Operator, r.Key
+		}
+		if len(page) < verifyPage {
+			return nil
+		}
+	}
+}
+
+// AllSagas streams every saga by operator and key.
+func (s *Store) AllSagas(ctx context.Context, fn func(store.Saga) error) error {
+	var op, key string
+	for first := true; ; first = false {
+		page, err := collect(ctx, s, scanSaga, `SELECT `+sagaCols+` FROM sagas
+			WHERE $1 OR (operator, key) > ($2, $3) ORDER BY operator, key LIMIT $4`, first, op, key, verifyPage)
+		if err != nil {
+			return fmt.Errorf("postgres: sagas: %w", err)
+		}
+		for _, g := range page {
+			if err := fn(g); err != nil {
+				return err
+			}
+			op, key = g.Operator, g.Key
+		}
+		if len(page) < verifyPage {
+			return nil
+		}
+	}
+}
+
+// CheckpointStarted returns the record of the first checkpoint.
+func (s *Store) CheckpointStarted(ctx context.Context) (store.CheckpointStart, error) {
+	var v string
+	err := s.pool.QueryRow(ctx, `SELECT value FROM meta WHERE key = $1`, metaCheckpoints).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.CheckpointStart{}, fmt.Errorf("postgres: checkpoint start: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.CheckpointStart{}, fmt.Errorf("postgres: checkpoint start: %w", err)
+	}
+	var c store.CheckpointStart
+	if err := json.Unmarshal([]byte(v), &c); err != nil {
+		return c, fmt.Errorf("postgres: checkpoint start: %w", err)
+	}
+	return c, nil
+}
+
+// StartCheckpoints records c unless a record is stored, and returns the
+// stored one.
+func (s *Store) StartCheckpoints(ctx context.Context, c store.CheckpointStart) (store.CheckpointStart, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return c, err
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,
+		metaCheckpoints, string(b)); err != nil {
+		return c, fmt.Errorf("postgres: start checkpoints: %w", err)
+	}
+	return s.CheckpointStarted(ctx)
+}
+
+// LockWriter takes a session advisory lock, named by the schema, on a
+// connection of its own held until release: the server drops it when that
+// connection ends, so a crashed hub never leaves the store locked.
+func (s *Store) LockWriter(ctx context.Context) (func() error, error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: writer lock: %w", err)
+	}
+	key := lockKey("citycard.writer:" + s.schema)
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("postgres: writer lock: %w", err)
+	}
+	if !got {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("postgres: schema %s: %w", s.schema, store.ErrLocked)
+	}
+	return func() error {
+		// Closing the connection releases the lock too.
+		return conn.Close(context.Background())
+	}, nil
+}
