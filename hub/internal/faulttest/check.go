@@ -10,15 +10,15 @@ import (
 
 // Figures are what a run did and found.
 type Figures struct {
-	Faults    int
-	Payments  int
-	Approved  int
-	Declined  int
-	Unknown   int
-	Retries   int64
-	Lost      int // approved payments not in the ledger, or fen missing from a card's debits
-	Doubled   int // payments charged more than once, or a replay answered with another transfer
-	Duration  time.Duration
+	Faults     int
+	Payments   int
+	Approved   int
+	Declined   int
+	Unknown    int
+	Retries    int64
+	Lost       int // approved payments not in the ledger, or fen missing from a card's debits
+	Doubled    int // payments charged more than once, or a replay answered with another transfer
+	Duration   time.Duration
 	Unanswered int64
 }
 

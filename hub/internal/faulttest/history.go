@@ -162,7 +162,7 @@ var Model = porcupine.Model{
 		}
 		return fmt.Sprintf("pay(%d) → %s", in.amount, out.outcome)
 	},
-	DescribeState: func(state any) string { return fmt.Sprint(state.(int64)) },
+	DescribeState:             func(state any) string { return fmt.Sprint(state.(int64)) },
 	DescribeOperationMetadata: func(info any) string { return "card " + info.(string) },
 }
 
