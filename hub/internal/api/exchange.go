@@ -152,6 +152,9 @@ func (s *server) admit(x *exchange, write bool) error {
 	if len(x.key) > 255 || strings.ContainsFunc(x.key, func(c rune) bool { return c < ' ' || c > '~' }) {
 		return fault.E(fault.InvalidRequest, "Idempotency-Key", "the Idempotency-Key must be 1-255 printable ASCII characters")
 	}
+	if err := checkContentType(r); err != nil {
+		return err
+	}
 	if x.body, err = readBody(x.w, r); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ const (
 	InvalidRequest         = "invalid_request"          // The request is not valid
 	InvalidJSON            = "invalid_json"             // The request body is not valid JSON
 	UnknownField           = "unknown_field"            // The request has a field this API does not know
+	UnsupportedMediaType   = "unsupported_media_type"   // The request body must be application/json
 	InvalidAmount          = "invalid_amount"           // The amount is not valid
 	CurrencyMismatch       = "currency_mismatch"        // The currency does not match the account
 	LuhnFailed             = "luhn_failed"              // The card number fails its check digit
