@@ -67,19 +67,14 @@ func (s *Store) SetOperatorToken(ctx context.Context, id, tokenHash string) erro
 	return nil
 }
 
-// AppendAudit appends one entry; its id is assigned by the database.
+// AppendAudit appends one entry, chained to the row before it; its id,
+// PrevHash and Hash are assigned by the store.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := s.lockAudit(ctx, tx); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO audit_log (at, operator, role, action, target, remote, outcome, detail)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			e.At, e.Operator, e.Role, e.Action, e.Target, e.Remote, e.Outcome, e.Detail)
-		return err
+		return appendAudit(ctx, tx, []store.AuditEntry{e})
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: append audit: %w", err)
+		return fmt.Errorf("postgres: append audit: %w", constraint(err))
 	}
 	return nil
 }
@@ -89,10 +84,11 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]store.AuditEntry, error) {
 	out, err := collect(ctx, s, func(sc scanner) (store.AuditEntry, error) {
 		var e store.AuditEntry
-		err := sc.Scan(&e.ID, &e.At, &e.Operator, &e.Role, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail)
+		err := sc.Scan(&e.ID, &e.At, &e.Operator, &e.Role, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail,
+			&e.PrevHash, &e.Hash)
 		e.At = e.At.UTC()
 		return e, err
-	}, `SELECT id, at, operator, role, action, target, remote, outcome, detail FROM audit_log
+	}, `SELECT id, at, operator, role, action, target, remote, outcome, detail, prev_hash, hash FROM audit_log
 		WHERE id > $1 ORDER BY id LIMIT $2`, afterID, pgLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list audit: %w", err)

@@ -27,9 +27,11 @@ func (s *Store) Head(ctx context.Context) (store.Head, error) {
 		(SELECT coalesce(max(id), 0) FROM transfers),
 		(SELECT coalesce(max(id), 0) FROM accounts),
 		(SELECT value FROM meta WHERE key = $1),
-		(SELECT coalesce(max(id), 0) FROM audit_log),
+		(SELECT last_id FROM audit_head),
+		(SELECT hash FROM audit_head),
 		(SELECT coalesce(max(version), 0) FROM deny_changes)`, metaCardSerial).
-		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.DenyVersion)
+		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.AuditHash,
+			&h.DenyVersion)
 	if err != nil {
 		return store.Head{}, fmt.Errorf("postgres: head: %w", err)
 	}
@@ -103,7 +105,8 @@ var (
 	cardCopyCols  = []string{"number", "product", "status", "holder_name", "id_type", "id_number", "phone", "pin_hash",
 		"pin_tries", "deposit", "currency", "replaced_by", "replaces", "issued_at", "updated_at"}
 	idemCopyCols  = []string{"operator", "key", "request_hash", "status", "response", "at"}
-	auditCopyCols = []string{"at", "operator", "role", "action", "target", "remote", "outcome", "detail"}
+	auditCopyCols = []string{"id", "at", "operator", "role", "action", "target", "remote", "outcome", "detail",
+		"prev_hash", "hash"}
 )
 
 func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
@@ -187,30 +190,38 @@ func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error
 		}
 	}
 
-	// Audit rows go last: they take the audit lock, held until commit.
-	if len(b.Audit) > 0 {
-		if err := s.lockAudit(ctx, tx); err != nil {
-			return err
-		}
-		err = copyRows(ctx, tx, "audit_log", auditCopyCols, len(b.Audit), func(i int, r []any) {
-			e := &b.Audit[i]
-			r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] = e.At, e.Operator, e.Role, e.Action, e.Target, e.Remote,
-				e.Outcome, e.Detail
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	// Audit rows go last: they lock the audit head, held until commit.
+	return appendAudit(ctx, tx, b.Audit)
 }
 
-// lockAudit serialises transactions that insert audit rows. Identity values
-// are handed out when rows are inserted, not when they commit; without the
-// lock a reader paging with ListAudit(afterID) could see id 11 commit before
-// id 10 and skip 10 for good.
-func (s *Store) lockAudit(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.auditLock); err != nil {
-		return fmt.Errorf("audit lock: %w", err)
+// appendAudit chains es onto the audit log inside tx. It locks the audit
+// head's row until tx ends, so appends are serialised and the chain is
+// linear; ids come from the head, so a rolled-back append leaves no gap and
+// a reader paging with ListAudit(afterID) never sees id 11 commit before 10.
+func appendAudit(ctx context.Context, tx pgx.Tx, es []store.AuditEntry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	var (
+		lastID   int64
+		lastHash []byte
+	)
+	if err := tx.QueryRow(ctx, `SELECT last_id, hash FROM audit_head FOR UPDATE`).Scan(&lastID, &lastHash); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	es = store.ChainAudit(lastID, lastHash, es)
+	err := copyRows(ctx, tx, "audit_log", auditCopyCols, len(es), func(i int, r []any) {
+		e := &es[i]
+		r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] = e.ID, e.At, e.Operator, e.Role, e.Action, e.Target,
+			e.Remote, e.Outcome, e.Detail
+		r[9], r[10] = nullBytes(e.PrevHash), e.Hash
+	})
+	if err != nil {
+		return err
+	}
+	last := &es[len(es)-1]
+	if _, err := tx.Exec(ctx, `UPDATE audit_head SET last_id = $1, hash = $2`, last.ID, last.Hash); err != nil {
+		return fmt.Errorf("audit head: %w", err)
 	}
 	return nil
 }

@@ -76,12 +76,23 @@ func (s *Store) SetOperatorToken(ctx context.Context, id, tokenHash string) erro
 	return nil
 }
 
-// AppendAudit appends one entry; its id is assigned by the database.
+// AppendAudit appends one entry, chained to the row before it; its id,
+// PrevHash and Hash are assigned by the store.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO audit_log (at, operator, role, action, target, remote, outcome, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		toDB(e.At), e.Operator, e.Role, e.Action, e.Target, e.Remote, e.Outcome, e.Detail)
+	// The one-row insert goes through the batch's statement cache, which
+	// must be filled before the transaction takes the only write connection.
+	if _, err := s.stmt(ctx, auditTable.sql(1)); err != nil {
+		return fmt.Errorf("sqlite: append audit: %w", err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("sqlite: append audit: %w", err)
+	}
+	if err := s.appendAudit(ctx, tx, []store.AuditEntry{e}); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("sqlite: append audit: %w", constraint(err))
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: append audit: %w", err)
 	}
 	return nil
@@ -95,10 +106,11 @@ func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]stor
 			e  store.AuditEntry
 			at int64
 		)
-		err := sc.Scan(&e.ID, &at, &e.Operator, &e.Role, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail)
+		err := sc.Scan(&e.ID, &at, &e.Operator, &e.Role, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail,
+			&e.PrevHash, &e.Hash)
 		e.At = fromDB(at)
 		return e, err
-	}, `SELECT id, at, operator, role, action, target, remote, outcome, detail FROM audit_log
+	}, `SELECT id, at, operator, role, action, target, remote, outcome, detail, prev_hash, hash FROM audit_log
 		WHERE id > ? ORDER BY id LIMIT ?`, afterID, sqlLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list audit: %w", err)

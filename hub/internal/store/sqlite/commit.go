@@ -26,9 +26,11 @@ func (s *Store) Head(ctx context.Context) (store.Head, error) {
 		(SELECT coalesce(max(id), 0) FROM transfers),
 		(SELECT coalesce(max(id), 0) FROM accounts),
 		(SELECT value FROM meta WHERE key = ?),
-		(SELECT coalesce(max(id), 0) FROM audit_log),
+		(SELECT last_id FROM audit_head),
+		(SELECT hash FROM audit_head),
 		(SELECT coalesce(max(version), 0) FROM deny_changes)`, metaCardSerial).
-		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.DenyVersion)
+		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.AuditHash,
+			&h.DenyVersion)
 	if err != nil {
 		return store.Head{}, fmt.Errorf("sqlite: head: %w", err)
 	}
@@ -111,8 +113,9 @@ var (
 		cols: 6, max: 256,
 	}
 	auditTable = &table{
-		head: `INSERT OR ROLLBACK INTO audit_log (at, operator, role, action, target, remote, outcome, detail) VALUES `,
-		cols: 8, max: 256,
+		head: `INSERT OR ROLLBACK INTO audit_log (id, at, operator, role, action, target, remote, outcome, detail,
+			prev_hash, hash) VALUES `,
+		cols: 11, max: 256,
 	}
 )
 
@@ -308,14 +311,8 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *store.Batch) erro
 		}
 	}
 
-	if n := len(b.Audit); n > 0 {
-		w := s.rows(ctx, tx, auditTable, n)
-		for _, e := range b.Audit {
-			if err := w.add(toDB(e.At), e.Operator, e.Role, e.Action, e.Target, e.Remote, e.Outcome,
-				e.Detail); err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-		}
+	if err := s.appendAudit(ctx, tx, b.Audit); err != nil {
+		return err
 	}
 
 	if b.CardSerial != 0 {
@@ -394,4 +391,33 @@ func (s *Store) updateCards(ctx context.Context, tx *sql.Tx, cards []store.Card)
 // inList returns "?,?,…" with n markers.
 func inList(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// appendAudit chains es onto the audit log inside tx. The write connection
+// is the only writer, so reading the head and moving it in one transaction
+// keeps the chain linear.
+func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, es []store.AuditEntry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	var (
+		lastID   int64
+		lastHash []byte
+	)
+	if err := tx.QueryRowContext(ctx, `SELECT last_id, hash FROM audit_head`).Scan(&lastID, &lastHash); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	es = store.ChainAudit(lastID, lastHash, es)
+	w := s.rows(ctx, tx, auditTable, len(es))
+	for _, e := range es {
+		if err := w.add(e.ID, toDB(e.At), e.Operator, e.Role, e.Action, e.Target, e.Remote, e.Outcome,
+			e.Detail, e.PrevHash, e.Hash); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	last := es[len(es)-1]
+	if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET last_id = ?, hash = ?`, last.ID, last.Hash); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	return nil
 }

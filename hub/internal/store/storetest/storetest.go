@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	tests = append(tests, transitTests...)
 	tests = append(tests, sagaTests...)
+	tests = append(tests, auditTests...)
 	tests = append(tests, verifyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,6 +271,10 @@ func testCommitAndRead(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(h.AuditHash) != 32 { // its value is checked in audit.go
+		t.Errorf("head audit hash %x, want 32 bytes", h.AuditHash)
+	}
+	h.AuditHash = nil
 	mustEqual(t, "head", h, store.Head{LastBatch: 1, LastHash: []byte("hash-1"), LastTransfer: 13, LastAccount: 6,
 		CardSerial: 2, LastAudit: 2})
 
@@ -338,6 +343,7 @@ func testCommitAndRead(t *testing.T, s store.Store) {
 	}
 	wantAudit := b.Audit[1]
 	wantAudit.ID, wantAudit.At = 2, norm(wantAudit.At)
+	wantAudit.PrevHash, wantAudit.Hash = audit[0].Hash, audit[1].Hash // the chain is checked in audit.go
 	mustEqual(t, "audit entry", audit[1], wantAudit)
 
 	// The batch record heads the stream.
@@ -1183,7 +1189,8 @@ func testAudit(t *testing.T, s store.Store) {
 		t.Errorf("ListAudit order: %+v", all)
 	}
 	want := store.AuditEntry{ID: all[2].ID, At: norm(t0.Add(2 * time.Second)), Operator: "op-1", Role: "admin",
-		Action: "operators.add", Target: "op-2", Remote: "127.0.0.1", Outcome: "ok", Detail: "d"}
+		Action: "operators.add", Target: "op-2", Remote: "127.0.0.1", Outcome: "ok", Detail: "d",
+		PrevHash: all[1].Hash, Hash: all[2].Hash} // the chain is checked in audit.go
 	mustEqual(t, "audit entry", all[2], want)
 
 	page, err := s.ListAudit(ctx, all[2].ID, 3)
