@@ -69,6 +69,8 @@ type server struct {
 	plugins Plugins
 	transit *transit.Service
 	ready   func() error
+	// refusals counts refused requests into the audit log (auth.go).
+	refusals *refusals
 }
 
 // New returns the hub's HTTP handler: /v1, /healthz, /readyz and /metrics.
@@ -87,6 +89,7 @@ func New(opts Options) http.Handler {
 		tokens: newTokenCache(TokenCacheTTL, opts.Now), now: opts.Now, mux: http.NewServeMux(),
 		plugins: opts.Plugins, transit: opts.Transit, ready: opts.Ready,
 	}
+	s.refusals = newRefusals(opts.Store, opts.Now, opts.Logger)
 	s.routes()
 	return s
 }

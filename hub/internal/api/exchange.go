@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -99,6 +100,9 @@ type exchange struct {
 	body []byte
 	hash string
 	key  string
+	// audited is set once the request has its own audit row, so a refusal
+	// is not counted a second time among the refused writes.
+	audited bool
 }
 
 // handle registers an operator route. Authentication, the role check and,
@@ -110,14 +114,39 @@ func (s *server) handle(pattern, action string, h func(*exchange) error) {
 		info := infoOf(r)
 		info.route = pattern
 		x := &exchange{s: s, w: w, r: r, info: info, action: action}
-		if err := s.admit(x, write); err != nil {
-			s.problem(w, r, err, 0)
-			return
+		err := s.admit(x, write)
+		if err == nil {
+			err = h(x)
 		}
-		if err := h(x); err != nil {
+		if err != nil {
 			s.problem(w, r, err, 0)
+			s.refused(x, err, write)
 		}
 	})
+}
+
+// refused counts a refusal in the audit log: every refused write, and a
+// refused read when the refusal is about access (401, 403). A request that
+// wrote its own audit row is not counted again.
+func (s *server) refused(x *exchange, err error, write bool) {
+	if x.audited {
+		return
+	}
+	status := statusOf(err, fault.Problem(err, x.r.URL.Path).Status)
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		if !write {
+			return
+		}
+	default:
+		return
+	}
+	e := store.AuditEntry{At: s.now().UTC(), Operator: x.op.Name, Role: x.op.Role, Action: x.action,
+		Target: auditText(x.r.URL.Path), Remote: remoteHost(x.r), Outcome: "refused:" + fault.CodeOf(err),
+		Detail: fmt.Sprintf("status=%d request_id=%s", status, x.info.id)}
+	s.refusals.note(x.r.Context(), e, status)
 }
 
 // admit runs the checks every /v1 request passes before its handler, and
@@ -131,7 +160,6 @@ func (s *server) admit(x *exchange, write bool) error {
 	if err != nil {
 		if fault.CodeOf(err) == fault.Unauthorized {
 			x.w.Header().Set("WWW-Authenticate", `Bearer realm="citycard"`)
-			s.deny(x, fault.Unauthorized)
 		}
 		return err
 	}
@@ -139,7 +167,6 @@ func (s *server) admit(x *exchange, write bool) error {
 	// The operator is added to the request line once authentication is known.
 	x.info.log = s.log.With("request_id", x.info.id)
 	if !operators.Allowed(x.op.Role, x.action) {
-		s.deny(x, fault.Forbidden)
 		return fault.E(fault.Forbidden, "", fmt.Sprintf("role %s may not %s", x.op.Role, x.action))
 	}
 	if !write {
@@ -187,28 +214,43 @@ func (x *exchange) replay() (bool, error) {
 	return true, nil
 }
 
-// deny writes the audit entry of a refused request. A failure to write it
-// is logged; the refusal stands either way.
-func (s *server) deny(x *exchange, code string) {
-	e := store.AuditEntry{At: s.now().UTC(), Operator: x.op.Name, Role: x.op.Role, Action: x.action,
-		Target: x.r.URL.Path, Remote: remoteHost(x.r), Outcome: "denied", Detail: code + " request_id=" + x.info.id}
-	if err := s.st.AppendAudit(x.r.Context(), e); err != nil {
-		x.info.log.Error("api: audit of a refused request failed", "err", err)
-	}
-}
-
 // audit appends an entry for an action the API carries out itself.
 func (x *exchange) audit(target string, err error) error {
+	return x.auditDetail(target, "", err)
+}
+
+// auditDetail is audit with more to say in the detail than the request id.
+// The row is written even if the request's context has ended: the action
+// it records was carried out.
+func (x *exchange) auditDetail(target, detail string, err error) error {
 	outcome := "ok"
 	if err != nil {
 		outcome = "error:" + fault.CodeOf(err)
 	}
+	if detail != "" {
+		detail += " "
+	}
 	e := store.AuditEntry{At: x.s.now().UTC(), Operator: x.op.Name, Role: x.op.Role, Action: x.action,
-		Target: target, Remote: remoteHost(x.r), Outcome: outcome, Detail: "request_id=" + x.info.id}
-	if aerr := x.s.st.AppendAudit(x.r.Context(), e); aerr != nil {
+		Target: auditText(target), Remote: remoteHost(x.r), Outcome: outcome,
+		Detail: auditText(detail + "request_id=" + x.info.id)}
+	x.audited = true
+	if aerr := x.s.st.AppendAudit(context.WithoutCancel(x.r.Context()), e); aerr != nil {
 		return fault.Wrap(fault.Unavailable, fmt.Errorf("audit: %w", aerr))
 	}
 	return nil
+}
+
+// auditText makes caller-supplied text storable by every driver: the audit
+// row of a request must not fail because the request carried a NUL or
+// invalid UTF-8, nor grow without bound.
+func auditText(s string) string {
+	const limit = 512
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "\\0")
+	if len(s) > limit {
+		s = strings.ToValidUTF8(s[:limit], "") + "…"
+	}
+	return s
 }
 
 func bearer(r *http.Request) (string, error) {

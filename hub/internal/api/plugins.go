@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/fault"
@@ -140,9 +142,20 @@ func (s *server) sendToPlugin(x *exchange) error {
 	}
 	m := sdk.Message{ID: sdk.NewID(), Type: req.Type, CorrelationID: x.info.id, IdempotencyKey: x.key,
 		Payload: req.Payload, Metadata: req.Metadata}
-	replies, err := s.plugins.Send(x.r.Context(), x.r.PathValue("name"), m)
+	name := x.r.PathValue("name")
+	replies, err := s.plugins.Send(x.r.Context(), name, m)
 	if err != nil {
-		return fromPlugin(err)
+		err = fromPlugin(err)
+	}
+	// A send can move money (a plugin's payment), so each one is audited
+	// with its outcome. If the row cannot be written the caller is told to
+	// retry: the plugin makes a resend with the same key harmless.
+	detail := fmt.Sprintf("message_id=%s idempotency_key=%s replies=%d", m.ID, x.key, len(replies))
+	if aerr := x.auditDetail(name+" "+req.Type, detail, err); aerr != nil && err == nil {
+		return aerr
+	}
+	if err != nil {
+		return err
 	}
 	if replies == nil {
 		replies = []sdk.Message{}
@@ -192,7 +205,14 @@ func (s *server) replayDeadLetter(x *exchange) error {
 	if err != nil {
 		return err
 	}
-	if err := s.plugins.Replay(x.r.Context(), id); err != nil {
+	err = s.plugins.Replay(x.r.Context(), id)
+	// A replay runs a handler again, which can move money: audited either
+	// way. Once it has run, a failed audit row is logged, not answered as a
+	// failure: a retry would replay the letter twice.
+	if aerr := x.audit(strconv.FormatInt(id, 10), err); aerr != nil {
+		x.info.log.Error("api: audit of a dead letter replay failed", "dead_letter", id, "err", aerr)
+	}
+	if err != nil {
 		return err
 	}
 	writeJSON(x.w, http.StatusOK, map[string]any{"id": id, "replayed": true})

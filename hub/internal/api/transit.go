@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -30,6 +31,13 @@ func (s *server) addDevice(x *exchange) error {
 		return err
 	}
 	d, err := s.transit.RegisterDevice(x.r.Context(), req)
+	// Registration issues a MAC key, so it is audited; the key itself never
+	// goes into the log. Once the device is stored, a failed audit row is
+	// logged rather than answered: the key is shown only in this answer.
+	detail := fmt.Sprintf("operator=%s mode=%s route=%s", req.Operator, req.Mode, req.Route)
+	if aerr := x.auditDetail(req.ID, detail, err); aerr != nil {
+		x.info.log.Error("api: audit of a device registration failed", "device", req.ID, "err", aerr)
+	}
 	if err != nil {
 		return err
 	}

@@ -282,6 +282,10 @@ func (a *App) sweep(ctx context.Context) {
 // (committing what it has queued), and closes the store if Open opened it. It is safe to call more than once.
 func (a *App) Close() error {
 	a.closeOnce.Do(func() {
+		// Refusals counted in memory reach the audit log while the store is open.
+		if f, ok := a.handler.(interface{ FlushAudit(context.Context) error }); ok {
+			_ = f.FlushAudit(context.Background()) // a failure is logged by the API
+		}
 		if a.plugins != nil {
 			a.closeErr = a.plugins.close(context.Background())
 		}
