@@ -133,11 +133,12 @@ func (r *refusals) note(ctx context.Context, e store.AuditEntry, status int) {
 		}
 	}
 	r.mu.Unlock()
+	// The closed minutes' summaries go first, so the log stays in time order.
 	ctx = context.WithoutCancel(ctx)
+	r.write(ctx, due)
 	if writeNow {
 		r.append(ctx, e)
 	}
-	r.write(ctx, due)
 }
 
 // takeClosed removes and returns the tallies of minutes before now; the
