@@ -1,8 +1,9 @@
 // Package pluginhost runs the hub's out-of-process plugins: it launches
 // each binary with go-plugin (checksum, AutoMTLS, gRPC only, killed with
 // the hub), checks its configuration against the plugin's own schema before
-// configuring it, forwards its stderr into the hub log, supervises it with
-// health pings and restarts it with exponential backoff after a crash.
+// configuring it, forwards its stderr into the hub log, supervises it by
+// watching its process (a pidfd on Linux) and with health pings, and
+// restarts it with exponential backoff after a crash.
 //
 // Every plugin goes through one life cycle, enforced here: launch →
 // Describe → config checked → Configure → Handle… → Stop → kill. A crash
@@ -125,10 +126,12 @@ const (
 )
 
 // PluginStatus is a snapshot of one plugin, for operators and /healthz.
+// It is never StateRunning once the plugin's process has exited: a read
+// asks the kernel when the supervisor has not caught up yet.
 type PluginStatus struct {
 	Name      string
 	State     State
-	PID       int // 0 when no process runs
+	PID       int // 0 unless running; the exit status is then in LastError
 	Restarts  int
 	LastError string
 	Since     time.Time // when State was entered
