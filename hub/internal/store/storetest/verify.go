@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,4 +140,86 @@ func testWriterLock(t *testing.T, s store.Store) {
 	if err := again(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Tampering, for the tests that prove verify finds it. Each helper does
+// what an owner of the database could do behind the hub's back, through the
+// driver's raw SQL access, on both drivers alike.
+
+type rawExec interface {
+	ExecRaw(ctx context.Context, query string) error
+}
+
+func raw(t testing.TB, s store.Store, queries ...string) {
+	t.Helper()
+	r, ok := s.(rawExec)
+	if !ok {
+		t.Fatalf("driver %s has no raw access for tests", s.Driver())
+	}
+	for _, q := range queries {
+		if err := r.ExecRaw(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// notPending is the SQL test of a posted (not pending) transfer.
+func notPending(s store.Store) string {
+	if s.Driver() == "postgres" {
+		return "NOT t.pending"
+	}
+	return "t.pending = 0"
+}
+
+// bytesSQL is b as a SQL literal of the driver.
+func bytesSQL(s store.Store, b []byte) string {
+	if b == nil {
+		return "NULL"
+	}
+	if s.Driver() == "postgres" {
+		return fmt.Sprintf(`'\x%x'::bytea`, b)
+	}
+	return fmt.Sprintf("X'%x'", b)
+}
+
+// DeleteBatchesFrom deletes batch seq and every batch after it with their
+// transfers and entries, then rolls every account's posted totals back to
+// what the remaining entries give, so that the shortened ledger is
+// consistent in itself. Idempotency records and holds are left alone.
+func DeleteBatchesFrom(t testing.TB, s store.Store, seq int64) {
+	t.Helper()
+	raw(t, s,
+		fmt.Sprintf(`DELETE FROM entries WHERE transfer_id IN (SELECT id FROM transfers WHERE batch >= %d)`, seq),
+		fmt.Sprintf(`DELETE FROM transfers WHERE batch >= %d`, seq),
+		fmt.Sprintf(`DELETE FROM batches WHERE seq >= %d`, seq))
+	RecomputeTotals(t, s)
+}
+
+// RecomputeTotals sets every account's posted totals to what its entries
+// give.
+func RecomputeTotals(t testing.TB, s store.Store) {
+	t.Helper()
+	sum := func(sign string) string {
+		return fmt.Sprintf(`(SELECT coalesce(sum(%se.amount), 0) FROM entries e JOIN transfers t ON t.id = e.transfer_id
+			WHERE e.account_id = accounts.id AND %s AND e.amount %s 0)`, map[string]string{">": "", "<": "-"}[sign],
+			notPending(s), sign)
+	}
+	raw(t, s, `UPDATE accounts SET debits_posted = `+sum(">")+`, credits_posted = `+sum("<"))
+}
+
+// SetTransferAmount rewrites a posted two-entry transfer to move amount
+// instead (debit first entry, credit second), as an edit of its rows.
+func SetTransferAmount(t testing.TB, s store.Store, id, amount int64) {
+	t.Helper()
+	raw(t, s,
+		fmt.Sprintf(`UPDATE entries SET amount = CASE WHEN amount > 0 THEN %d ELSE %d END WHERE transfer_id = %d`, amount, -amount, id),
+		fmt.Sprintf(`UPDATE transfers SET amount = %d WHERE id = %d`, amount, id))
+}
+
+// SetBatchHash overwrites a batch's chain hashes, as a forger who
+// recomputed the chain after an edit would.
+func SetBatchHash(t testing.TB, s store.Store, seq int64, prev, hash []byte) {
+	t.Helper()
+	raw(t, s, fmt.Sprintf(`UPDATE batches SET prev_hash = %s, hash = %s WHERE seq = %d`,
+		bytesSQL(s, prev), bytesSQL(s, hash), seq))
 }
