@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/citycard/citycard/hub/internal/checkpoint"
 	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 )
@@ -52,6 +53,10 @@ database).`,
 	addDBFlag(cmd.Flags())
 	cmd.Flags().String("listen", hub.DefaultListen, "address to listen on, host:port (env "+envListen+")")
 	addPluginFlags(cmd)
+	addCheckpointsFlag(cmd.Flags())
+	cmd.Flags().String("checkpoint-key", "", "the key signing the checkpoints, generated on first use (default: the checkpoint log's name with .key, its verifier key with .pub)")
+	cmd.Flags().Int64("checkpoint-every", checkpoint.DefaultEvery, "write a checkpoint after this many batches…")
+	cmd.Flags().Duration("checkpoint-interval", checkpoint.DefaultInterval, "…or after this long, whichever comes first, when the head moved")
 	cmd.Flags().Duration("saga-stale-after", hub.DefaultSagaStaleAfter,
 		"how long a payment with legs at a bank or an insurer may go without progress before the hub takes it as left by a stopped hub and finishes or undoes it")
 	return cmd
@@ -70,6 +75,12 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	stale, _ := cmd.Flags().GetDuration("saga-stale-after")
+	ckeys, _ := cmd.Flags().GetString("checkpoint-key")
+	every, _ := cmd.Flags().GetInt64("checkpoint-every")
+	interval, _ := cmd.Flags().GetDuration("checkpoint-interval")
+	if every < 1 || interval <= 0 {
+		return usageError("--checkpoint-every and --checkpoint-interval must be positive")
+	}
 	app, err := hub.Open(ctx, hub.Config{
 		DB:             dsn,
 		Listen:         listen,
@@ -78,6 +89,8 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		Plugins:        specs,
 		Bus:            busURL,
 		SagaStaleAfter: stale,
+		Checkpoints: checkpoint.Config{Log: checkpointLog(cmd, dsn), SignerKey: ckeys,
+			Every: every, Interval: interval},
 	})
 	if err != nil {
 		return fmt.Errorf("start on store %s: %w", describeStore(dsn), err)

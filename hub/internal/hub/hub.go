@@ -20,6 +20,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/cards"
 	"github.com/citycard/citycard/hub/internal/catalog"
+	"github.com/citycard/citycard/hub/internal/checkpoint"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/operators"
@@ -83,6 +84,10 @@ type Config struct {
 	BankPlugin string
 	// BankTimeout bounds each call to the bank plugin (default 30s).
 	BankTimeout time.Duration
+	// Checkpoints: when its Log is set, a hub started by Open signs
+	// checkpoints of the ledger's head into that log while it serves and
+	// at shutdown (see package checkpoint).
+	Checkpoints checkpoint.Config
 }
 
 // App is a running hub: its store is open and its ledger writer started.
@@ -95,6 +100,10 @@ type App struct {
 	handler http.Handler
 	// ownStore: Close closes the store (Open opened it; New's caller did).
 	ownStore bool
+	// unlock releases the store's writer lock Open took; ckpt writes the
+	// checkpoints (nil when off).
+	unlock func() error
+	ckpt   *checkpoint.Writer
 	// plugins is nil when the hub runs none.
 	plugins *plugins
 	transit *transit.Service
@@ -113,13 +122,62 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: open store: %w", err)
 	}
-	a, err := New(ctx, st, cfg)
+	// One writer per store: a second hub, or a verify, must not run beside
+	// this one unknowingly.
+	unlock, err := st.LockWriter(ctx)
 	if err != nil {
 		st.Close()
-		return nil, err
+		if errors.Is(err, store.ErrLocked) {
+			return nil, fmt.Errorf("hub: another hub is serving this store (it holds the writer lock): %w", err)
+		}
+		return nil, fmt.Errorf("hub: %w", err)
 	}
-	a.ownStore = true
+	var ckpt *checkpoint.Writer
+	if cfg.Checkpoints.Log != "" {
+		if cfg.Checkpoints.Logger == nil {
+			cfg.Checkpoints.Logger = cfg.Logger
+		}
+		if ckpt, err = checkpoint.NewWriter(st, cfg.Checkpoints); err != nil {
+			return nil, errors.Join(err, st.Close(), unlock())
+		}
+		prev := cfg.Ledger.Observe
+		cfg.Ledger.Observe = func(size int, d time.Duration, err error) {
+			if err == nil {
+				ckpt.Committed()
+			}
+			if prev != nil {
+				prev(size, d, err)
+			}
+		}
+	}
+	a, err := New(ctx, st, cfg)
+	if err != nil {
+		return nil, errors.Join(err, st.Close(), unlock())
+	}
+	a.ownStore, a.unlock, a.ckpt = true, unlock, ckpt
+	if ckpt != nil {
+		if err := a.startCheckpoints(ctx); err != nil {
+			return nil, errors.Join(err, a.Close())
+		}
+	}
 	return a, nil
+}
+
+// startCheckpoints anchors the head the hub starts from, and warns when the
+// store is behind its own checkpoint log (restored from an older copy?).
+func (a *App) startCheckpoints(ctx context.Context) error {
+	h, err := a.st.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	if last := a.ckpt.LastLogged(); h.LastBatch < last {
+		a.log.Warn("hub: the store is behind its checkpoint log: restored from an older copy, or its tail deleted? run citycard ledger verify",
+			"store_batch", h.LastBatch, "checkpoint_batch", last)
+	}
+	if _, err := a.ckpt.Write(ctx); err != nil {
+		return fmt.Errorf("hub: first checkpoint: %w", err)
+	}
+	return nil
 }
 
 // New assembles the hub on a store that is already open. The caller keeps
@@ -230,6 +288,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
 	var sweeping sync.WaitGroup
 	sweeping.Go(func() { a.sweep(sweepCtx) })
+	if a.ckpt != nil {
+		sweeping.Go(func() { a.ckpt.Run(sweepCtx) })
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -290,8 +351,15 @@ func (a *App) Close() error {
 			a.closeErr = a.plugins.close(context.Background())
 		}
 		a.closeErr = errors.Join(a.closeErr, a.eng.Close())
+		if a.ckpt != nil {
+			// After the writer: the last checkpoint names the final head.
+			a.closeErr = errors.Join(a.closeErr, a.ckpt.Close(context.Background()))
+		}
 		if a.ownStore {
 			a.closeErr = errors.Join(a.closeErr, a.st.Close())
+		}
+		if a.unlock != nil {
+			a.closeErr = errors.Join(a.closeErr, a.unlock())
 		}
 	})
 	return a.closeErr

@@ -42,6 +42,10 @@ func OpenExisting(ctx context.Context, path string) (*Store, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("sqlite: %s is not a file: %w", path, store.ErrNoStore)
 	}
+	// SQLite would take an empty file as a new database and write to it.
+	if fi.Size() == 0 {
+		return nil, fmt.Errorf("sqlite: %s holds no CityCard store: %w", path, store.ErrNoStore)
+	}
 	// mode=rw: the driver must not create the file if it vanished since.
 	w, err := sql.Open("sqlite", "file:"+path+"?mode=rw&"+writeParams)
 	if err != nil {
