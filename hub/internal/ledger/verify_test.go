@@ -422,3 +422,55 @@ func (c carded) Apply(tx *ledger.Tx) (any, error) {
 	return tx.Post(store.Transfer{Kind: store.TransferTopUp, Currency: "CNY", Card: c.card, Amount: 50,
 		Entries: []store.Entry{{Account: from.ID, Amount: 50}, {Account: to.ID, Amount: -50}}}, zeroTime)
 }
+
+// An edited audit row is reported by verify with the row at fault; the
+// last rows deleted are reported too.
+func TestVerifyAuditRows(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		tamper, ok := st.(interface {
+			TamperAuditOutcome(ctx context.Context, id int64, outcome string) error
+			TamperAuditDelete(ctx context.Context, id int64) error
+		})
+		if !ok {
+			t.Skipf("the %s driver has no audit tampering for tests", st.Driver())
+		}
+		eng, err := ledger.Open(ctx, st, ledger.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			if _, err := eng.Submit(ctx, carded{"3100990000000013"}, ledger.SubmitOptions{
+				Audit: &store.AuditEntry{Operator: "teller-1", Role: "teller", Action: "cards.topup",
+					Target: "3100990000000013"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eng.Close()
+		b := newBooks(t, st)
+		b.post(0, 1)
+		if _, err := b.w.Write(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := b.verify(); !r.Anchored() || r.AuditRows != 4 {
+			t.Fatalf("before: %d audit rows, %v", r.AuditRows, r.Problems)
+		}
+		if err := tamper.TamperAuditOutcome(ctx, 2, "declined:insufficient_funds"); err != nil {
+			t.Fatal(err)
+		}
+		r := b.verify()
+		if p := only(t, r, ledger.ProblemAudit)[ledger.ProblemAudit]; p[0].Audit != 2 {
+			t.Fatalf("edited row: %+v", p)
+		}
+		if err := tamper.TamperAuditDelete(ctx, 4); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range b.verify().Problems {
+			found = found || (p.Kind == ledger.ProblemAudit || p.Kind == ledger.ProblemAuditBehind) && p.Audit == 4
+		}
+		if !found {
+			t.Fatalf("the last audit row deleted is not reported: %v", b.verify().Problems)
+		}
+	})
+}
