@@ -146,27 +146,20 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	reqs       chan *request
-	stop       chan struct{}
-	stopped    chan struct{}
-	once       sync.Once
-	commits    chan *built
-	ready      chan struct{} // the committer is idle and takes the next batch
-	writerDone chan struct{}
-	committed  chan struct{}
-	failed     atomic.Bool // a commit failed; the writer must reload
+	reqs    chan *request
+	stop    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+	// The committer takes one batch at a time on commits and answers each
+	// with its commit's error on results. Everything else — the batch in
+	// flight, a failure, the reload after it — is the writer's alone.
+	commits       chan *built
+	results       chan error
+	committerDone chan struct{}
 	// unready holds why the writer refuses writes (a *string), nil while
 	// it serves: set from a failed commit until a reload from the store
 	// has succeeded.
 	unready atomic.Pointer[string]
-	// suspect is a batch whose commit the store refused for a value one of
-	// its ops carries (store.ErrBadValue): the committer leaves its
-	// requests unanswered and the writer finds the op at fault. Handed over
-	// with the ready token, so the channel orders the access.
-	suspect *built
-	// wake tells the writer that a commit failed, so that it reloads (and
-	// answers a suspect batch's requests) even when no request arrives.
-	wake chan struct{}
 
 	// state owned by the writer goroutine
 	head     store.Head
@@ -199,15 +192,12 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		st: st, cfg: cfg, log: cfg.Logger,
-		reqs:    make(chan *request, cfg.QueueSize),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
-		// One batch commits while the next is applied.
-		commits:    make(chan *built),
-		ready:      make(chan struct{}),
-		writerDone: make(chan struct{}),
-		committed:  make(chan struct{}),
-		wake:       make(chan struct{}, 1),
+		reqs:          make(chan *request, cfg.QueueSize),
+		stop:          make(chan struct{}),
+		stopped:       make(chan struct{}),
+		commits:       make(chan *built, 1),
+		results:       make(chan error, 1),
+		committerDone: make(chan struct{}),
 	}
 	if err := e.reset(ctx); err != nil {
 		return nil, err
@@ -293,60 +283,108 @@ func (e *Engine) Close() error {
 // the committer writes the previous one, and hands the batch over as soon
 // as the committer is free: a batch holds everything that arrived during
 // the previous commit (up to MaxBatch), so batches grow with load and a
-// lone request at rest is written at once.
+// lone request at rest is written at once. At most one batch is in
+// flight, and the next one is built on its state: if its commit fails,
+// neither is answered from memory.
 func (e *Engine) run() {
 	defer func() {
-		close(e.writerDone)
-		<-e.committed
+		close(e.commits)
+		<-e.committerDone
 		close(e.stopped)
 	}()
 	cur := e.newBuilt()
+	var inflight *built
+	stopping := false // Close was called: drain the queue, then stop
+	trim := false     // the cache is to be dropped once nothing is in flight
 	for {
+		if inflight == nil && len(cur.batch) > 0 && (stopping || trim || e.lingerLeft(cur) <= 0) {
+			inflight = e.handOff(cur)
+			cur = e.newBuilt()
+		}
+		if stopping && inflight == nil && len(cur.batch) == 0 && len(e.reqs) == 0 {
+			return
+		}
 		var reqs <-chan *request
-		if len(cur.batch) < e.cfg.MaxBatch {
+		if len(cur.batch) < e.cfg.MaxBatch && !trim {
 			reqs = e.reqs
 		}
-		var ready <-chan struct{}
 		var linger <-chan time.Time
-		if e.failed.Load() {
-			// Recover at once, whether or not requests are waiting.
-			ready = e.ready
-		} else if len(cur.batch) > 0 {
-			if wait := e.cfg.Linger - time.Since(cur.started); e.cfg.Linger > 0 && wait > 0 && len(cur.batch) < e.cfg.MaxBatch {
-				linger = time.After(wait)
-			} else {
-				ready = e.ready
-			}
+		if inflight == nil && len(cur.batch) > 0 {
+			linger = time.After(e.lingerLeft(cur))
+		}
+		var results <-chan error
+		if inflight != nil {
+			results = e.results
+		}
+		var stop <-chan struct{}
+		if !stopping {
+			stop = e.stop
 		}
 		select {
 		case r := <-reqs:
 			e.applyChunk(cur, e.collect(r, e.cfg.MaxBatch-len(cur.batch)))
 		case <-linger:
-		case <-e.wake:
-		case <-ready:
-			e.handOff(cur)
-			cur = e.newBuilt()
-		case <-e.stop:
-			// Everything queued before the stop is applied and answered.
-			for {
-				chunk := e.collect(nil, e.cfg.MaxBatch-len(cur.batch))
-				if len(chunk) == 0 {
-					break
+		case err := <-results:
+			done := inflight
+			inflight = nil
+			if err != nil {
+				// cur was applied on top of done's state: start both again
+				// from what the database holds.
+				e.failed(done, cur, err)
+				cur = e.newBuilt()
+				trim = false
+				if e.unready.Load() != nil {
+					// The reload failed because the engine is closing:
+					// the state is unusable, so refuse what is queued.
+					e.refuseQueued()
+					return
 				}
-				e.applyChunk(cur, chunk)
-				if len(cur.batch) >= e.cfg.MaxBatch {
-					<-e.ready
-					e.handOff(cur)
-					cur = e.newBuilt()
+				continue
+			}
+			e.answer(done.batch, done.replies)
+			trim = trim || e.cached() > e.cfg.CacheLimit
+			if trim && len(cur.batch) == 0 {
+				if err := e.reset(context.Background()); err != nil {
+					// A half-done reload leaves state nobody may build on.
+					e.log.Error("ledger: reload after cache trim", "err", err)
+					if !e.recover() {
+						e.refuseQueued()
+						return
+					}
 				}
+				trim = false
 			}
-			if len(cur.batch) > 0 {
-				<-e.ready
-				e.handOff(cur)
-			}
+		case <-stop:
+			stopping = true
+		}
+	}
+}
+
+// refuseQueued answers every queued request as retryable: the writer
+// stops without a state it may apply them to.
+func (e *Engine) refuseQueued() {
+	for {
+		select {
+		case r := <-e.reqs:
+			r.done <- reply{err: fault.E(fault.Unavailable, "", "the ledger is shutting down after a failed commit; retry")}
+		default:
 			return
 		}
 	}
+}
+
+// lingerLeft is how much longer the batch being built may wait for more
+// requests; zero or less when it should go now.
+func (e *Engine) lingerLeft(bt *built) time.Duration {
+	if e.cfg.Linger <= 0 || len(bt.batch) >= e.cfg.MaxBatch {
+		return 0
+	}
+	return e.cfg.Linger - time.Since(bt.started)
+}
+
+// cached counts the rows the writer holds in memory.
+func (e *Engine) cached() int {
+	return len(e.accounts) + len(e.cards) + len(e.holds) + len(e.idem) + len(e.checked) + len(e.tr.taps) + len(e.tr.riders)
 }
 
 // collect takes first (if any) and whatever else is queued, up to n.
@@ -485,48 +523,44 @@ func (e *Engine) applyChunk(bt *built, chunk []*request) {
 	}
 }
 
-// handOff gives the batch to the committer. The caller holds the
-// committer's ready token: every earlier batch is finished.
-func (e *Engine) handOff(bt *built) {
-	if e.failed.Load() {
-		// An earlier commit failed, and this batch was applied on top of
-		// state that never reached the database: nothing of it may be
-		// answered or written. Reload, then either find the op that sank
-		// the failed batch, or refuse this one as retryable.
-		suspect := e.suspect
-		e.suspect = nil
-		if !e.recover() {
-			if suspect != nil {
-				e.refuse(suspect, "the ledger is shutting down after a failed commit; retry")
-			}
-			e.refuse(bt, "the ledger is shutting down after a failed commit; retry")
-		} else if suspect != nil {
-			// The store refused a value of one op. Apply again, from what
-			// the database holds, everything of the failed batch and of
-			// this one, and commit it in parts until the op is found.
-			e.isolate(append(liveOf(suspect), liveOf(bt)...))
-			e.answerDead(suspect)
-			e.answerDead(bt)
-		} else {
-			e.refuse(bt, "an earlier batch failed to commit; retry")
-		}
-		e.commits <- &built{}
+// handOff gives the batch to the committer, which is idle, and returns
+// it as the batch in flight; a batch that writes nothing is answered at
+// once (every batch before it is committed) and nil is returned.
+func (e *Engine) handOff(bt *built) *built {
+	e.prepare(bt)
+	if bt.b == nil {
+		e.answer(bt.batch, bt.replies)
+		return nil
+	}
+	e.commits <- bt
+	return bt
+}
+
+// failed handles a commit that failed: done is the batch that failed and
+// cur the one applied on top of it. Neither is answered from memory. If
+// the store refused a value of one op, both are applied again from what
+// the database holds and committed in parts until that op is found;
+// otherwise both are refused as retryable. Either way the writer reloads
+// first and refuses writes until it has.
+func (e *Engine) failed(done, cur *built, err error) {
+	why := reloading
+	e.unready.Store(&why)
+	if !errors.Is(err, store.ErrBadValue) {
+		e.log.Error("ledger: commit failed; batch refused", "size", len(done.batch), "err", err)
+		e.failAll(done.batch, done.live, done.replies, err)
+		e.refuse(cur, "an earlier batch failed to commit; retry")
+		e.recover()
 		return
 	}
-	e.prepare(bt)
-	e.commits <- bt
-	if len(e.accounts)+len(e.cards)+len(e.holds)+len(e.idem)+len(e.checked)+len(e.tr.taps)+len(e.tr.riders) > e.cfg.CacheLimit {
-		<-e.ready // the committer has finished this batch
-		if !e.failed.Load() {
-			if err := e.reset(context.Background()); err != nil {
-				// A half-done reload leaves state nobody may build on.
-				e.log.Error("ledger: reload after cache trim", "err", err)
-				e.failed.Store(true)
-				e.recover()
-			}
-		}
-		e.commits <- &built{}
+	e.log.Warn("ledger: the store refused a value; finding the request at fault", "size", len(done.batch), "err", err)
+	if !e.recover() {
+		e.refuse(done, "the ledger is shutting down after a failed commit; retry")
+		e.refuse(cur, "the ledger is shutting down after a failed commit; retry")
+		return
 	}
+	e.isolate(append(liveOf(done), liveOf(cur)...))
+	e.answerDead(done)
+	e.answerDead(cur)
 }
 
 // prepare builds the store batch of bt, if it writes anything, and moves
@@ -554,8 +588,8 @@ const reloading = "a commit failed; the ledger is reloading from the store"
 // recover reloads the writer's state from the store after a failed
 // commit, trying again with backoff for as long as it takes. Meanwhile
 // every request is refused at once as retryable and Ready reports why. It
-// reports false if the engine was closed before a reload succeeded (the
-// state is then still unusable and failed stays set).
+// reports false if the engine was closed before a reload succeeded: the
+// state is then unusable, and so the writer refuses everything left.
 func (e *Engine) recover() bool {
 	why := reloading
 	e.unready.Store(&why)
@@ -563,7 +597,6 @@ func (e *Engine) recover() bool {
 	for attempt := 1; ; attempt++ {
 		err := e.reset(context.Background())
 		if err == nil {
-			e.failed.Store(false)
 			e.unready.Store(nil)
 			if attempt > 1 {
 				e.log.Info("ledger: reloaded from the store; serving again", "attempts", attempt)
@@ -586,7 +619,7 @@ func (e *Engine) recover() bool {
 				return false
 			}
 		}
-		wait = min(2*wait, time.Second)
+		wait = min(2*wait, 500*time.Millisecond)
 	}
 }
 
@@ -633,6 +666,13 @@ func (e *Engine) isolate(reqs []*request) {
 	if len(reqs) == 0 {
 		return
 	}
+	if e.unready.Load() != nil {
+		// A reload failed as the engine closed: nothing may be applied.
+		for _, r := range reqs {
+			r.done <- reply{err: fault.E(fault.Unavailable, "", "the ledger is shutting down after a failed commit; retry")}
+		}
+		return
+	}
 	bt := e.newBuilt()
 	e.applyChunk(bt, reqs)
 	e.prepare(bt)
@@ -647,7 +687,6 @@ func (e *Engine) isolate(reqs []*request) {
 		e.answer(bt.batch, bt.replies)
 		return
 	}
-	e.failed.Store(true)
 	if !e.recover() {
 		e.failAll(bt.batch, bt.live, bt.replies, err)
 		return
@@ -666,49 +705,23 @@ func (e *Engine) isolate(reqs []*request) {
 	}
 }
 
-// commit writes batches in order and answers their requests.
+// commit writes the batches the writer hands it, one at a time, and
+// tells the writer how each went.
 func (e *Engine) commit() {
-	defer close(e.committed)
+	defer close(e.committerDone)
 	ctx := context.Background()
-	for {
-		select {
-		case e.ready <- struct{}{}:
-		case <-e.writerDone:
-			return
+	for bt := range e.commits {
+		if e.cfg.TransferEvents {
+			// Encoded here rather than by the writer, which meanwhile
+			// applies the next batch: only the store reads them.
+			bt.b.Outbox = outbox(bt.b.Transfers)
 		}
-		bt := <-e.commits
-		if bt.b != nil {
-			if e.cfg.TransferEvents {
-				// Encoded here rather than by the writer, which meanwhile
-				// applies the next batch: only the store reads them.
-				bt.b.Outbox = outbox(bt.b.Transfers)
-			}
-			start := time.Now()
-			err := e.st.CommitBatch(ctx, bt.b)
-			if e.cfg.Observe != nil {
-				e.cfg.Observe(len(bt.batch), time.Since(start), err)
-			}
-			if err != nil {
-				why := reloading
-				e.unready.Store(&why)
-				e.failed.Store(true)
-				select {
-				case e.wake <- struct{}{}:
-				default:
-				}
-				if errors.Is(err, store.ErrBadValue) {
-					// One op carries a value the store refuses: the writer
-					// finds it and answers the others once written.
-					e.log.Warn("ledger: the store refused a value; finding the request at fault", "size", len(bt.batch), "err", err)
-					e.suspect = bt
-					continue
-				}
-				e.log.Error("ledger: commit failed; batch refused", "size", len(bt.batch), "err", err)
-				e.failAll(bt.batch, bt.live, bt.replies, err)
-				continue
-			}
+		start := time.Now()
+		err := e.st.CommitBatch(ctx, bt.b)
+		if e.cfg.Observe != nil {
+			e.cfg.Observe(len(bt.batch), time.Since(start), err)
 		}
-		e.answer(bt.batch, bt.replies)
+		e.results <- err
 	}
 }
 
