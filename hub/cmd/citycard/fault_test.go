@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -115,6 +116,7 @@ func runFaults(t *testing.T, h *faultHub, injections []injection, n int) faultte
 
 	var fig faulttest.Figures
 	byName := map[string]int{}
+	refused := map[string]int64{} // tries answered retryable or not at all, by fault
 	var recovery time.Duration
 	for i := 0; ; i++ {
 		if soak > 0 {
@@ -126,6 +128,7 @@ func runFaults(t *testing.T, h *faultHub, injections []injection, n int) faultte
 		}
 		time.Sleep(faulttest.Between(r, 150*time.Millisecond, 600*time.Millisecond))
 		f := injections[r.IntN(len(injections))]
+		before := load.Unanswered.Load()
 		heal, err := f.inject(h, r)
 		if err != nil {
 			t.Fatalf("fault %d (%s): %v", i, f.name, err)
@@ -141,6 +144,7 @@ func runFaults(t *testing.T, h *faultHub, injections []injection, n int) faultte
 			t.Fatalf("fault %d (%s): the hub does not serve again once the fault ended: %v", i, f.name, err)
 		}
 		recovery = max(recovery, took)
+		refused[f.name] += load.Unanswered.Load() - before
 	}
 	load.Stop()
 	stopped = true
@@ -158,7 +162,7 @@ func runFaults(t *testing.T, h *faultHub, injections []injection, n int) faultte
 		t.Errorf("citycard ledger verify after the faults: exit %d\n%s", code, tail(out, 4096))
 	}
 	fig.Duration = time.Since(start)
-	t.Logf("faults by kind: %v; slowest recovery %v", byName, recovery.Round(time.Millisecond))
+	t.Logf("faults by kind: %v; tries without an outcome during them: %v; slowest recovery %v", byName, refused, recovery.Round(time.Millisecond))
 	t.Logf("figures: %v", fig)
 	return fig
 }
@@ -308,13 +312,18 @@ func TestFaultSQLiteFullDisk(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "citycard.db")
 	h := newFaultHub(t, bin, "sqlite://"+path)
+	bitten := 0 // faults during which the hub logged a refused write
 	full := injection{"sqlite full disk", func(h *faultHub, r *rand.Rand) (func() error, error) {
-		if err := h.stop(syscall.SIGTERM); err != nil {
-			return nil, fmt.Errorf("stop before the limit: %v", err)
+		// A kill, not a stop: SIGTERM under this load is TestStopUnderLoad's.
+		h.stop(syscall.SIGKILL)
+		// A little room above the database file: the WAL (often larger
+		// already) cannot take another frame, nor can a checkpoint grow
+		// the database much, so writes fail with EFBIG, as on a full disk.
+		var size int64
+		if fi, err := os.Stat(path); err == nil {
+			size = fi.Size()
 		}
-		// The WAL is gone after a clean stop; the budget is what it may
-		// grow to, and no page of the database beyond it can be written.
-		limit := 64<<10 + r.IntN(192<<10)
+		limit := size + 16<<10 + r.Int64N(48<<10)
 		wrapper := bin + ".limited"
 		script := fmt.Sprintf("#!/bin/sh\nexec %s --fsize=%d -- %s \"$@\"\n", prlimit, limit, bin)
 		if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
@@ -329,9 +338,14 @@ func TestFaultSQLiteFullDisk(t *testing.T) {
 			srv.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-srv.done:
-			case <-time.After(20 * time.Second):
+			case <-time.After(5 * time.Second):
 				srv.cmd.Process.Kill()
 				<-srv.done
+			}
+			if log := srv.stderr.String(); strings.Contains(log, "disk is full") || strings.Contains(log, "too large") || strings.Contains(log, "disk I/O error") {
+				bitten++
+			} else if i := strings.Index(log, `"level":"ERROR"`); i >= 0 {
+				t.Logf("first error the limited hub logged: %s", tail(log[i:min(len(log), i+400)], 400))
 			}
 			if out, code := runCitycard(t, bin, "ledger", "verify", "--db", h.dsn); code != 0 {
 				return fmt.Errorf("ledger verify after a full disk: exit %d\n%s", code, tail(out, 2048))
@@ -340,5 +354,9 @@ func TestFaultSQLiteFullDisk(t *testing.T) {
 			return nil
 		}, nil
 	}, [2]time.Duration{time.Second, 3 * time.Second}}
-	runFaults(t, h, []injection{full}, faultScale(10))
+	fig := runFaults(t, h, []injection{full}, faultScale(10))
+	t.Logf("the hub logged a full disk (SQLITE_FULL or EFBIG) during %d of %d faults", bitten, fig.Faults)
+	if bitten == 0 {
+		t.Errorf("no fault filled the disk: the file-size limit never bit")
+	}
 }
