@@ -671,7 +671,14 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
 		}
-		hold, id, err := g.approved(ctx, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
+		var hold cards.PaymentResult
+		var id int64
+		var err error
+		if typ == TypeCardVoid {
+			hold, id, err = g.approvedOrForestalled(ctx, c, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
+		} else {
+			hold, id, err = g.approved(ctx, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
+		}
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
@@ -704,7 +711,7 @@ func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) 
 		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
 		}
-		orig, id, err := g.approved(ctx, plugin, p.PaymentKey, "payment_key", fault.TransferNotFound, "payment")
+		orig, id, err := g.approvedOrForestalled(ctx, c, plugin, p.PaymentKey, "payment_key", fault.TransferNotFound, "payment")
 		if err == nil && id == 0 {
 			err = notApproved(plugin, p.PaymentKey, "payment_key", fault.TransferNotFound, "payment")
 		}
@@ -882,6 +889,26 @@ func (g *Gateway) approved(ctx context.Context, plugin, key, field, code, what s
 		return r, 0, notApproved(plugin, key, field, code, what)
 	}
 	return r, id, nil
+}
+
+// approvedOrForestalled is approved for an undo (a reversal, a void). If
+// nothing is found under key, the request may still be on its way to the
+// ledger (its plugin died before it learned the answer, and the terminal
+// reversed first): the key is taken, so the request, if it comes, writes
+// nothing; or, if the request got there first, its answer is read again.
+func (g *Gateway) approvedOrForestalled(ctx context.Context, c cards.Call, plugin, key, field, code, what string) (cards.PaymentResult, int64, error) {
+	r, id, err := g.approved(ctx, plugin, key, field, code, what)
+	if !fault.Is(err, code) || key == "" {
+		return r, id, err
+	}
+	taken, ferr := g.opts.Service.Forestall(ctx, c, key)
+	if ferr != nil {
+		return r, 0, ferr
+	}
+	if taken {
+		return r, 0, err
+	}
+	return g.approved(ctx, plugin, key, field, code, what)
 }
 
 // approvedByKey is the id of a plugin's approved payment or hold in the
