@@ -43,8 +43,11 @@ type faultHub struct {
 	bin    string // the citycard binary, or a wrapper that limits it
 	dsn    string
 	listen string
-	mu     sync.Mutex
-	srv    *server
+	// checkpoints is the hub's own checkpoint log, for serve and verify:
+	// a PostgreSQL store's default is shared by every hub run here.
+	checkpoints string
+	mu          sync.Mutex
+	srv         *server
 }
 
 func newFaultHub(t *testing.T, bin, dsn string) *faultHub {
@@ -52,7 +55,8 @@ func newFaultHub(t *testing.T, bin, dsn string) *faultHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &faultHub{t: t, bin: bin, dsn: dsn, listen: "127.0.0.1:" + strconv.Itoa(port)}
+	return &faultHub{t: t, bin: bin, dsn: dsn, listen: "127.0.0.1:" + strconv.Itoa(port),
+		checkpoints: filepath.Join(t.TempDir(), "checkpoints")}
 }
 
 func (h *faultHub) url() string { return "http://" + h.listen }
@@ -62,7 +66,7 @@ func (h *faultHub) start() {
 }
 
 func (h *faultHub) startWith(bin string) {
-	srv := startServer(h.t, bin, h.dsn, faultToken, "--listen", h.listen)
+	srv := startServer(h.t, bin, h.dsn, faultToken, "--listen", h.listen, "--checkpoints", h.checkpoints)
 	h.mu.Lock()
 	h.srv = srv
 	h.mu.Unlock()
@@ -158,7 +162,7 @@ func runFaults(t *testing.T, h *faultHub, injections []injection, n int) faultte
 	if err := h.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("citycard serve after SIGTERM: %v, want exit status 0", err)
 	}
-	if out, code := runCitycard(t, h.bin, "ledger", "verify", "--db", h.dsn); code != 0 {
+	if out, code := runCitycard(t, h.bin, "ledger", "verify", "--db", h.dsn, "--checkpoints", h.checkpoints); code != 0 {
 		t.Errorf("citycard ledger verify after the faults: exit %d\n%s", code, tail(out, 4096))
 	}
 	fig.Duration = time.Since(start)
@@ -347,7 +351,7 @@ func TestFaultSQLiteFullDisk(t *testing.T) {
 			} else if i := strings.Index(log, `"level":"ERROR"`); i >= 0 {
 				t.Logf("first error the limited hub logged: %s", tail(log[i:min(len(log), i+400)], 400))
 			}
-			if out, code := runCitycard(t, bin, "ledger", "verify", "--db", h.dsn); code != 0 {
+			if out, code := runCitycard(t, bin, "ledger", "verify", "--db", h.dsn, "--checkpoints", h.checkpoints); code != 0 {
 				return fmt.Errorf("ledger verify after a full disk: exit %d\n%s", code, tail(out, 2048))
 			}
 			h.start()
