@@ -79,16 +79,11 @@ func (s *Store) SetOperatorToken(ctx context.Context, id, tokenHash string) erro
 // AppendAudit appends one entry, chained to the row before it; its id,
 // PrevHash and Hash are assigned by the store.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) error {
-	// The one-row insert goes through the batch's statement cache, which
-	// must be filled before the transaction takes the only write connection.
-	if _, err := s.stmt(ctx, auditTable.sql(1)); err != nil {
-		return fmt.Errorf("sqlite: append audit: %w", err)
-	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: append audit: %w", err)
 	}
-	if err := s.appendAudit(ctx, tx, []store.AuditEntry{e}); err != nil {
+	if err := s.appendAudit(ctx, tx, []store.AuditEntry{e}, false); err != nil {
 		tx.Rollback()
 		return fmt.Errorf("sqlite: append audit: %w", constraint(err))
 	}

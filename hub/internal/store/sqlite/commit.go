@@ -311,7 +311,7 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *store.Batch) erro
 		}
 	}
 
-	if err := s.appendAudit(ctx, tx, b.Audit); err != nil {
+	if err := s.appendAudit(ctx, tx, b.Audit, true); err != nil {
 		return err
 	}
 
@@ -395,8 +395,11 @@ func inList(n int) string {
 
 // appendAudit chains es onto the audit log inside tx. The write connection
 // is the only writer, so reading the head and moving it in one transaction
-// keeps the chain linear.
-func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, es []store.AuditEntry) error {
+// keeps the chain linear. prepared says prepareBatch made the statements;
+// AppendAudit must not prepare any (it would wait for the connection while
+// holding the statement cache that a running batch needs), so its one row
+// goes in unprepared.
+func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, es []store.AuditEntry, prepared bool) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -410,8 +413,15 @@ func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, es []store.AuditEnt
 	es = store.ChainAudit(lastID, lastHash, es)
 	w := s.rows(ctx, tx, auditTable, len(es))
 	for _, e := range es {
-		if err := w.add(e.ID, toDB(e.At), e.Operator, e.Role, e.Action, e.Target, e.Remote, e.Outcome,
-			e.Detail, e.PrevHash, e.Hash); err != nil {
+		args := []any{e.ID, toDB(e.At), e.Operator, e.Role, e.Action, e.Target, e.Remote, e.Outcome,
+			e.Detail, e.PrevHash, e.Hash}
+		var err error
+		if prepared {
+			err = w.add(args...)
+		} else {
+			_, err = tx.ExecContext(ctx, auditTable.sql(1), args...)
+		}
+		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
 	}
