@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -38,7 +41,7 @@ func newLedgerCmd() *cobra.Command {
 // addCheckpointsFlag adds --checkpoints.
 func addCheckpointsFlag(fs *pflag.FlagSet) {
 	fs.String("checkpoints", "", "the checkpoint log (default: PATH.checkpoints beside a sqlite://PATH store, "+
-		defaultCheckpointDir+"/checkpoints for PostgreSQL) (env "+envCheckpoints+")")
+		defaultCheckpointDir+"/DB.checkpoints, or DB.SCHEMA.checkpoints with a search_path, for PostgreSQL) (env "+envCheckpoints+")")
 }
 
 // checkpointLog is the checkpoint log named by --checkpoints or
@@ -50,7 +53,22 @@ func checkpointLog(cmd *cobra.Command, dsn string) string {
 	if path, ok := drivers.SQLitePath(dsn); ok {
 		return path + ".checkpoints"
 	}
-	return filepath.Join(defaultCheckpointDir, "checkpoints")
+	// Named by database and schema, so that two ledgers served from one
+	// directory never share a log.
+	name := "checkpoints"
+	if u, err := url.Parse(dsn); err == nil && strings.Trim(u.Path, "/") != "" {
+		name = strings.Trim(u.Path, "/")
+		if sp := u.Query().Get("search_path"); sp != "" {
+			name += "." + sp
+		}
+		name = strings.Map(func(r rune) rune {
+			if r < 0x80 && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._-", r)) {
+				return r
+			}
+			return '_'
+		}, name) + ".checkpoints"
+	}
+	return filepath.Join(defaultCheckpointDir, name)
 }
 
 // openExistingStore opens the store named by --db or CITYCARD_DB for

@@ -123,7 +123,7 @@ func TestMedicalBillHubKilled(t *testing.T) {
 	if n := len(ins.LiveSettlements()); n != 0 {
 		t.Fatalf("the insurer holds %d live settlements after the bill was sent again", n)
 	}
-	if out, code := runCitycard(t, bin, "ledger", "verify", "--db", dsn); code != 0 {
+	if out, code := runCitycard(t, bin, "ledger", "verify", "--live", "--db", dsn); code != 0 {
 		t.Fatalf("ledger verify exited %d:\n%s", code, out)
 	}
 }
