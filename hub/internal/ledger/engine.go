@@ -300,6 +300,24 @@ func (e *Engine) run() {
 		if inflight == nil && len(cur.batch) > 0 && (stopping || trim || e.lingerLeft(cur) <= 0) {
 			inflight = e.handOff(cur)
 			cur = e.newBuilt()
+			if e.unready.Load() != nil {
+				// Refused before its write, and the reload failed because
+				// the engine is closing: refuse what is queued.
+				e.refuseQueued()
+				return
+			}
+		}
+		if trim && inflight == nil && len(cur.batch) == 0 {
+			// Nothing applied that is not durable: drop the cache.
+			trim = false
+			if err := e.reset(context.Background()); err != nil {
+				// A half-done reload leaves state nobody may build on.
+				e.log.Error("ledger: reload after cache trim", "err", err)
+				if !e.recover() {
+					e.refuseQueued()
+					return
+				}
+			}
 		}
 		if stopping && inflight == nil && len(cur.batch) == 0 && len(e.reqs) == 0 {
 			return
@@ -342,18 +360,9 @@ func (e *Engine) run() {
 				continue
 			}
 			e.answer(done.batch, done.replies)
+			// Past the limit, stop taking requests until the batch being
+			// built is written too; then the cache is dropped.
 			trim = trim || e.cached() > e.cfg.CacheLimit
-			if trim && len(cur.batch) == 0 {
-				if err := e.reset(context.Background()); err != nil {
-					// A half-done reload leaves state nobody may build on.
-					e.log.Error("ledger: reload after cache trim", "err", err)
-					if !e.recover() {
-						e.refuseQueued()
-						return
-					}
-				}
-				trim = false
-			}
 		case <-stop:
 			stopping = true
 		}
@@ -479,7 +488,7 @@ func (e *Engine) applyChunk(bt *built, chunk []*request) {
 		}
 		live[i] = true
 	}
-	bt.live = append(bt.live, live...)
+	defer func() { bt.live = append(bt.live, live...) }()
 	if err := e.prefetch(context.Background(), chunk, live); err != nil {
 		// A key the store cannot hold is one request's fault: load each
 		// apart, so that only the requests whose loads fail are refused.
@@ -527,9 +536,15 @@ func (e *Engine) applyChunk(bt *built, chunk []*request) {
 // it as the batch in flight; a batch that writes nothing is answered at
 // once (every batch before it is committed) and nil is returned.
 func (e *Engine) handOff(bt *built) *built {
+	head := e.head
 	e.prepare(bt)
 	if bt.b == nil {
 		e.answer(bt.batch, bt.replies)
+		return nil
+	}
+	if err := checkBatch(bt.b, head); err != nil {
+		e.log.Error("ledger: a batch breaks the books' invariants; refused without writing", "err", err)
+		e.failed(bt, e.newBuilt(), err)
 		return nil
 	}
 	e.commits <- bt

@@ -287,3 +287,45 @@ func badValueSinksOnlyItsOwnOp(t *testing.T, where string) {
 		}
 	})
 }
+
+// TestCacheTrim keeps the writer's cache past a tiny limit, so that it is
+// dropped after almost every batch, with batches that write nothing (all
+// replays) among them: every request is answered, and what was answered
+// is what the ledger holds.
+func TestCacheTrim(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		eng, err := ledger.Open(ctx, st, ledger.Config{MaxBatch: 4, CacheLimit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer eng.Close()
+		enc := func(res any) (int, []byte, error) { return 201, fmt.Appendf(nil, `{"id":%d}`, res.(int64)), nil }
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 20 {
+					// Every other request replays the one before it.
+					key := fmt.Sprintf("g%d-%d", g, i/2)
+					opts := ledger.SubmitOptions{Idempotency: &store.IdemKey{Operator: "t", Key: key}, RequestHash: "h", Encode: enc}
+					if _, err := eng.Submit(ctx, move{"cash", fmt.Sprintf("purse:%d", g), 1, false}, opts); err != nil {
+						t.Errorf("%s: %v", key, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		eng.Close()
+		if r := mustVerify(t, st); r.Transfers != 8*10 {
+			t.Fatalf("%d transfers, want %d", r.Transfers, 8*10)
+		}
+		for g := range 8 {
+			if got := balanceOf(t, st, fmt.Sprintf("purse:%d", g)); got != 10 {
+				t.Errorf("purse:%d holds %d, want 10", g, got)
+			}
+		}
+	})
+}

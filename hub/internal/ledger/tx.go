@@ -180,17 +180,11 @@ func (tx *Tx) PutHold(h store.Hold) {
 // limit. It assigns and returns the transfer id. A pending transfer moves
 // pending totals and opens a hold (Hold.ExpiresAt taken from expires).
 func (tx *Tx) Post(t store.Transfer, expires time.Time) (int64, error) {
-	if len(t.Entries) < 2 {
-		return 0, fault.E(fault.Internal, "", "a transfer needs at least two entries")
-	}
+	invariant(len(t.Entries) >= 2, "a %s transfer has %d entries, needs two or more", t.Kind, len(t.Entries))
 	var sum, debits int64
 	for _, en := range t.Entries {
-		if en.Amount == 0 {
-			return 0, fault.E(fault.Internal, "", "zero entry")
-		}
-		if tx.e.byID[en.Account] == nil {
-			return 0, fault.E(fault.Internal, "", fmt.Sprintf("entry for unknown account %d", en.Account))
-		}
+		invariant(en.Amount != 0, "a %s transfer has a zero entry", t.Kind)
+		invariant(tx.e.byID[en.Account] != nil, "a %s transfer names account %d, which the writer does not hold", t.Kind, en.Account)
 		var ok bool
 		if sum, ok = CheckedAdd(sum, en.Amount); !ok || en.Amount == math.MinInt64 {
 			return 0, errOverflow
@@ -201,9 +195,7 @@ func (tx *Tx) Post(t store.Transfer, expires time.Time) (int64, error) {
 			}
 		}
 	}
-	if sum != 0 {
-		return 0, fault.E(fault.Internal, "", fmt.Sprintf("transfer does not balance: entries sum to %d", sum))
-	}
+	invariant(sum == 0, "a %s transfer does not balance: its entries sum to %d", t.Kind, sum)
 	// A transfer is reversed at most once; the op names it in
 	// Keys.Reversals so that the engine knows.
 	if t.Kind == store.TransferReversal && (t.Ref == 0 || tx.e.reversed[t.Ref]) {
