@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -826,4 +827,146 @@ func luhnComplete(prefix string) string {
 		sum += d
 	}
 	return prefix + strconv.Itoa((10-sum%10)%10)
+}
+
+// TestFaultHubKillUnionPayLinkDown SIGKILLs the hub while the UnionPay
+// switch is unreachable and bank-card reversals are owed by
+// store-and-forward: the switch swallowed some authorisations (the
+// acquirer plugin answered them 68 and queued their reversals) and hung up
+// on every reversal, then went away. The hub is restarted with the link
+// still down; then the switch comes back. Every owed reversal must reach
+// the switch and be applied exactly once, and each bank card's spend at
+// the switch must equal what its terminals were answered approved.
+func TestFaultHubKillUnionPayLinkDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the citycard binary with its plugins; skipped with -short")
+	}
+	t.Cleanup(pin.SetCostForTesting(1, 8))
+	bin := buildCitycard(t)
+	u := newUnionPayRun(t, bin)
+	ctx := t.Context()
+
+	// Traffic first, so that the books hold approvals.
+	u.load.start(ctx)
+	time.Sleep(time.Second)
+	u.load.stop(t)
+	before := len(u.sw.Authorisations())
+
+	// The switch swallows the next authorisations and hangs up on every
+	// reversal: each terminal's next purchase times out at the acquirer,
+	// which answers 68 and queues its reversal.
+	owedN := len(u.load.terminals)
+	u.sw.HangUpOnReversals(1 << 20)
+	u.sw.DropAuthorisations(owedN)
+	var wg sync.WaitGroup
+	for i, term := range u.load.terminals {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			if rc, err := term.SignOn(pctx); err != nil || rc != "00" {
+				t.Errorf("terminal %s sign-on: %q %v", term.ID(), rc, err)
+				return
+			}
+			card := u.load.cards[i%len(u.load.cards)]
+			res, err := term.Purchase(pctx, card, 100+int64(i))
+			switch {
+			case err != nil:
+				t.Errorf("terminal %s: purchase the switch swallowed: %v", term.ID(), err)
+			case res.Approved():
+				t.Errorf("terminal %s: a purchase the switch never answered was approved", term.ID())
+			}
+		})
+	}
+	wg.Wait()
+	var owed []string
+	for _, a := range u.sw.Authorisations()[before:] {
+		if !a.Answered {
+			owed = append(owed, a.STAN)
+		}
+	}
+	if len(owed) != owedN {
+		t.Fatalf("the switch swallowed %d authorisations, want %d", len(owed), owedN)
+	}
+
+	// The link goes down, with the reversals still owed; the hub is
+	// killed, and started again while the switch is unreachable.
+	u.stopSw()
+	u.h.srv.cmd.Process.Signal(syscall.SIGKILL)
+	<-u.h.srv.done
+	u.h.start()
+	if _, err := faulttest.WaitPlugin(ctx, u.h.c, "unionpay", 0, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the plugin tries the switch that is not there
+	if n := len(u.sw.Reversals()); n != 0 {
+		t.Fatalf("the switch got %d reversals while it was down", n)
+	}
+
+	// The switch comes back on its address; the owed reversals follow.
+	u.sw.HangUpOnReversals(0)
+	var err error
+	var stop func()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, stop, err = u.sw.Start(u.swAddr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the switch cannot listen on %s again: %v", u.swAddr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(stop)
+	start := time.Now()
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		applied := map[string]int{}
+		for _, r := range u.sw.Reversals() {
+			if r.Applied {
+				applied[r.STAN]++
+			}
+		}
+		done := 0
+		for _, s := range owed {
+			if applied[s] > 0 {
+				done++
+			}
+		}
+		if done == len(owed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d owed reversals reached the switch within 60 s of its return", done, len(owed))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(start)
+	// Let any duplicate arrive before counting.
+	time.Sleep(1500 * time.Millisecond)
+	received := map[string]int{}
+	for _, r := range u.sw.Reversals() {
+		received[r.STAN]++
+	}
+	doubled := 0
+	for _, s := range owed {
+		if received[s] != 1 {
+			doubled++
+			t.Errorf("the reversal of STAN %s reached the switch %d times, want once", s, received[s])
+		}
+	}
+	for s, n := range received {
+		if !slices.Contains(owed, s) {
+			doubled++
+			t.Errorf("the switch got %d reversals of STAN %s, which nobody owed", n, s)
+		}
+	}
+
+	// Traffic again through the restarted hub, then the books.
+	u.load.start(ctx)
+	time.Sleep(time.Second)
+	u.load.stop(t)
+	lost, d := u.check(t)
+	t.Logf("figures: %d reversals owed across the hub's kill with the link down, delivered %v after the switch came back, each once: %d doubled; %d bank-card purchases approved in all, %d lost, %d doubled at the switch",
+		len(owed), took.Round(time.Millisecond), doubled, len(u.load.approved), lost, d)
+	u.h.finish()
 }
