@@ -113,9 +113,10 @@ type Options struct {
 	// Checkpoints, when set, are compared with the store; nil skips the
 	// comparison (and the warning that nothing anchors the ledger).
 	Checkpoints *Checkpoints
-	// UpTo, when above zero, checks the batches up to it only: verify
-	// beside a running hub. Account totals and the trial balance move with
-	// the hub and are then not compared.
+	// Live checks the batches up to UpTo only: verify beside a running
+	// hub. Account totals and the trial balance move with the hub and are
+	// then not compared.
+	Live bool
 	UpTo int64
 }
 
@@ -146,7 +147,10 @@ var errUpTo = errors.New("past the last batch to check")
 // VerifyWith is Verify with options: checkpoints to compare, progress, and
 // a bound for a live store.
 func VerifyWith(ctx context.Context, st store.Store, opts Options) (Report, error) {
-	r := Report{Problems: []Problem{}, Live: opts.UpTo > 0, UpTo: opts.UpTo}
+	r := Report{Problems: []Problem{}, Live: opts.Live}
+	if opts.Live {
+		r.UpTo = opts.UpTo
+	}
 	add := func(p Problem) {
 		if len(r.Problems) < maxProblems {
 			r.Problems = append(r.Problems, p)
@@ -183,7 +187,7 @@ func VerifyWith(ctx context.Context, st store.Store, opts Options) (Report, erro
 		ids          []int64 // every transfer id, ascending
 	)
 	err = st.Batches(ctx, func(b store.BatchRecord, ts []store.Transfer) error {
-		if opts.UpTo > 0 && b.Seq > opts.UpTo {
+		if opts.Live && b.Seq > opts.UpTo {
 			return errUpTo
 		}
 		r.Batches++
