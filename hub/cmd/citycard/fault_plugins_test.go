@@ -21,6 +21,7 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/faulttest"
 	"github.com/citycard/citycard/hub/internal/pin"
+	"github.com/citycard/citycard/hub/internal/store/storetest"
 	"github.com/citycard/citycard/plugins/cardcrypto"
 	medsim "github.com/citycard/citycard/plugins/medical/sim"
 	possim "github.com/citycard/citycard/plugins/pos/sim"
@@ -49,16 +50,27 @@ type pluginHub struct {
 	extra                  []string
 }
 
-func newPluginHub(t *testing.T, bin, conf string, extra ...string) *pluginHub {
+// pluginStore is where a plugin-kill run keeps its ledger: a database of
+// its own on PostgreSQL when CITYCARD_TEST_POSTGRES is set and postgres
+// is true, else SQLite in dir.
+func pluginStore(t *testing.T, dir string, postgres bool) string {
+	if base := os.Getenv(storetest.PostgresEnv); base != "" && postgres {
+		return faulttest.NewDatabase(t, base).URL("")
+	}
+	return "sqlite://" + filepath.Join(dir, "citycard.db")
+}
+
+func newPluginHub(t *testing.T, bin, conf string, postgres bool, extra ...string) *pluginHub {
 	dir := t.TempDir()
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &pluginHub{t: t, bin: bin, dsn: "sqlite://" + filepath.Join(dir, "citycard.db"), conf: conf,
+	h := &pluginHub{t: t, bin: bin, dsn: pluginStore(t, dir, postgres), conf: conf,
 		listen: "127.0.0.1:" + strconv.Itoa(port), checkpoints: filepath.Join(dir, "checkpoints"), extra: extra}
 	h.start()
 	h.c = faulttest.NewClient("http://"+h.listen, faultToken)
+	t.Logf("store: %s", describeStore(h.dsn))
 	return h
 }
 
@@ -346,7 +358,7 @@ func faultPOSKill(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newPluginHub(t, bin, conf)
+	h := newPluginHub(t, bin, conf, true)
 	ctx := t.Context()
 	if err := faulttest.Register(ctx, h.c, "/v1/merchants", "merchant", map[string]any{"id": faultPOSMerchant, "name": "Fault shop",
 		"mcc": "5411", "fee_rate_bps": 60, "settlement_account": "6222020000000001"}); err != nil {
@@ -398,7 +410,7 @@ func faultTransitKill(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newPluginHub(t, bin, conf)
+	h := newPluginHub(t, bin, conf, true)
 	ctx := t.Context()
 	for _, m := range []string{"M-CITYBUS", "M-METRO"} {
 		if err := faulttest.Register(ctx, h.c, "/v1/merchants", "merchant-"+m, map[string]any{"id": m, "name": m, "mcc": "4131", "settlement_account": "1"}); err != nil {
@@ -519,7 +531,7 @@ func faultMedicalKill(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newPluginHub(t, bin, conf, "--saga-stale-after", "1s")
+	h := newPluginHub(t, bin, conf, true, "--saga-stale-after", "1s")
 	ctx := t.Context()
 	if err := faulttest.Register(ctx, h.c, "/v1/merchants", "merchant", map[string]any{"id": "M-HOSP", "name": "Hospital", "mcc": "8062", "settlement_account": "1"}); err != nil {
 		t.Fatal(err)
@@ -757,7 +769,7 @@ func newUnionPayRun(t *testing.T, bin string) *unionPayRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.h = newPluginHub(t, bin, conf)
+	u.h = newPluginHub(t, bin, conf, false)
 	ctx := t.Context()
 	if err := faulttest.Register(ctx, u.h.c, "/v1/merchants", "merchant", map[string]any{"id": faultPOSMerchant, "name": "Fault shop",
 		"mcc": "5411", "fee_rate_bps": 60, "settlement_account": "6222020000000001"}); err != nil {
