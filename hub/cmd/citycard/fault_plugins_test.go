@@ -612,7 +612,8 @@ func faultMedicalKill(t *testing.T, bin string) {
 						mu.Unlock()
 						break
 					}
-					if err == nil && a.Status != http.StatusOK && a.Status != http.StatusServiceUnavailable && a.Status != http.StatusGatewayTimeout {
+					if err == nil && a.Status != http.StatusOK && a.Status != http.StatusServiceUnavailable && a.Status != http.StatusGatewayTimeout &&
+						a.Status != http.StatusConflict { // 409 in_progress: ask again
 						mu.Lock()
 						failures = append(failures, fmt.Sprintf("bill %s: %d %s", b.BillID, a.Status, a.Body))
 						mu.Unlock()
