@@ -23,6 +23,20 @@ import (
 // The SQLite file and its directory are created on first use; either way the
 // schema is migrated to the current version.
 func Open(ctx context.Context, dsn string) (store.Store, error) {
+	return open(ctx, dsn, sqlite.Open, postgres.Open)
+}
+
+// OpenExisting opens the store named by dsn, as Open does, but never
+// creates nor migrates it: for tools that check a store (ledger verify,
+// ledger checkpoint), a store that does not exist is an error wrapping
+// store.ErrNoStore, not a new empty one.
+func OpenExisting(ctx context.Context, dsn string) (store.Store, error) {
+	return open(ctx, dsn, sqlite.OpenExisting, postgres.OpenExisting)
+}
+
+// open picks the driver by the DSN's scheme and opens it with lite or pg.
+func open[L, P store.Store](ctx context.Context, dsn string,
+	lite func(context.Context, string) (L, error), pg func(context.Context, string) (P, error)) (store.Store, error) {
 	scheme, rest, ok := strings.Cut(dsn, ":")
 	if !ok {
 		return nil, errors.New("drivers: database DSN has no scheme: want sqlite://PATH or postgres://URL")
@@ -33,12 +47,31 @@ func Open(ctx context.Context, dsn string) (store.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return sqlite.Open(ctx, path)
+		return nilIfErr(lite(ctx, path))
 	case "postgres", "postgresql":
-		return postgres.Open(ctx, dsn)
+		return nilIfErr(pg(ctx, dsn))
 	}
 	// The rest of the DSN may hold a password: only the scheme is echoed.
 	return nil, fmt.Errorf("drivers: unknown database scheme %q: want sqlite://PATH or postgres://URL", scheme)
+}
+
+// nilIfErr keeps a failed open from returning a typed nil pointer inside a
+// non-nil interface.
+func nilIfErr[S store.Store](s S, err error) (store.Store, error) {
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SQLitePath returns the file of a sqlite:// DSN, and false for any other.
+func SQLitePath(dsn string) (string, bool) {
+	scheme, rest, ok := strings.Cut(dsn, ":")
+	if !ok || !strings.EqualFold(scheme, "sqlite") {
+		return "", false
+	}
+	path, err := sqlitePath(rest)
+	return path, err == nil
 }
 
 // sqlitePath takes what follows "sqlite:" and returns the file path.

@@ -34,8 +34,6 @@ type Store struct {
 	// outbox writes a batch's messages inside its transaction; nil
 	// ignores them. Set before the ledger writer starts.
 	outbox OutboxWriter
-	// auditLock is the transaction advisory lock taken around audit inserts.
-	auditLock int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -96,7 +94,6 @@ func (s *Store) init(ctx context.Context, cc *pgx.ConnConfig) error {
 		return errors.New("postgres: no schema of the search_path exists")
 	}
 	s.schema = *schema
-	s.auditLock = lockKey("citycard.audit:" + s.schema)
 
 	// The lock lives on a connection of its own, so migrating works whatever
 	// the pool size.

@@ -61,7 +61,6 @@ func (s *Store) checkSchema(ctx context.Context) error {
 		return fmt.Errorf("postgres: no schema of the search_path exists: %w", store.ErrNoStore)
 	}
 	s.schema = *schema
-	s.auditLock = lockKey("citycard.audit:" + s.schema)
 	var have *int64
 	err := s.pool.QueryRow(ctx, `SELECT max(version_id) FROM goose_db_version`).Scan(&have)
 	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42P01" {
