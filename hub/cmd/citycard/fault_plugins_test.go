@@ -90,13 +90,18 @@ func (h *pluginHub) finish() {
 	}
 }
 
-// killLoop kills plugin name n times, a pause drawn by r before each, and
-// after each waits until progress() moves past where it was once the
-// plugin ran again: traffic resumed. It returns the slowest restart.
-func killLoop(t *testing.T, c *faulttest.Client, name string, n int, r *rand.Rand, progress func() int64) time.Duration {
+// killLoop kills plugin name n times (or, in a soak, until the soak's
+// duration has passed), a pause drawn by r before each, and after each
+// waits until progress() moves past where it was once the plugin ran
+// again: traffic resumed. It returns how many kills it made and the
+// slowest restart.
+func killLoop(t *testing.T, c *faulttest.Client, name string, n int, r *rand.Rand, progress func() int64) (int, time.Duration) {
 	t.Helper()
+	soak := faulttest.Soak(t)
+	start := time.Now()
 	var slowest time.Duration
-	for i := range n {
+	i := 0
+	for ; soak > 0 && time.Since(start) < soak || soak == 0 && i < n; i++ {
 		time.Sleep(faulttest.Between(r, 300*time.Millisecond, 900*time.Millisecond))
 		took, err := faulttest.KillPlugin(t.Context(), c, name)
 		if err != nil {
@@ -112,7 +117,7 @@ func killLoop(t *testing.T, c *faulttest.Client, name string, n int, r *rand.Ran
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return slowest
+	return i, slowest
 }
 
 // The POS terminals of the run and their master key (published: the
@@ -375,7 +380,7 @@ func faultPOSKill(t *testing.T, bin string) {
 	}
 	load := newPOSLoad(t, h.c, addr, terminals, cards, seed)
 	load.start(ctx)
-	slowest := killLoop(t, h.c, "pos", pluginKills(), r, load.approvals.Load)
+	kills, slowest := killLoop(t, h.c, "pos", pluginKills(), r, load.approvals.Load)
 	time.Sleep(300 * time.Millisecond)
 	load.stop(t)
 
@@ -393,7 +398,7 @@ func faultPOSKill(t *testing.T, bin string) {
 		reversals += term.Reversals()
 	}
 	t.Logf("figures: %d kills of the pos plugin (slowest back in %v), %d purchases approved, other answers %v, %d without an answer, %d reversals answered, %d lost, %d doubled",
-		pluginKills(), slowest.Round(time.Millisecond), len(load.approved), load.codes, load.noAnswer.Load(), reversals, lost+l2, doubled+d2)
+		kills, slowest.Round(time.Millisecond), len(load.approved), load.codes, load.noAnswer.Load(), reversals, lost+l2, doubled+d2)
 	h.finish()
 }
 
@@ -446,7 +451,7 @@ func faultTransitKill(t *testing.T, bin string) {
 	ran := make(chan struct{})
 	go func() { defer close(ran); fleet.Run(runCtx, 10*time.Minute) }()
 	online := func() int64 { return fleet.Counts().OnlineAnswers }
-	slowest := killLoop(t, h.c, "transit", pluginKills(), r, online)
+	kills, slowest := killLoop(t, h.c, "transit", pluginKills(), r, online)
 	time.Sleep(300 * time.Millisecond)
 	stopRun()
 	<-ran
@@ -468,23 +473,35 @@ func faultTransitKill(t *testing.T, bin string) {
 	}
 	lost, doubled, charged := 0, 0, 0
 	for _, v := range fleet.Validators() {
-		var page struct {
-			Taps []struct {
-				Seq    int64  `json:"seq"`
-				Card   string `json:"card"`
-				Status string `json:"status"`
-				Fare   int64  `json:"fare"`
-			} `json:"taps"`
+		type hubTap struct {
+			Seq    int64  `json:"seq"`
+			Card   string `json:"card"`
+			Status string `json:"status"`
+			Fare   int64  `json:"fare"`
 		}
-		status, _, text, err := h.c.Do(ctx, "GET", fmt.Sprintf("/v1/transit/devices/%s/taps?limit=1000", v.Device().ID), "", nil, &page)
-		if err != nil || status != 200 {
-			t.Fatalf("taps of %s: %d %s %v", v.Device().ID, status, text, err)
+		var taps []hubTap
+		for {
+			var page struct {
+				Taps []hubTap `json:"taps"`
+			}
+			var after int64
+			if len(taps) > 0 {
+				after = taps[len(taps)-1].Seq
+			}
+			status, _, text, err := h.c.Do(ctx, "GET", fmt.Sprintf("/v1/transit/devices/%s/taps?after=%d&limit=1000", v.Device().ID, after), "", nil, &page)
+			if err != nil || status != 200 {
+				t.Fatalf("taps of %s: %d %s %v", v.Device().ID, status, text, err)
+			}
+			taps = append(taps, page.Taps...)
+			if len(page.Taps) < 1000 {
+				break
+			}
 		}
-		if int64(len(page.Taps)) != v.Seq() {
-			t.Errorf("validator %s numbered %d taps, the hub holds %d", v.Device().ID, v.Seq(), len(page.Taps))
+		if int64(len(taps)) != v.Seq() {
+			t.Errorf("validator %s numbered %d taps, the hub holds %d", v.Device().ID, v.Seq(), len(taps))
 		}
 		answers := v.Answers()
-		for i, tp := range page.Taps {
+		for i, tp := range taps {
 			if tp.Seq != int64(i+1) {
 				doubled++
 				t.Errorf("validator %s: the hub's tap %d is seq %d", v.Device().ID, i, tp.Seq)
@@ -508,7 +525,7 @@ func faultTransitKill(t *testing.T, bin string) {
 	l2, d2 := waitBalances(t, h.c, "cash", want, 10*time.Second)
 	counts := fleet.Counts()
 	t.Logf("figures: %d kills of the transit plugin (slowest back in %v), %d taps (%d online, %d decided offline and uploaded), %d charged at the hub, %d lost, %d doubled",
-		pluginKills(), slowest.Round(time.Millisecond), counts.Taps, counts.OnlineAnswers, counts.OfflineDecisions, charged, lost+l2, doubled+d2)
+		kills, slowest.Round(time.Millisecond), counts.Taps, counts.OnlineAnswers, counts.OfflineDecisions, charged, lost+l2, doubled+d2)
 	h.finish()
 }
 
@@ -629,7 +646,7 @@ func faultMedicalKill(t *testing.T, bin string) {
 			}
 		})
 	}
-	slowest := killLoop(t, h.c, "medical", pluginKills(), r, settled.Load)
+	kills, slowest := killLoop(t, h.c, "medical", pluginKills(), r, settled.Load)
 	time.Sleep(300 * time.Millisecond)
 	stopRun()
 	wg.Wait()
@@ -704,7 +721,7 @@ func faultMedicalKill(t *testing.T, bin string) {
 	l2, d2 := waitBalances(t, h.c, "medical", wantMed, 30*time.Second)
 	l3, d3 := waitBalances(t, h.c, "cash", wantCash, 10*time.Second)
 	t.Logf("figures: %d kills of the medical plugin (slowest back in %v), %d bills (%d settled, declined by reason %v), %d re-posts, %d insurer reversals, %d lost, %d doubled",
-		pluginKills(), slowest.Round(time.Millisecond), len(bills), settled.Load(), declined, retried.Load(), len(ins.Reversals()), lost+l2+l3, doubled+d2+d3)
+		kills, slowest.Round(time.Millisecond), len(bills), settled.Load(), declined, retried.Load(), len(ins.Reversals()), lost+l2+l3, doubled+d2+d3)
 	h.finish()
 }
 
@@ -714,12 +731,12 @@ func faultUnionPayKill(t *testing.T, bin string) {
 	u := newUnionPayRun(t, bin)
 	r := faulttest.Rand(u.seed)
 	u.load.start(t.Context())
-	slowest := killLoop(t, u.h.c, "unionpay", pluginKills(), r, u.load.approvals.Load)
+	kills, slowest := killLoop(t, u.h.c, "unionpay", pluginKills(), r, u.load.approvals.Load)
 	time.Sleep(300 * time.Millisecond)
 	u.load.stop(t)
 	lost, doubled := u.check(t)
 	t.Logf("figures: %d kills of the unionpay plugin (slowest back in %v), %d bank-card purchases approved, other answers %v, %d without an answer, %d switch reversals, %d lost, %d doubled",
-		pluginKills(), slowest.Round(time.Millisecond), len(u.load.approved), u.load.codes, u.load.noAnswer.Load(), len(u.sw.Reversals()), lost, doubled)
+		kills, slowest.Round(time.Millisecond), len(u.load.approved), u.load.codes, u.load.noAnswer.Load(), len(u.sw.Reversals()), lost, doubled)
 	u.h.finish()
 }
 
