@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/pos"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/citycard/citycard/sdk/plugintest"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // bankExpiry is the bank card's expiry as the terminal reads it.

@@ -3,8 +3,8 @@ package pos
 import (
 	"github.com/moov-io/iso8583"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // settle answers a 0500: the terminal's totals of the batch against the

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/pos"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/citycard/citycard/sdk/plugintest"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // TestSealedMasterKey: a master key kept sealed under the key store's top

@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/demo"
 	"github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // The demo's shop, terminal and card range.

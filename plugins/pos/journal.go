@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // journal is the plugin's record of every terminal: its session keys, the

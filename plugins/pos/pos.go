@@ -27,8 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // Name is the plugin's name.

@@ -8,10 +8,10 @@ import (
 
 	"github.com/moov-io/iso8583"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // TestPreAuthAndCompletion: a pre-authorisation holds money (it counts

@@ -12,9 +12,9 @@ import (
 	"github.com/moov-io/iso8583"
 
 	"github.com/citycard/citycard/plugins/pos"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/sdk/plugintest"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // restart stops the plugin and starts a new one on the same address and

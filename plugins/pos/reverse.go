@@ -9,8 +9,8 @@ import (
 
 	"github.com/moov-io/iso8583"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // reverse answers a 0400: the terminal did not get (or could not accept)

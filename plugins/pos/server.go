@@ -12,7 +12,7 @@ import (
 
 	"github.com/moov-io/iso8583"
 
-	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // writeTimeout bounds writing one answer to a terminal.

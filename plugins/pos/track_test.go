@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/pos/sim"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // cvkHex is the city's card verification key pair in the tests.

@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // pending is one online tap waiting for its micro-batch's answer.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/citycard/citycard/plugins/transit/sim"
-	"github.com/citycard/citycard/plugins/transit/tap"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // BenchmarkOnlineTap measures online taps from many validators at once,

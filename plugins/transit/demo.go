@@ -12,8 +12,8 @@ import (
 
 	"github.com/citycard/citycard/plugins/demo"
 	"github.com/citycard/citycard/plugins/transit/sim"
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // Bundle is the transit plugin as the citycard binary ships it: the plugin

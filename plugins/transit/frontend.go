@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // Headers of the validator protocol (PROTOCOL.md).

@@ -12,9 +12,9 @@ import (
 
 	"github.com/citycard/citycard/plugins/transit"
 	"github.com/citycard/citycard/plugins/transit/sim"
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/plugintest"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // hubDouble plays the hub's transit service behind a plugintest.FakeHub:

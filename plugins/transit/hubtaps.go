@@ -11,8 +11,8 @@ import (
 	"regexp"
 	"strconv"
 
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // sent is what the hub answered for a list of taps: one result per tap, in

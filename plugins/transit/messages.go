@@ -3,8 +3,8 @@ package transit
 import (
 	"encoding/json"
 
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // Message types of the plugin.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/citycard/citycard/plugins/transit"
 	"github.com/citycard/citycard/plugins/transit/sim"
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk/plugintest"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // Cards of the tests.

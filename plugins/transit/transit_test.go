@@ -14,9 +14,9 @@ import (
 
 	"github.com/citycard/citycard/plugins/transit"
 	"github.com/citycard/citycard/plugins/transit/sim"
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/plugintest"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 func TestOnlineTap(t *testing.T) {

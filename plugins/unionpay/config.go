@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // Config is the plugin's configuration (see README.md).

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/unionpay"
 	"github.com/citycard/citycard/plugins/unionpay/sim"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/citycard/citycard/sdk/plugintest"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 func TestConfig(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 	"github.com/moov-io/iso8583"
 	iso8583errors "github.com/moov-io/iso8583/errors"
 )
@@ -43,7 +43,7 @@ var (
 // responses to requests by MTI and STAN, and sends the journal's queued
 // reversals until the switch acknowledges each one.
 //
-// It reads and writes frames with plugins/pos/iso's Codec, the framing it
+// It reads and writes frames with sdk/pos/iso's Codec, the framing it
 // also offers moov-io/iso8583-connection; the link keeps its own loop
 // rather than that package's because it must treat every unanswered
 // financial request as a reversal to queue and log responses for unknown

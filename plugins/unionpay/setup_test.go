@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/unionpay"
 	"github.com/citycard/citycard/plugins/unionpay/sim"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/citycard/citycard/sdk/plugintest"
 )
 

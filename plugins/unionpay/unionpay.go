@@ -1,7 +1,7 @@
 // Package unionpay is the CityCard plugin for the acquirer link from the
 // city's hub to the UnionPay switch: bank-card purchases and
 // pre-authorisations, their completions, voids, refunds, cancellations and
-// reversals, and balance inquiries over ISO 8583 (plugins/pos/iso), with
+// reversals, and balance inquiries over ISO 8583 (sdk/pos/iso), with
 // sign-on and key exchange, PIN translation, keep-alive echoes, MACs,
 // reconnection, store-and-forward of reversals in a journal that survives
 // restarts, and a vault of linked bank cards (tokens). README.md describes the

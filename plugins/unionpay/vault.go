@@ -14,7 +14,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // vaultFile is the token vault's name in the state directory.

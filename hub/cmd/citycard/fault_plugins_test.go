@@ -22,11 +22,11 @@ import (
 	"github.com/citycard/citycard/hub/internal/faulttest"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	medsim "github.com/citycard/citycard/plugins/medical/sim"
 	possim "github.com/citycard/citycard/plugins/pos/sim"
 	transitsim "github.com/citycard/citycard/plugins/transit/sim"
 	upsim "github.com/citycard/citycard/plugins/unionpay/sim"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // Plugin kills of the fault suite (issue 11): each reference plugin runs

@@ -8,7 +8,7 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/store"
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // BankCardRequest is the body of POST /v1/cards/{number}/bank-card.

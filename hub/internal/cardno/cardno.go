@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/citycard/citycard/hub/internal/fault"
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // DefaultPrefix is the city card's issuer identification number.

@@ -9,8 +9,8 @@ import (
 	"github.com/citycard/citycard/hub/internal/cards"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // Messages of the bank acquirer plugin beyond authorisation.

@@ -45,10 +45,10 @@ import (
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/transit"
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/transit/tap"
 	"github.com/citycard/citycard/schemas"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // Message types the hub's services handle, with the schema (a file stem of

@@ -16,12 +16,12 @@ import (
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/pos"
 	possim "github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/plugins/unionpay"
 	upsim "github.com/citycard/citycard/plugins/unionpay/sim"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 const (

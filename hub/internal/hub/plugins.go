@@ -23,8 +23,8 @@ import (
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/postgres"
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/sdk"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 // Router defaults for the hub: a plugin that crashed is back within about a

@@ -12,7 +12,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
-	"github.com/citycard/citycard/plugins/transit/tap"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // BenchmarkTransitTaps posts offline batches of 500 signed taps from 1,000

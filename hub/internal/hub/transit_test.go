@@ -13,7 +13,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
 	"github.com/citycard/citycard/hub/internal/transit"
-	"github.com/citycard/citycard/plugins/transit/tap"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // validator signs taps as a registered device does.

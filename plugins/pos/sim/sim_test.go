@@ -11,9 +11,9 @@ import (
 
 	"github.com/moov-io/iso8583"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // host is a minimal POS host: it signs terminals on and answers 0200 and

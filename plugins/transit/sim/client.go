@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/citycard/citycard/plugins/transit/tap"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // Client speaks the validator protocol (plugins/transit/PROTOCOL.md) to a

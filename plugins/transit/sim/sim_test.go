@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/plugins/transit/tap"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 // fakeFront is a front end that answers per the protocol from a script: the

@@ -1,6 +1,6 @@
 // Package sim is a UnionPay switch simulator for the unionpay plugin's
 // tests and demo: it listens on real TCP, speaks the plugin's ISO 8583
-// dialect (plugins/pos/iso), accepts sign-on with a key exchange under the
+// dialect (sdk/pos/iso), accepts sign-on with a key exchange under the
 // link's master key, answers echoes, purchases, pre-authorisations and
 // their completions and cancellations, voids, refunds, balance inquiries
 // and reversals (0400) by simple rules, and records every one of them.
@@ -31,8 +31,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 	"github.com/moov-io/iso8583"
 )
 

@@ -25,9 +25,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
 	"github.com/citycard/citycard/plugins/pos/sim"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 func main() {

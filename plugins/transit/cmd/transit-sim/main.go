@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/citycard/citycard/plugins/transit/sim"
-	"github.com/citycard/citycard/plugins/transit/tap"
+	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
 func main() {

@@ -20,8 +20,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
 	"github.com/citycard/citycard/plugins/unionpay/sim"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
 func main() {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
-	"github.com/citycard/citycard/plugins/pos/iso"
+	"github.com/citycard/citycard/sdk/cardcrypto"
+	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
 // A terminal builds a purchase, MACs it and frames it; the host decodes the

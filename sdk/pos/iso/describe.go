@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/moov-io/iso8583"
 	"github.com/moov-io/iso8583/field"
 )

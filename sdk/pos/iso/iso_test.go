@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/moov-io/iso8583"
 )
 

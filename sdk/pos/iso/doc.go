@@ -11,7 +11,7 @@
 // Codec as its MessageReader and MessageWriter, and RequestIDs to match
 // responses by terminal id and STAN). The MAC (field 64) covers the message
 // from the MTI to the end of field 63: SetMAC and VerifyMAC compute it with
-// plugins/cardcrypto.
+// sdk/cardcrypto.
 //
 // Decoding never panics: truncated frames, wrong lengths, bad bitmaps and
 // fields of the wrong form give a *DecodeError, whose text never contains

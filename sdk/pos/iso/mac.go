@@ -1,7 +1,7 @@
 package iso
 
 import (
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/moov-io/iso8583"
 	"github.com/moov-io/iso8583/field"
 )

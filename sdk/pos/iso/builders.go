@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/moov-io/iso8583"
 )
 

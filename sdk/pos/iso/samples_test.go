@@ -3,7 +3,7 @@ package iso
 import (
 	"testing"
 
-	"github.com/citycard/citycard/plugins/cardcrypto"
+	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/moov-io/iso8583"
 )
 
