@@ -22,7 +22,10 @@ type ErrorDef struct {
 	Kind       string `json:"kind"`
 	HTTPStatus int    `json:"http_status"`
 	ISO8583    string `json:"iso8583"`
-	Title      string `json:"title"`
+	// Retryable says whether the same request, sent again as it was, may
+	// succeed later.
+	Retryable bool   `json:"retryable"`
+	Title     string `json:"title"`
 }
 
 var registry struct {

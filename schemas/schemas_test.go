@@ -241,8 +241,14 @@ func TestValidate(t *testing.T) {
 		{"not an object", "channel-policy", func(t *testing.T) []byte { return []byte(`[]`) }, []want{{"", "type"}}},
 
 		{"registry decline with 402", "error-registry", func(t *testing.T) []byte {
-			return []byte(`[{"code":"x_y","kind":"decline","http_status":402,"iso8583":"51","title":"t"}]`)
+			return []byte(`[{"code":"x_y","kind":"decline","http_status":402,"iso8583":"51","retryable":false,"title":"t"}]`)
 		}, []want{{"/0/http_status", "const"}}},
+		{"registry retryable decline", "error-registry", func(t *testing.T) []byte {
+			return []byte(`[{"code":"x_y","kind":"decline","http_status":200,"iso8583":"51","retryable":true,"title":"t"}]`)
+		}, []want{{"/0/retryable", "const"}}},
+		{"registry entry without retryable", "error-registry", func(t *testing.T) []byte {
+			return []byte(`[{"code":"x_y","kind":"error","http_status":503,"iso8583":"91","title":"t"}]`)
+		}, []want{{"/0", "required"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
