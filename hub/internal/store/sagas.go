@@ -72,7 +72,8 @@ func (l *LinkedBankCard) Check() error {
 	return nil
 }
 
-// Sagas and linked bank cards, written outside the group commit.
+// SagaStore holds sagas and linked bank cards, written outside the group
+// commit.
 type SagaStore interface {
 	// CreateSaga inserts s (Version 1) and reports true, or returns the
 	// saga already stored under its operator and key and false.

@@ -720,12 +720,25 @@ func CheckDedup(key string, at, until time.Time) error {
 	return nil
 }
 
-// Store is implemented by each driver.
+// Store is implemented by each driver: the union of the stores by concern
+// below, so that a package that needs only one of them can ask for only
+// that one.
 type Store interface {
 	// Driver names the driver: "sqlite" or "postgres".
 	Driver() string
 	Close() error
 
+	LedgerStore
+	AdminStore
+	TransitStore
+	BusStore
+	SagaStore
+	VerifyStore
+}
+
+// LedgerStore is the ledger's storage: the engine's head, group commit and
+// loads, and the reads of cards, accounts, transfers and holds.
+type LedgerStore interface {
 	// Head reads where the ledger stands.
 	Head(ctx context.Context) (Head, error)
 	// CommitBatch writes a batch atomically; on error nothing of it is written.
@@ -754,8 +767,12 @@ type Store interface {
 	// PendingHolds lists every hold still pending (for verify).
 	PendingHolds(ctx context.Context) ([]Hold, error)
 	CountRows(ctx context.Context) (map[string]int64, error)
+}
 
-	// Operators and audit (written outside the group commit).
+// AdminStore holds operators, the audit log, merchants, terminals and
+// products, all written outside the group commit.
+type AdminStore interface {
+	// Operators and audit.
 	AddOperator(ctx context.Context, op Operator) error
 	OperatorByTokenHash(ctx context.Context, hash string) (Operator, error)
 	OperatorByName(ctx context.Context, name string) (Operator, error)
@@ -772,7 +789,11 @@ type Store interface {
 	ListTerminals(ctx context.Context, merchant string) ([]Terminal, error)
 	PutProduct(ctx context.Context, p Product) error
 	ListProducts(ctx context.Context) ([]Product, error)
+}
 
+// TransitStore holds transit devices, the engine's transit loads and the
+// deny list. Taps, rider states and deny changes are written with batches.
+type TransitStore interface {
 	// Transit devices (written outside the group commit; LastSeq moves
 	// with batches through Batch.DeviceSeqs).
 	//
@@ -803,7 +824,11 @@ type Store interface {
 	// DeviceTaps returns up to limit of a device's taps with seq above
 	// afterSeq, ascending; a limit of zero or less means no limit.
 	DeviceTaps(ctx context.Context, device string, afterSeq int64, limit int) ([]TapRecord, error)
+}
 
+// BusStore is what the message bus keeps in the store: its dead letters
+// and its de-duplication keys.
+type BusStore interface {
 	// Dead letters of the message bus. A dead letter is kept until deleted
 	// by hand; only its replay is recorded afterwards.
 	//
@@ -839,7 +864,4 @@ type Store interface {
 	// PurgeDedupKeys deletes the keys that lapsed by before and returns how
 	// many.
 	PurgeDedupKeys(ctx context.Context, before time.Time) (int64, error)
-
-	SagaStore
-	VerifyStore
 }
