@@ -13,6 +13,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/citycard/citycard/hub/internal/store/postgres"
 )
 
 // PostgreSQL layout: one table of messages per topic and one of consumer
@@ -163,25 +165,18 @@ func PublishInTx(ctx context.Context, tx pgx.Tx, topic string, msgs ...*message.
 }
 
 // ensureTopicTable creates topic's message table inside tx when no
-// subscriber has yet. The check first keeps the common case to one cheap
-// query; the creation takes watermill's advisory lock, held to the end of
-// tx, so two first publishers do not race.
+// subscriber has yet. The creation takes watermill's advisory lock, held to
+// the end of tx, so two first publishers do not race.
 func ensureTopicTable(ctx context.Context, tx pgx.Tx, topic string) error {
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgSchema.MessagesTable(topic)).Scan(&exists); err != nil {
-		return err
-	}
-	if exists {
-		return nil
-	}
-	queries, err := pgSchema.SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams{Topic: topic})
-	if err != nil {
-		return err
-	}
-	for _, q := range queries {
-		if _, err := tx.Exec(ctx, q.Query, q.Args...); err != nil {
-			return err
+	return postgres.EnsureTable(ctx, tx, pgSchema.MessagesTable(topic), func() ([]postgres.Statement, error) {
+		queries, err := pgSchema.SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams{Topic: topic})
+		if err != nil {
+			return nil, err
 		}
-	}
-	return nil
+		stmts := make([]postgres.Statement, len(queries))
+		for i, q := range queries {
+			stmts[i] = postgres.Statement{Query: q.Query, Args: q.Args}
+		}
+		return stmts, nil
+	})
 }
