@@ -4,6 +4,9 @@
 // into RFC 9457 problem details.
 package fault
 
+// codes.go is written from the registry, so the two cannot drift.
+//go:generate go run ../../../schemas/internal/errorsgen -registry ../../../schemas/errors.json -target fault -o codes.go
+
 import (
 	"context"
 	"errors"
@@ -118,8 +121,16 @@ func hasCode(err error, code string) bool {
 // IsDecline reports whether err's code is a decline (an answer sent with
 // HTTP 200 and its ISO 8583 code) rather than an error.
 func IsDecline(err error) bool {
-	d, ok := schemas.LookupError(CodeOf(err))
-	return ok && d.Kind == schemas.KindDecline
+	return defs[CodeOf(err)].decline
+}
+
+// Retryable reports whether a request that failed with code may succeed if
+// sent again as it was, as the registry says. Every other place that decides
+// retryability (the router, the ledger, the plugin protocol) asks this table,
+// so a code cannot be transient in one and final in another. An unknown code
+// is not retryable.
+func Retryable(code string) bool {
+	return defs[code].retryable
 }
 
 // FromSchema converts the result of schemas.Validate into an *Error:

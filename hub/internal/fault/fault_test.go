@@ -1,92 +1,84 @@
 package fault
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/citycard/citycard/schemas"
 )
 
-// constants reads the string constants declared in codes.go, so a code added
-// to one side only fails here.
-func constants(t *testing.T) map[string]string {
-	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "codes.go", nil, 0)
+// TestGeneratedUpToDate runs the generator into a temporary directory and
+// compares its output with codes.go, so an edit to errors.json without
+// `go generate` fails here.
+func TestGeneratedUpToDate(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool to run the generator with")
+	}
+	out := filepath.Join(t.TempDir(), "codes.go")
+	cmd := exec.Command(goTool, "run", "../../../schemas/internal/errorsgen",
+		"-registry", "../../../schemas/errors.json", "-target", "fault", "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("errorsgen: %v\n%s", err, b)
+	}
+	want, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]string{}
-	for _, d := range f.Decls {
-		g, ok := d.(*ast.GenDecl)
-		if !ok || g.Tok != token.CONST {
-			continue
-		}
-		for _, spec := range g.Specs {
-			vs := spec.(*ast.ValueSpec)
-			for i, name := range vs.Names {
-				lit, ok := vs.Values[i].(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					t.Fatalf("%s is not a string literal", name.Name)
-				}
-				v, err := strconv.Unquote(lit.Value)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out[name.Name] = v
-			}
-		}
+	got, err := os.ReadFile("codes.go")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	if !bytes.Equal(got, want) {
+		t.Error("codes.go is not what errorsgen writes from schemas/errors.json; run go generate ./hub/internal/fault")
+	}
 }
 
-// goName is the constant name a code should have: snake_case to CamelCase
-// with Go's initialisms.
-func goName(code string) string {
-	var b strings.Builder
-	for _, p := range strings.Split(code, "_") {
-		switch p {
-		case "pin", "json", "id", "iso":
-			b.WriteString(strings.ToUpper(p))
-		default:
-			b.WriteString(strings.ToUpper(p[:1]) + p[1:])
+// TestTableMatchesRegistry checks the generated table against the registry
+// as the schemas package reads it, entry by entry.
+func TestTableMatchesRegistry(t *testing.T) {
+	reg := schemas.Errors()
+	if len(defs) != len(reg) {
+		t.Errorf("%d codes in the table, %d in the registry", len(defs), len(reg))
+	}
+	for _, r := range reg {
+		d, ok := defs[r.Code]
+		want := def{status: r.HTTPStatus, iso8583: r.ISO8583, title: r.Title, decline: r.Kind == schemas.KindDecline, retryable: r.Retryable}
+		if !ok || d != want {
+			t.Errorf("%s: table has %+v (present %v), registry %+v", r.Code, d, ok, want)
+		}
+		if got := Retryable(r.Code); got != r.Retryable {
+			t.Errorf("Retryable(%q) = %v, registry says %v", r.Code, got, r.Retryable)
+		}
+		if got := IsDecline(E(r.Code, "", "")); got != (r.Kind == schemas.KindDecline) {
+			t.Errorf("IsDecline(%s) = %v", r.Code, got)
 		}
 	}
-	return b.String()
+	for _, code := range []string{"", "made_up"} {
+		if Retryable(code) {
+			t.Errorf("Retryable(%q) = true for a code outside the registry", code)
+		}
+	}
 }
 
-func TestConstantsMatchRegistry(t *testing.T) {
-	consts := constants(t)
-	registry := map[string]bool{}
-	for _, d := range schemas.Errors() {
-		registry[d.Code] = true
-	}
-	byValue := map[string]string{}
-	for name, code := range consts {
-		if other, dup := byValue[code]; dup {
-			t.Errorf("%s and %s are both %q", name, other, code)
-		}
-		byValue[code] = name
-		if !registry[code] {
-			t.Errorf("%s = %q is not in schemas/errors.json", name, code)
-		}
-		if want := goName(code); name != want {
-			t.Errorf("constant for %q is %s, want %s", code, name, want)
-		}
-	}
-	for _, code := range slices.Sorted(maps.Keys(registry)) {
-		if _, ok := byValue[code]; !ok {
-			t.Errorf("registry code %q has no constant (want %s = %q)", code, goName(code), code)
+func TestRetryable(t *testing.T) {
+	for code, want := range map[string]bool{
+		Unavailable: true, Timeout: true, InProgress: true, NotConfigured: true,
+		Internal: false, InvalidRequest: false, Conflict: false, InsufficientFunds: false,
+		BankUnavailable: false, Interrupted: false,
+	} {
+		if got := Retryable(code); got != want {
+			t.Errorf("Retryable(%q) = %v, want %v", code, got, want)
 		}
 	}
 }

@@ -33,18 +33,18 @@ const ContentType = "application/problem+json"
 // internal. instance is the URI of the request, and may be empty.
 func Problem(err error, instance string) ProblemDetails {
 	code := CodeOf(err)
-	def, known := schemas.LookupError(code)
+	d, known := defs[code]
 	if !known {
 		code = Internal
-		def, _ = schemas.LookupError(Internal)
+		d = defs[Internal]
 	}
 	p := ProblemDetails{
 		Type:     TypeBase + code,
-		Title:    def.Title,
-		Status:   def.HTTPStatus,
+		Title:    d.title,
+		Status:   d.status,
 		Instance: instance,
 		Code:     code,
-		ISO8583:  def.ISO8583,
+		ISO8583:  d.iso8583,
 	}
 	var e *Error
 	if known && errors.As(err, &e) {
@@ -54,7 +54,7 @@ func Problem(err error, instance string) ProblemDetails {
 	// Violations describe the client's own document; only show them when
 	// the client is being told its request was bad.
 	var ve *schemas.ValidationError
-	if known && def.HTTPStatus == 400 && errors.As(err, &ve) {
+	if known && d.status == 400 && errors.As(err, &ve) {
 		p.Violations = ve.Violations
 	}
 	return p
