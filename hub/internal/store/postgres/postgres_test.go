@@ -114,3 +114,9 @@ func BenchmarkCommitBatch(b *testing.B) {
 	b.Run("local-1000", func(b *testing.B) { storetest.BenchCommitLocal(b, storetest.OpenPostgres(b), 1000) })
 	b.Run("taps-1000", func(b *testing.B) { storetest.BenchCommitTaps(b, storetest.OpenPostgres(b), 1000) })
 }
+
+func BenchmarkLoad(b *testing.B) {
+	testURL(b)
+	b.Run("keys-1", func(b *testing.B) { storetest.BenchLoad(b, storetest.OpenPostgres(b), 1) })
+	b.Run("keys-100", func(b *testing.B) { storetest.BenchLoad(b, storetest.OpenPostgres(b), 100) })
+}

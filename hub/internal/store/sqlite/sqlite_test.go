@@ -110,3 +110,8 @@ func BenchmarkCommitBatch(b *testing.B) {
 	b.Run("local-1000", func(b *testing.B) { storetest.BenchCommitLocal(b, storetest.OpenSQLite(b), 1000) })
 	b.Run("taps-1000", func(b *testing.B) { storetest.BenchCommitTaps(b, storetest.OpenSQLite(b), 1000) })
 }
+
+func BenchmarkLoad(b *testing.B) {
+	b.Run("keys-1", func(b *testing.B) { storetest.BenchLoad(b, storetest.OpenSQLite(b), 1) })
+	b.Run("keys-100", func(b *testing.B) { storetest.BenchLoad(b, storetest.OpenSQLite(b), 100) })
+}

@@ -177,3 +177,44 @@ func BenchCommitTaps(b *testing.B, s store.Store, batchSize int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "taps/s")
 }
+
+// BenchLoad measures the engine's hot reads: every op loads n purse
+// accounts and n cards by key (LoadAccounts then LoadCards), from keys
+// spread over benchPurses of each, as the writer does for a batch's
+// requests it has not seen before. It reports keys/s.
+func BenchLoad(b *testing.B, s store.Store, n int) {
+	ctx := context.Background()
+	now := time.Now()
+	accounts := make([]store.Account, benchPurses)
+	cards := make([]store.Card, benchPurses)
+	for i := range accounts {
+		card := fmt.Sprintf("31000%011d", i+1)
+		accounts[i] = store.Account{ID: int64(i + 1), Code: "purse:" + card + ":cash", Kind: store.KindPurse,
+			Currency: "CNY", Card: card, Purse: "cash", Constrained: true, CreditsPosted: 5000, CreatedAt: now}
+		cards[i] = store.Card{Number: card, Product: "std", Status: store.CardActive, HolderName: "Holder",
+			IDType: "resident", IDNumber: fmt.Sprintf("ID%08d", i), Deposit: 2000, Currency: "CNY",
+			IssuedAt: now, UpdatedAt: now}
+	}
+	hash := sha256.Sum256(nil)
+	commit(b, s, &store.Batch{Record: store.BatchRecord{Seq: 1, Hash: hash[:], At: now}, NewAccounts: accounts,
+		NewCards: cards})
+	codes, numbers := make([]string, n), make([]string, n)
+	next := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range n {
+			codes[j], numbers[j] = accounts[next].Code, cards[next].Number
+			next = (next + benchStride) % benchPurses
+		}
+		as, err := s.LoadAccounts(ctx, codes)
+		if err != nil || len(as) != n {
+			b.Fatalf("load accounts: %d of %d, %v", len(as), n, err)
+		}
+		cs, err := s.LoadCards(ctx, numbers)
+		if err != nil || len(cs) != n {
+			b.Fatalf("load cards: %d of %d, %v", len(cs), n, err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*n*2)/b.Elapsed().Seconds(), "keys/s")
+}
