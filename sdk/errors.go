@@ -30,31 +30,30 @@ type Error struct {
 	cause error
 }
 
-// Codes the sdk itself answers with. Domain codes (card_not_found,
-// insufficient_funds, …) come from the hub's error registry.
-const (
-	// CodeSchemaInvalid: a message breaks its envelope or payload schema,
-	// or its type is not declared in the sender's Descriptor.
-	CodeSchemaInvalid = "schema_invalid"
-	// CodeConfigInvalid: the configuration breaks ConfigSchema or the
-	// plugin refused it.
-	CodeConfigInvalid = "config_invalid"
-	// CodeDescriptorInvalid: the plugin's Descriptor is malformed.
-	CodeDescriptorInvalid = "descriptor_invalid"
-	// CodeUnsupportedMessage: Handle got a type the plugin does not handle.
-	CodeUnsupportedMessage = "unsupported_message_type"
-	// CodeNotConfigured: a message arrived before a successful Configure.
-	CodeNotConfigured = "not_configured"
-	// CodeInvalidRequest: a call the protocol does not allow, such as an
-	// oversized batch.
-	CodeInvalidRequest = "invalid_request"
-	// CodeInternal: an unexpected failure, such as a plain error or a panic.
-	CodeInternal = "internal"
-	// CodeUnavailable: the peer is gone or not reachable; retry later.
-	CodeUnavailable = "unavailable"
-	// CodeTimeout: the deadline passed before an answer; retry later.
-	CodeTimeout = "timeout"
-)
+// codes.go holds every code of the hub's registry as a constant, written
+// from schemas/errors.json so partners never copy codes by hand.
+//go:generate go run ../schemas/internal/errorsgen -registry ../schemas/errors.json -target sdk -o codes.go
+
+// CodeUnsupportedMessage is the code for a type Handle does not handle.
+//
+// Deprecated: use CodeUnsupportedMessageType, the registry's name for it.
+const CodeUnsupportedMessage = CodeUnsupportedMessageType
+
+// IsRetryable reports whether the request that failed with err may succeed
+// if sent again as it was. The hub's error registry decides by the code of
+// AsError(err), so hub and plugins agree on every registry code; only a code
+// outside the registry (a plugin's own) falls back to the error's Retryable
+// flag. IsRetryable(nil) is false.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := AsError(err)
+	if r, known := codeRetryable[e.Code]; known {
+		return r
+	}
+	return e.Retryable
+}
 
 // Error formats the error as "code: message" with the field when known.
 func (e *Error) Error() string {
@@ -78,9 +77,10 @@ func (e *Error) Is(target error) bool {
 	return ok && t != nil && t.Code == e.Code
 }
 
-// Errorf returns an *Error with code and a formatted message.
+// Errorf returns an *Error with code and a formatted message, retryable
+// when the registry says code is.
 func Errorf(code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Retryable: codeRetryable[code]}
 }
 
 // AsError turns any error into an *Error fit to cross the wire: an *Error

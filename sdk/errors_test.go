@@ -1,11 +1,16 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
+	"github.com/citycard/citycard/schemas"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -89,5 +94,85 @@ func TestErrorString(t *testing.T) {
 	}
 	if e := fromWireError(toWireError(&Error{Message: "no code"})); !errors.Is(e, &Error{Code: CodeInternal}) {
 		t.Errorf("an error without a code became %v", e)
+	}
+}
+
+// TestCodesUpToDate runs the generator into a temporary directory and
+// compares its output with codes.go, so an edit to the registry without
+// `go generate` fails here.
+func TestCodesUpToDate(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool to run the generator with")
+	}
+	out := filepath.Join(t.TempDir(), "codes.go")
+	cmd := exec.Command(goTool, "run", "../schemas/internal/errorsgen",
+		"-registry", "../schemas/errors.json", "-target", "sdk", "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("errorsgen: %v\n%s", err, b)
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("codes.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("codes.go is not what errorsgen writes from schemas/errors.json; run go generate ./sdk")
+	}
+}
+
+func TestIsRetryable(t *testing.T) {
+	// Every registry code, bare and wrapped, is decided by the registry
+	// whatever the flag the sender set.
+	for _, d := range schemas.Errors() {
+		for _, flag := range []bool{false, true} {
+			err := fmt.Errorf("calling the hub: %w", &Error{Code: d.Code, Retryable: flag})
+			if got := IsRetryable(err); got != d.Retryable {
+				t.Errorf("IsRetryable(%s, flag %v) = %v, registry says %v", d.Code, flag, got, d.Retryable)
+			}
+		}
+		if got := Errorf(d.Code, "x").Retryable; got != d.Retryable {
+			t.Errorf("Errorf(%s).Retryable = %v, registry says %v", d.Code, got, d.Retryable)
+		}
+	}
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"deadline", context.DeadlineExceeded, true},
+		{"cancelled", context.Canceled, true},
+		{"plain", errors.New("boom"), false},
+		{"plugin's own code, retryable", &Error{Code: "meter_busy", Retryable: true}, true},
+		{"plugin's own code, final", &Error{Code: "meter_jammed"}, false},
+	}
+	for _, tc := range cases {
+		if got := IsRetryable(tc.err); got != tc.want {
+			t.Errorf("%s: IsRetryable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestLegacyCodeNames keeps the names plugins wrote before the registry
+// was generated.
+func TestLegacyCodeNames(t *testing.T) {
+	for name, pair := range map[string][2]string{
+		"CodeSchemaInvalid":      {CodeSchemaInvalid, "schema_invalid"},
+		"CodeConfigInvalid":      {CodeConfigInvalid, "config_invalid"},
+		"CodeDescriptorInvalid":  {CodeDescriptorInvalid, "descriptor_invalid"},
+		"CodeUnsupportedMessage": {CodeUnsupportedMessage, "unsupported_message_type"},
+		"CodeNotConfigured":      {CodeNotConfigured, "not_configured"},
+		"CodeInvalidRequest":     {CodeInvalidRequest, "invalid_request"},
+		"CodeInternal":           {CodeInternal, "internal"},
+		"CodeUnavailable":        {CodeUnavailable, "unavailable"},
+		"CodeTimeout":            {CodeTimeout, "timeout"},
+	} {
+		if pair[0] != pair[1] {
+			t.Errorf("%s = %q, want %q", name, pair[0], pair[1])
+		}
 	}
 }
