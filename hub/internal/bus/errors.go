@@ -3,6 +3,8 @@ package bus
 import (
 	"errors"
 	"fmt"
+
+	"github.com/citycard/citycard/hub/internal/fault"
 )
 
 // Errors reported by the router.
@@ -49,13 +51,18 @@ func Retryable(err error) error {
 	return &retryableError{err: err}
 }
 
-// IsRetryable reports whether any error in err's chain has a method
+// IsRetryable reports whether any error in err's chain is retryable: a
+// *fault.Error whose code the error registry marks retryable (fault.Retryable,
+// the one table every part of the hub decides by), or an error with a method
 // Retryable() bool that returns true: those made by Retryable, timeouts of
 // the bus, and errors of other packages that say so themselves without
 // importing this one.
 func IsRetryable(err error) bool {
 	for err != nil {
 		if r, ok := err.(interface{ Retryable() bool }); ok && r.Retryable() {
+			return true
+		}
+		if f, ok := err.(*fault.Error); ok && fault.Retryable(f.Code) {
 			return true
 		}
 		switch e := err.(type) {

@@ -934,7 +934,7 @@ func toSDK(err error) error {
 	}
 	code := fault.CodeOf(err)
 	var fe *fault.Error
-	e := &sdk.Error{Code: code, Message: err.Error(), Retryable: ledger.IsRetryable(err) || code == fault.InProgress}
+	e := &sdk.Error{Code: code, Message: err.Error(), Retryable: fault.Retryable(code)}
 	if errors.As(err, &fe) {
 		e.Field = fe.Field
 		if fe.Detail != "" {

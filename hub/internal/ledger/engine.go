@@ -1086,7 +1086,8 @@ func ChainHash(prev []byte, seq int64, ts []store.Transfer) []byte {
 }
 
 // IsRetryable reports whether a Submit error means the request may be sent
-// again as it was (the batch could not be written, or the writer is down).
+// again as it was (the batch could not be written, or the writer is down),
+// as the error registry says of its code.
 func IsRetryable(err error) bool {
-	return fault.Is(err, fault.Unavailable) || errors.Is(err, ErrClosed)
+	return fault.Retryable(fault.CodeOf(err)) || errors.Is(err, ErrClosed)
 }
