@@ -8,6 +8,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
 
 //go:embed migrations/*.sql
@@ -29,7 +31,11 @@ var migrations embed.FS
 
 // Store is a store.Store backed by a PostgreSQL connection pool.
 type Store struct {
+	// Reader holds the reads both drivers share, on db.
+	*reads.Reader
+
 	pool   *pgxpool.Pool
+	db     *sql.DB // the pool through pgx's stdlib adapter, for Reader
 	schema string
 	// outbox writes a batch's messages inside its transaction; nil
 	// ignores them. Set before the ledger writer starts.
@@ -68,12 +74,18 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := newStore(pool)
 	if err := s.init(ctx, cfg.ConnConfig); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// newStore wraps pool.
+func newStore(pool *pgxpool.Pool) *Store {
+	db := stdlib.OpenDBFromPool(pool)
+	return &Store{Reader: reads.New(db, reads.PostgreSQL), pool: pool, db: db}
 }
 
 // lockKey derives an advisory lock key from a name.
@@ -133,8 +145,9 @@ func (s *Store) Schema() string { return s.schema }
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	err := s.db.Close()
 	s.pool.Close()
-	return nil
+	return err
 }
 
 // ExecRaw runs one SQL statement. It exists for tests that must reach past

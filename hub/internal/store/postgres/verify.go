@@ -42,7 +42,7 @@ func OpenExistingConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := newStore(pool)
 	if err := s.checkSchema(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -26,6 +26,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
 
 //go:embed migrations/*.sql
@@ -33,6 +34,9 @@ var migrations embed.FS
 
 // Store is a store.Store backed by one SQLite database file.
 type Store struct {
+	// Reader holds the reads both drivers share, on r.
+	*reads.Reader
+
 	path string
 	w    *sql.DB // exactly one connection: every write goes through it
 	r    *sql.DB // read-only connections
@@ -108,7 +112,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	s.r = r
+	s.r, s.Reader = r, reads.New(r, reads.SQLite)
 	return s, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
 
 // metaCheckpoints is the meta key holding the store.CheckpointStart record.
@@ -65,7 +66,7 @@ func OpenExisting(ctx context.Context, path string) (*Store, error) {
 	n := max(4, runtime.NumCPU())
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	s.r = r
+	s.r, s.Reader = r, reads.New(r, reads.SQLite)
 	return s, nil
 }
 
