@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/schemas"
 	"github.com/citycard/citycard/sdk"
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
@@ -76,7 +77,7 @@ type sample struct {
 const unknownVersion = 99
 
 func checkHandshake(_ context.Context, s *session) (Status, string) {
-	inst, err := s.launch(sdk.Handshake)
+	inst, err := s.launch(pluginwire.Handshake())
 	if err != nil {
 		return Fail, fmt.Sprintf("the hub could not launch and connect to the plugin: %v", err)
 	}
@@ -91,7 +92,7 @@ func checkHandshake(_ context.Context, s *session) (Status, string) {
 }
 
 func checkUnknownProtocol(_ context.Context, s *session) (Status, string) {
-	hs := sdk.Handshake // a copy
+	hs := pluginwire.Handshake() // a copy
 	hs.ProtocolVersion = unknownVersion
 	start := time.Now()
 	inst, err := s.launch(hs)
@@ -114,8 +115,8 @@ func checkDescriptor(ctx context.Context, s *session) (Status, string) {
 	if err != nil {
 		return Fail, fmt.Sprintf("Describe failed: %v", callError(cctx, "describe", err))
 	}
-	d := fromDescriptor(resp)
-	v, err := sdk.NewValidator(d)
+	d := pluginwire.FromDescriptor(resp)
+	v, err := pluginwire.NewValidator(d)
 	if err != nil {
 		return Fail, fmt.Sprintf("the descriptor is not valid: %v", err)
 	}
@@ -123,7 +124,7 @@ func checkDescriptor(ctx context.Context, s *session) (Status, string) {
 	if err != nil {
 		return Fail, fmt.Sprintf("Describe failed when called again: %v", callError(cctx, "describe", err))
 	}
-	if descriptorJSON(fromDescriptor(again)) != descriptorJSON(d) {
+	if descriptorJSON(pluginwire.FromDescriptor(again)) != descriptorJSON(d) {
 		return Fail, "Describe answered differently when called again; it must not depend on state"
 	}
 	s.desc, s.val = d, v
@@ -740,7 +741,7 @@ func checkShutdown(ctx context.Context, s *session) (Status, string) {
 	case err != nil:
 		fails = append(fails, fmt.Sprintf("Stop failed: %v", err))
 	case resp.GetError() != nil:
-		fails = append(fails, fmt.Sprintf("Stop reported: %v", fromWireError(resp.GetError())))
+		fails = append(fails, fmt.Sprintf("Stop reported: %v", pluginwire.FromWireError(resp.GetError())))
 	}
 	cancel()
 

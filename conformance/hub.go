@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/sdk"
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
 )
@@ -24,7 +25,7 @@ const (
 )
 
 // hub is the kit's stand-in for the hub, served to the plugin through
-// go-plugin's broker. Unlike sdk.Client's Hub service it judges every
+// go-plugin's broker. Unlike pluginwire.Client's Hub service it judges every
 // message itself and records it, valid or not, so the checks can say what
 // the plugin sent, when, and with what deadline. It applies each
 // idempotency key once, as the real hub does, and answers the hub's own
@@ -36,7 +37,7 @@ type hub struct {
 	slowCap time.Duration // the longest a slow call is held
 
 	mu       sync.Mutex
-	val      *sdk.Validator
+	val      pluginwire.Validator
 	phase    string
 	mode     hubMode
 	failCode string
@@ -74,7 +75,7 @@ func newHub(answers HubAnswers, slowCap time.Duration) *hub {
 }
 
 // setValidator sets the plugin's Descriptor to judge messages by.
-func (h *hub) setValidator(v *sdk.Validator) {
+func (h *hub) setValidator(v pluginwire.Validator) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.val = v
@@ -175,27 +176,27 @@ func (h *hub) stall(ctx context.Context) *sdk.Error {
 }
 
 func (h *hub) Submit(ctx context.Context, e *pluginv1.Envelope) (*pluginv1.SubmitResponse, error) {
-	m := fromEnvelope(e)
+	m := pluginwire.FromEnvelope(e)
 	ev := h.begin(ctx, "submit", []sdk.Message{m}, "", "")
 	defer h.finish(ev)
 	if err := h.check(m); err != nil {
 		h.mu.Lock()
 		ev.invalid = err
 		h.mu.Unlock()
-		return &pluginv1.SubmitResponse{Error: toWireError(err)}, nil
+		return &pluginv1.SubmitResponse{Error: pluginwire.ToWireError(err)}, nil
 	}
 	if err := h.stall(ctx); err != nil {
-		return &pluginv1.SubmitResponse{Error: toWireError(err)}, nil
+		return &pluginv1.SubmitResponse{Error: pluginwire.ToWireError(err)}, nil
 	}
 	body, dup, err := h.apply(ev, m)
 	if err != nil {
-		return &pluginv1.SubmitResponse{Error: toWireError(err)}, nil
+		return &pluginv1.SubmitResponse{Error: pluginwire.ToWireError(err)}, nil
 	}
 	return &pluginv1.SubmitResponse{Result: &pluginv1.Result{MessageId: m.ID, Body: body, Duplicate: dup}}, nil
 }
 
 func (h *hub) SubmitBatch(ctx context.Context, b *pluginv1.Batch) (*pluginv1.BatchResponse, error) {
-	ms := fromEnvelopes(b.GetMessages())
+	ms := pluginwire.FromEnvelopes(b.GetMessages())
 	ev := h.begin(ctx, "batch", ms, "", "")
 	defer h.finish(ev)
 	if len(ms) > sdk.MaxBatch {
@@ -203,7 +204,7 @@ func (h *hub) SubmitBatch(ctx context.Context, b *pluginv1.Batch) (*pluginv1.Bat
 		h.mu.Lock()
 		ev.invalid = err
 		h.mu.Unlock()
-		return &pluginv1.BatchResponse{Error: toWireError(err)}, nil
+		return &pluginv1.BatchResponse{Error: pluginwire.ToWireError(err)}, nil
 	}
 	for i, m := range ms {
 		if err := h.check(m); err != nil {
@@ -211,17 +212,17 @@ func (h *hub) SubmitBatch(ctx context.Context, b *pluginv1.Batch) (*pluginv1.Bat
 			h.mu.Lock()
 			ev.invalid = err
 			h.mu.Unlock()
-			return &pluginv1.BatchResponse{Error: toWireError(err)}, nil
+			return &pluginv1.BatchResponse{Error: pluginwire.ToWireError(err)}, nil
 		}
 	}
 	if err := h.stall(ctx); err != nil {
-		return &pluginv1.BatchResponse{Error: toWireError(err)}, nil
+		return &pluginv1.BatchResponse{Error: pluginwire.ToWireError(err)}, nil
 	}
 	out := make([]*pluginv1.SubmitResponse, len(ms))
 	for i, m := range ms {
 		body, dup, err := h.apply(ev, m)
 		if err != nil {
-			out[i] = &pluginv1.SubmitResponse{Error: toWireError(err)}
+			out[i] = &pluginv1.SubmitResponse{Error: pluginwire.ToWireError(err)}
 			continue
 		}
 		out[i] = &pluginv1.SubmitResponse{Result: &pluginv1.Result{MessageId: m.ID, Body: body, Duplicate: dup}}
@@ -235,7 +236,7 @@ func (h *hub) Query(ctx context.Context, q *pluginv1.QueryRequest) (*pluginv1.Qu
 	ev := h.begin(ctx, "query", nil, q.GetKind(), q.GetKey())
 	defer h.finish(ev)
 	if err := h.stall(ctx); err != nil {
-		return &pluginv1.QueryResponse{Error: toWireError(err)}, nil
+		return &pluginv1.QueryResponse{Error: pluginwire.ToWireError(err)}, nil
 	}
 	for _, a := range h.answers.Queries {
 		if a.Kind == q.GetKind() && (a.Key == "" || a.Key == q.GetKey()) {
@@ -246,17 +247,17 @@ func (h *hub) Query(ctx context.Context, q *pluginv1.QueryRequest) (*pluginv1.Qu
 	switch q.GetKind() {
 	case sdk.QueryCardStatus:
 		if !cardNumber.MatchString(q.GetKey()) {
-			return &pluginv1.QueryResponse{Error: toWireError(sdk.Errorf("card_not_found", "no card %q", q.GetKey()))}, nil
+			return &pluginv1.QueryResponse{Error: pluginwire.ToWireError(sdk.Errorf("card_not_found", "no card %q", q.GetKey()))}, nil
 		}
 		body = map[string]any{"card": q.GetKey(), "status": "active", "product": "standard"}
 	case sdk.QueryDenylistVersion:
 		body = map[string]any{"version": 1}
 	default:
-		return &pluginv1.QueryResponse{Error: toWireError(sdk.Errorf("not_found", "the hub answers no query of kind %q", q.GetKind()))}, nil
+		return &pluginv1.QueryResponse{Error: pluginwire.ToWireError(sdk.Errorf("not_found", "the hub answers no query of kind %q", q.GetKind()))}, nil
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		return &pluginv1.QueryResponse{Error: toWireError(err)}, nil
+		return &pluginv1.QueryResponse{Error: pluginwire.ToWireError(err)}, nil
 	}
 	return &pluginv1.QueryResponse{Body: b}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/sdk"
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
 )
@@ -28,14 +29,14 @@ type instance struct {
 	stderr *tail
 
 	mu   sync.Mutex
-	hubs []*callback // Hub services served to this launch, newest last
+	hubs []*pluginwire.HubService // Hub services served to this launch, newest last
 }
 
-// tap is the hub's side of sdk.PluginMap with a window on the connection:
-// it makes the same *sdk.Client, and keeps the broker and the connection
+// tap is the hub's side of pluginwire.PluginMap with a window on the
+// connection: it makes the same *pluginwire.Client, and keeps the broker and the connection
 // so the kit can serve its own Hub and speak the protocol directly.
 type tap struct {
-	sdk.GRPCPlugin
+	pluginwire.GRPCPlugin
 
 	mu     sync.Mutex
 	broker *plugin.GRPCBroker
@@ -50,23 +51,23 @@ func (t *tap) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, c *grpc
 }
 
 // launch starts the plugin binary as the hub's plugin host does
-// (sdk.ClientConfig: checksum, gRPC only, AutoMTLS, no inherited
+// (pluginwire.ClientConfig: checksum, gRPC only, AutoMTLS, no inherited
 // environment), offering the handshake hs, and connects to it.
 func (s *session) launch(hs plugin.HandshakeConfig) (*instance, error) {
 	cmd := exec.Command(s.opts.Binary, s.opts.Args...)
 	cmd.Env = s.opts.Env
 	ownProcess(cmd)
-	cfg := sdk.ClientConfig(cmd, s.sum)
+	cfg := pluginwire.ClientConfig(cmd, s.sum)
 	cfg.HandshakeConfig = hs
 	t := &tap{}
-	cfg.Plugins = map[string]plugin.Plugin{sdk.PluginName: t}
+	cfg.Plugins = map[string]plugin.Plugin{pluginwire.PluginName(): t}
 	stderr := newTail(s.opts.PluginStderr)
 	cfg.Stderr = stderr
 	cfg.SyncStderr = stderr
 	cfg.Logger = hclog.NewNullLogger()
 	cfg.StartTimeout = s.opts.StartTimeout
 	pc := plugin.NewClient(cfg)
-	if _, err := sdk.Dispense(pc); err != nil {
+	if _, err := pluginwire.Dispense(pc); err != nil {
 		pc.Kill()
 		return nil, withStderr(err, stderr)
 	}
@@ -93,42 +94,35 @@ func indent(s string) string {
 }
 
 // configure hands config to the plugin with the kit's Hub served through
-// the broker, as sdk.Client.Configure does, but without checking config
+// the broker, as pluginwire.Client.Configure does, but without checking config
 // first: the kit must see whether the plugin refuses a bad one itself. A
 // nil hub configures the plugin without one.
 func (i *instance) configure(ctx context.Context, config json.RawMessage, hub *hub) *sdk.Error {
 	var id uint32
-	var cb *callback
+	var cb *pluginwire.HubService
 	if hub != nil {
-		id = i.broker.NextId()
-		cb = &callback{}
-		go i.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-			srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(64<<20))...)
-			pluginv1.RegisterHubServer(srv, hub)
-			cb.started(srv)
-			return srv
-		})
+		id, cb = pluginwire.ServeHub(i.broker, hub)
 	}
 	resp, err := i.rpc.Configure(ctx, &pluginv1.ConfigureRequest{Config: config, HubBrokerId: id})
 	var e *sdk.Error
 	if err != nil {
 		e = callError(ctx, "configure", err)
 	} else {
-		e = fromWireError(resp.GetError())
+		e = pluginwire.FromWireError(resp.GetError())
 	}
 	if e != nil {
 		if cb != nil {
-			cb.stop()
+			cb.Abort()
 		}
 		return e
 	}
 	if cb != nil {
 		i.mu.Lock()
 		old := i.hubs
-		i.hubs = []*callback{cb}
+		i.hubs = []*pluginwire.HubService{cb}
 		i.mu.Unlock()
 		for _, o := range old {
-			o.stop()
+			o.Abort()
 		}
 	}
 	return nil
@@ -147,11 +141,11 @@ func callError(ctx context.Context, op string, err error) *sdk.Error {
 // A failed call (deadline, broken connection) is returned as a retryable
 // error with transport set.
 func (i *instance) handle(ctx context.Context, m sdk.Message) (replies []sdk.Message, e *sdk.Error, transport bool) {
-	resp, err := i.rpc.Handle(ctx, toEnvelope(m))
+	resp, err := i.rpc.Handle(ctx, pluginwire.ToEnvelope(m))
 	if err != nil {
 		return nil, callError(ctx, "handle "+m.Type, err), true
 	}
-	return fromEnvelopes(resp.GetReplies()), fromWireError(resp.GetError()), false
+	return pluginwire.FromEnvelopes(resp.GetReplies()), pluginwire.FromWireError(resp.GetError()), false
 }
 
 // close ends the launch: the Hub services, the process, go-plugin's
@@ -162,7 +156,7 @@ func (i *instance) close() {
 	i.hubs = nil
 	i.mu.Unlock()
 	for _, cb := range hubs {
-		cb.stop()
+		cb.Abort()
 	}
 	if !i.pc.Exited() && i.pid > 0 {
 		// The kit has already judged the shutdown; go-plugin's Kill would
@@ -182,33 +176,6 @@ func (i *instance) waitExit(d time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
-}
-
-// callback is one Hub server started through the broker; it can be
-// stopped before go-plugin has created it.
-type callback struct {
-	mu      sync.Mutex
-	srv     *grpc.Server
-	stopped bool
-}
-
-func (cb *callback) started(s *grpc.Server) {
-	cb.mu.Lock()
-	defer cb.mu.Unlock()
-	cb.srv = s
-	if cb.stopped {
-		s.Stop()
-	}
-}
-
-func (cb *callback) stop() {
-	cb.mu.Lock()
-	s := cb.srv
-	cb.stopped = true
-	cb.mu.Unlock()
-	if s != nil {
-		s.Stop()
-	}
 }
 
 // tail keeps the last lines a plugin wrote on stderr, for error messages,

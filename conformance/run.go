@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/sdk"
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
 )
@@ -81,7 +82,7 @@ type session struct {
 
 	inst     *instance // the launch the checks talk to; nil when none runs
 	desc     sdk.Descriptor
-	val      *sdk.Validator
+	val      pluginwire.Validator
 	handled  map[string]sdk.MessageType
 	samples  []sample  // valid messages to deliver, one or more per handled type
 	problems []string  // why some handled type has no usable sample
@@ -274,7 +275,7 @@ func (s *session) message(m sdk.Message) sdk.Message {
 // launchConfigured launches the plugin, checks it describes itself as
 // before, and configures it with the file's configuration and the hub.
 func (s *session) launchConfigured(ctx context.Context) (*instance, error) {
-	inst, err := s.launch(sdk.Handshake)
+	inst, err := s.launch(pluginwire.Handshake())
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +286,7 @@ func (s *session) launchConfigured(ctx context.Context) (*instance, error) {
 		inst.close()
 		return nil, withStderr(fmt.Errorf("describe: %w", err), inst.stderr)
 	}
-	if a, b := descriptorJSON(fromDescriptor(resp)), descriptorJSON(s.desc); a != b {
+	if a, b := descriptorJSON(pluginwire.FromDescriptor(resp)), descriptorJSON(s.desc); a != b {
 		inst.close()
 		return nil, errors.New("after a new launch the plugin describes itself differently")
 	}

@@ -1,5 +1,4 @@
-// Package sdk is the public Go API for writing CityCard channel plugins,
-// and the hub's way of talking to them.
+// Package sdk is the public Go API for writing CityCard channel plugins.
 //
 // A plugin is a separate program that adapts one channel (bus validators,
 // a hospital's system, a bank host) to the hub. Its author implements the
@@ -24,10 +23,11 @@
 //
 // # Who calls what
 //
-// In the plugin's process: Serve, the Plugin you implement, and the Hub
-// handed to Configure. In the hub's process: ClientConfig and Dispense to
-// launch a plugin, and Client, whose Configure serves the hub's own Hub
-// implementation back to the plugin over go-plugin's GRPCBroker.
+// A plugin author uses Serve, implements Plugin (and HealthChecker, if it
+// can tell), and calls the Hub handed to Configure. The hub's end of the
+// protocol (launching a plugin and calling it) is not part of this package:
+// it lives in the repository's internal/pluginwire, which runs this
+// package's own validation and wire code, so both ends check alike.
 //
 // # Validation
 //

@@ -8,11 +8,9 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the run if any test leaves a goroutine behind, and removes
-// the plugin binaries the process tests built.
+// TestMain fails the run if any test leaves a goroutine behind.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	builds.cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

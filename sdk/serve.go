@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,41 +18,36 @@ import (
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
 )
 
-// Handshake is the go-plugin handshake shared by the hub and every plugin.
+// handshake is the go-plugin handshake shared by the hub and every plugin.
 // The cookie is no secret and no security: it only stops a plugin binary
-// run by hand from waiting forever for a hub that is not there.
-var Handshake = plugin.HandshakeConfig{
+// run by hand from waiting forever for a hub that is not there. Plugins in
+// other languages copy it from docs/writing-a-plugin.md.
+var handshake = plugin.HandshakeConfig{
 	ProtocolVersion:  ProtocolVersion,
 	MagicCookieKey:   "CITYCARD_PLUGIN",
 	MagicCookieValue: "bb9938c223a2c16fa8f95f3ab1848ef1b259ca9b5d24150e",
 }
 
-// PluginName is the name under which a plugin process serves its one
+// pluginName is the name under which a plugin process serves its one
 // plugin in go-plugin's plugin set.
-const PluginName = "citycard"
-
-// PluginMap is the plugin set the hub passes as plugin.ClientConfig.Plugins;
-// dispensing PluginName from it yields a *Client. Treat it as read-only.
-var PluginMap = map[string]plugin.Plugin{PluginName: &GRPCPlugin{}}
+const pluginName = "citycard"
 
 // maxMessageSize bounds one gRPC message in either direction: room for a
 // full batch of MaxBatch messages, where gRPC's default is 4 MiB.
 const maxMessageSize = 64 << 20
 
-// GRPCPlugin joins package sdk to go-plugin. In the plugin process it
-// serves Impl; in the hub it makes a *Client. Plugin authors never use it:
-// sdk.Serve does.
-type GRPCPlugin struct {
+// grpcPlugin joins the plugin's side of package sdk to go-plugin: it serves
+// impl. The hub's side is internal/pluginwire.GRPCPlugin.
+type grpcPlugin struct {
 	// go-plugin's net/rpc transport is refused: protocol v1 is gRPC only.
 	plugin.NetRPCUnsupportedPlugin
-	// Impl is the plugin being served; nil on the hub's side.
-	Impl Plugin
+	impl Plugin
 }
 
-// GRPCServer registers Impl with the plugin process's gRPC server. It fails
-// if Impl's Descriptor is invalid, so a broken plugin never starts.
-func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
-	srv, err := newPluginServer(p.Impl, broker)
+// GRPCServer registers impl with the plugin process's gRPC server. It fails
+// if impl's Descriptor is invalid, so a broken plugin never starts.
+func (p *grpcPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	srv, err := newPluginServer(p.impl, broker)
 	if err != nil {
 		return err
 	}
@@ -59,9 +55,9 @@ func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error
 	return nil
 }
 
-// GRPCClient returns the hub's *Client for a plugin connection.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{rpc: pluginv1.NewPluginClient(c), broker: broker}, nil
+// GRPCClient is never called in a plugin's process, which dispenses nothing.
+func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("sdk: a plugin process serves its plugin; the hub's side is not in package sdk")
 }
 
 // Serve runs p as a plugin process and returns when the hub is done with
@@ -75,8 +71,8 @@ func Serve(p Plugin) {
 		os.Exit(1)
 	}
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: p}},
+		HandshakeConfig: handshake,
+		Plugins:         plugin.PluginSet{pluginName: &grpcPlugin{impl: p}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessageSize))...)
 		},
@@ -86,13 +82,13 @@ func Serve(p Plugin) {
 }
 
 // describe reads p's Descriptor with the protocol versions this sdk speaks.
-func describe(p Plugin) (Descriptor, *Validator, error) {
+func describe(p Plugin) (Descriptor, *validator, error) {
 	if p == nil {
 		return Descriptor{}, nil, &Error{Code: CodeDescriptorInvalid, Message: "no plugin to serve"}
 	}
 	d := p.Describe()
 	d.ProtocolVersions = []uint32{ProtocolVersion}
-	v, err := NewValidator(d)
+	v, err := newValidator(d)
 	return d, v, err
 }
 
@@ -103,7 +99,7 @@ type pluginServer struct {
 	impl   Plugin
 	broker *plugin.GRPCBroker
 	desc   Descriptor
-	val    *Validator
+	val    *validator
 
 	// mu is held shared by Handle and exclusively by Configure and Stop, so
 	// a plugin never sees a message while its configuration changes.
@@ -247,7 +243,7 @@ func (s *pluginServer) Stop(ctx context.Context, _ *pluginv1.StopRequest) (resp 
 // than the author: a fresh id, the plugin's name, the declared schema id,
 // the correlation id of the message being handled (or its own id, starting
 // a new story) and the time.
-func (v *Validator) fill(ctx context.Context, m *Message) {
+func (v *validator) fill(ctx context.Context, m *Message) {
 	if m.ID == "" {
 		m.ID = NewID()
 	}
@@ -282,7 +278,7 @@ func inBatch(err error, what string, i int) *Error {
 // broker connection.
 type hubClient struct {
 	rpc pluginv1.HubClient
-	val *Validator
+	val *validator
 }
 
 func (h *hubClient) Submit(ctx context.Context, m Message) (Result, error) {

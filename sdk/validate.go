@@ -21,22 +21,23 @@ const (
 	descriptorSchema = "plugin-descriptor"
 )
 
-// Validator checks messages and configuration against one plugin's
+// validator checks messages and configuration against one plugin's
 // Descriptor. Both ends of the protocol use it: the plugin's side checks
 // what the plugin sends before it leaves the process, and the hub's side
+// (internal/pluginwire, which gets it through internal/pluginwire/sdklink)
 // checks it again on arrival, since a plugin need not be built with this
 // sdk. The conformance kit uses it to judge a plugin's output. It is safe
 // for concurrent use.
-type Validator struct {
+type validator struct {
 	desc    Descriptor
 	sends   map[string]*payloadSchema
 	handles map[string]*payloadSchema
 	config  *jsonschema.Schema // nil: the plugin takes no configuration
 }
 
-// NewValidator checks d and compiles every schema it names or carries. It
+// newValidator checks d and compiles every schema it names or carries. It
 // fails with a *Error of code CodeDescriptorInvalid saying what is wrong.
-func NewValidator(d Descriptor) (*Validator, error) {
+func newValidator(d Descriptor) (*validator, error) {
 	doc, err := json.Marshal(d)
 	if err != nil {
 		return nil, &Error{Code: CodeDescriptorInvalid, Message: err.Error()}
@@ -52,7 +53,7 @@ func NewValidator(d Descriptor) (*Validator, error) {
 		return nil, &Error{Code: CodeDescriptorInvalid, Field: "/protocol_versions",
 			Message: fmt.Sprintf("plugin %s speaks protocol versions %v; this side speaks %d", d.Name, d.ProtocolVersions, ProtocolVersion)}
 	}
-	v := &Validator{desc: d}
+	v := &validator{desc: d}
 	c := schemaCompiler()
 	carried := map[string][]byte{} // schema id → compacted schema, to catch one id with two schemas
 	compiled := map[string]*jsonschema.Schema{}
@@ -118,14 +119,14 @@ func NewValidator(d Descriptor) (*Validator, error) {
 }
 
 // Descriptor returns the descriptor the validator was built from.
-func (v *Validator) Descriptor() Descriptor { return v.desc }
+func (v *validator) Descriptor() Descriptor { return v.desc }
 
 // CheckSent checks a message the plugin sends: a well-formed envelope, the
 // plugin's own name as Source, a type declared in Descriptor.Sends with its
 // schema id, and a payload valid against that schema. It fails with a
 // *Error of code CodeSchemaInvalid whose Field is a JSON pointer into the
 // envelope, e.g. "/payload/card".
-func (v *Validator) CheckSent(m Message) error {
+func (v *validator) CheckSent(m Message) error {
 	if m.Source != "" && m.Source != v.desc.Name {
 		return &Error{Code: CodeSchemaInvalid, Field: "/source",
 			Message: fmt.Sprintf("source is %q; plugin %s may only send as itself", m.Source, v.desc.Name)}
@@ -142,7 +143,7 @@ func (v *Validator) CheckSent(m Message) error {
 // envelope, a type declared in Descriptor.Handles (else CodeUnsupportedMessage)
 // with its schema id, and a payload valid against that schema (else
 // CodeSchemaInvalid).
-func (v *Validator) CheckHandled(m Message) error {
+func (v *validator) CheckHandled(m Message) error {
 	ps, ok := v.handles[m.Type]
 	if !ok && m.Type != "" {
 		return &Error{Code: CodeUnsupportedMessage, Field: "/type",
@@ -154,7 +155,7 @@ func (v *Validator) CheckHandled(m Message) error {
 // CheckConfig checks a configuration against Descriptor.ConfigSchema; an
 // empty or null configuration is checked as {}. It fails with a *Error of
 // code CodeConfigInvalid whose Field points into the configuration.
-func (v *Validator) CheckConfig(config json.RawMessage) error {
+func (v *validator) CheckConfig(config json.RawMessage) error {
 	config = normalConfig(config)
 	if v.config == nil {
 		if !bytes.Equal(config, emptyObject) {

@@ -32,16 +32,16 @@ func testDescriptor() Descriptor {
 	}
 }
 
-func mustValidator(t *testing.T, d Descriptor) *Validator {
+func mustValidator(t *testing.T, d Descriptor) *validator {
 	t.Helper()
-	v, err := NewValidator(d)
+	v, err := newValidator(d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
 
-func TestNewValidatorRefusesBadDescriptors(t *testing.T) {
+func TestValidatorRefusesBadDescriptors(t *testing.T) {
 	cases := []struct {
 		name  string
 		edit  func(d *Descriptor)
@@ -75,7 +75,7 @@ func TestNewValidatorRefusesBadDescriptors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := testDescriptor()
 			tc.edit(&d)
-			_, err := NewValidator(d)
+			_, err := newValidator(d)
 			var e *Error
 			if !errors.As(err, &e) || e.Code != CodeDescriptorInvalid {
 				t.Fatalf("got %v, want descriptor_invalid", err)
@@ -188,7 +188,7 @@ func TestCheckConfig(t *testing.T) {
 	vNone := mustValidator(t, none)
 	cases := []struct {
 		name   string
-		v      *Validator
+		v      *validator
 		config string
 		field  string // "-": valid
 	}{

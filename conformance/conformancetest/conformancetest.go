@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/citycard/citycard/conformance"
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -124,15 +125,15 @@ func Main(m *testing.M) {
 }
 
 // Launch runs the plugin binary bin, whose SHA-256 sum is sum, as the
-// hub's plugin host does (sdk.ClientConfig: checksum, AutoMTLS, gRPC) and
+// hub's plugin host does (checksum, AutoMTLS, gRPC) and
 // returns the hub's handle on it, its Descriptor, and a context for the
 // test's calls that ends after 20 seconds. The process is killed when the
 // test ends.
-func Launch(tb testing.TB, bin string, sum []byte) (*sdk.Client, sdk.Descriptor, context.Context) {
+func Launch(tb testing.TB, bin string, sum []byte) (*pluginwire.Client, sdk.Descriptor, context.Context) {
 	tb.Helper()
-	pc := plugin.NewClient(sdk.ClientConfig(exec.Command(bin), sum))
+	pc := plugin.NewClient(pluginwire.ClientConfig(exec.Command(bin), sum))
 	tb.Cleanup(pc.Kill)
-	c, err := sdk.Dispense(pc)
+	c, err := pluginwire.Dispense(pc)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sdk
+package pluginwire
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 
+	"github.com/citycard/citycard/sdk"
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
 )
 
@@ -35,8 +35,8 @@ type Client struct {
 	configuring sync.Mutex
 
 	mu        sync.Mutex
-	val       *Validator
-	callbacks []*callback // Hub servers started by Configure, newest last
+	val       Validator
+	callbacks []*HubService // Hub services started by Configure, newest last
 
 	// hubCalls counts calls that reached the hub's side, so tests can prove
 	// an invalid message was stopped in the plugin's process.
@@ -46,15 +46,15 @@ type Client struct {
 // ClientConfig returns the go-plugin configuration that launches the plugin
 // binary cmd, as the hub's plugin host and the conformance kit do: gRPC
 // only, the binary checked against its SHA-256 sum before it runs, mutual
-// TLS with certificates made fresh for each launch, and PluginMap. The
+// TLS with certificates made fresh for each launch, and PluginMap(). The
 // plugin does not inherit the hub's environment, which holds database
 // credentials that a partner's code has no business reading; give it what
 // it needs in cmd.Env. Callers may adjust the rest (Logger, Stderr,
 // SyncStderr, StartTimeout, cmd.SysProcAttr) before plugin.NewClient.
 func ClientConfig(cmd *exec.Cmd, sha256Sum []byte) *plugin.ClientConfig {
 	return &plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          PluginMap,
+		HandshakeConfig:  Handshake(),
+		Plugins:          PluginMap(),
 		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: sha256Sum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -71,25 +71,25 @@ func Dispense(pc *plugin.Client) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := proto.Dispense(PluginName)
+	raw, err := proto.Dispense(PluginName())
 	if err != nil {
 		return nil, err
 	}
 	c, ok := raw.(*Client)
 	if !ok {
-		return nil, fmt.Errorf("sdk: plugin dispensed %T, not *sdk.Client; was PluginMap used?", raw)
+		return nil, fmt.Errorf("pluginwire: plugin dispensed %T, not *pluginwire.Client; was PluginMap used?", raw)
 	}
 	return c, nil
 }
 
 // Describe asks the plugin what it is and checks the answer; later calls
 // validate against it.
-func (c *Client) Describe(ctx context.Context) (Descriptor, error) {
+func (c *Client) Describe(ctx context.Context) (sdk.Descriptor, error) {
 	resp, err := c.rpc.Describe(ctx, &pluginv1.DescribeRequest{})
 	if err != nil {
-		return Descriptor{}, transportError(ctx, "describe", err)
+		return sdk.Descriptor{}, wire.TransportError(ctx, "describe", err)
 	}
-	d := fromDescriptor(resp)
+	d := FromDescriptor(resp)
 	v, err := NewValidator(d)
 	if err != nil {
 		return d, err
@@ -102,7 +102,7 @@ func (c *Client) Describe(ctx context.Context) (Descriptor, error) {
 
 // validator returns the Validator of the plugin's Descriptor, asking for
 // the Descriptor on first use.
-func (c *Client) validator(ctx context.Context) (*Validator, error) {
+func (c *Client) validator(ctx context.Context) (Validator, error) {
 	c.mu.Lock()
 	v := c.val
 	c.mu.Unlock()
@@ -123,39 +123,31 @@ func (c *Client) validator(ctx context.Context) (*Validator, error) {
 // the plugin submits is validated before hub sees it. A nil hub gives the
 // plugin none. Calling Configure again reconfigures the plugin and retires
 // the previous hub connection.
-func (c *Client) Configure(ctx context.Context, config json.RawMessage, hub Hub) error {
+func (c *Client) Configure(ctx context.Context, config json.RawMessage, hub sdk.Hub) error {
 	c.configuring.Lock()
 	defer c.configuring.Unlock()
 	v, err := c.validator(ctx)
 	if err != nil {
 		return err
 	}
-	config = normalConfig(config)
+	config = wire.NormalConfig(config)
 	if err := v.CheckConfig(config); err != nil {
 		return err
 	}
 	var id uint32
-	var cb *callback
+	var cb *HubService
 	if hub != nil {
-		id = c.broker.NextId()
-		cb = &callback{}
-		srv := &hubServer{hub: hub, val: v, calls: &c.hubCalls}
-		go c.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessageSize))...)
-			pluginv1.RegisterHubServer(s, srv)
-			cb.started(s)
-			return s
-		})
+		id, cb = ServeHub(c.broker, &hubServer{hub: hub, val: v, calls: &c.hubCalls})
 	}
 	resp, err := c.rpc.Configure(ctx, &pluginv1.ConfigureRequest{Config: config, HubBrokerId: id})
 	if err == nil {
 		err = fromWireError(resp.GetError())
 	} else {
-		err = transportError(ctx, "configure", err)
+		err = wire.TransportError(ctx, "configure", err)
 	}
 	if err != nil {
 		if cb != nil {
-			cb.stop()
+			cb.Stop()
 		}
 		return err
 	}
@@ -168,7 +160,7 @@ func (c *Client) Configure(ctx context.Context, config json.RawMessage, hub Hub)
 	c.mu.Unlock()
 	// The plugin has already let go of the old connection.
 	for _, o := range old {
-		o.stop()
+		o.Stop()
 	}
 	return nil
 }
@@ -176,26 +168,26 @@ func (c *Client) Configure(ctx context.Context, config json.RawMessage, hub Hub)
 // Handle delivers m to the plugin and returns its replies. Empty fields of
 // m are filled as a hub message: a fresh ID, Source "hub", the SchemaID the
 // plugin declared for the type, CorrelationID = ID and the time.
-func (c *Client) Handle(ctx context.Context, m Message) ([]Message, error) {
+func (c *Client) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
 	v, err := c.validator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	v.fillHub(&m)
+	v.FillHubMessage(&m)
 	if err := v.CheckHandled(m); err != nil {
 		return nil, err
 	}
-	resp, err := c.rpc.Handle(ctx, toEnvelope(m))
+	resp, err := c.rpc.Handle(ctx, ToEnvelope(m))
 	if err != nil {
-		return nil, transportError(ctx, "handle "+m.Type, err)
+		return nil, wire.TransportError(ctx, "handle "+m.Type, err)
 	}
 	if err := fromWireError(resp.GetError()); err != nil {
 		return nil, err
 	}
-	replies := fromEnvelopes(resp.GetReplies())
+	replies := FromEnvelopes(resp.GetReplies())
 	for i, r := range replies {
 		if err := v.CheckSent(r); err != nil {
-			return nil, inBatch(err, "reply", i)
+			return nil, wire.InBatch(err, "reply", i)
 		}
 	}
 	return replies, nil
@@ -206,10 +198,10 @@ func (c *Client) Handle(ctx context.Context, m Message) ([]Message, error) {
 func (c *Client) Health(ctx context.Context) error {
 	resp, err := c.rpc.Health(ctx, &pluginv1.HealthRequest{})
 	if err != nil {
-		return transportError(ctx, "health", err)
+		return wire.TransportError(ctx, "health", err)
 	}
 	if resp.GetStatus() != pluginv1.HealthResponse_STATUS_SERVING {
-		return &Error{Code: CodeUnavailable, Message: resp.GetMessage(), Retryable: true}
+		return &sdk.Error{Code: sdk.CodeUnavailable, Message: resp.GetMessage(), Retryable: true}
 	}
 	return nil
 }
@@ -224,54 +216,12 @@ func (c *Client) Stop(ctx context.Context) error {
 	c.callbacks = nil
 	c.mu.Unlock()
 	for _, cb := range cbs {
-		cb.stop()
+		cb.Stop()
 	}
 	if err != nil {
-		return transportError(ctx, "stop", err)
+		return wire.TransportError(ctx, "stop", err)
 	}
 	return fromWireError(resp.GetError())
-}
-
-// fillHub completes a message the hub sends, so callers set only what
-// matters: type, payload and, for writes, the idempotency key.
-func (v *Validator) fillHub(m *Message) {
-	if m.Source == "" {
-		m.Source = HubSource
-	}
-	if m.SchemaID == "" {
-		if ps, ok := v.handles[m.Type]; ok {
-			m.SchemaID = ps.id
-		}
-	}
-	v.fill(context.Background(), m)
-}
-
-// callback is one Hub server started through the broker. It can be
-// stopped before go-plugin has created the server, hence the bookkeeping.
-type callback struct {
-	mu      sync.Mutex
-	srv     *grpc.Server
-	stopped bool
-}
-
-func (cb *callback) started(s *grpc.Server) {
-	cb.mu.Lock()
-	defer cb.mu.Unlock()
-	cb.srv = s
-	if cb.stopped {
-		s.Stop()
-	}
-}
-
-func (cb *callback) stop() {
-	cb.mu.Lock()
-	s := cb.srv
-	cb.stopped = true
-	cb.mu.Unlock()
-	if s != nil {
-		// Graceful: a submission in flight is answered, not cut off.
-		s.GracefulStop()
-	}
 }
 
 // hubServer is the hub's side of the Hub service: it checks every message
@@ -279,8 +229,8 @@ func (cb *callback) stop() {
 // hub's implementation.
 type hubServer struct {
 	pluginv1.UnimplementedHubServer
-	hub   Hub
-	val   *Validator
+	hub   sdk.Hub
+	val   Validator
 	calls *atomic.Int64
 }
 
@@ -288,7 +238,7 @@ type hubServer struct {
 // whole hub down with one plugin's request.
 func recovered(op string, r any) *pluginv1.Error {
 	slog.Error("hub panicked serving a plugin", "op", op, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-	return &pluginv1.Error{Code: CodeInternal, Message: fmt.Sprintf("hub panicked in %s: %v", op, r)}
+	return &pluginv1.Error{Code: sdk.CodeInternal, Message: fmt.Sprintf("hub panicked in %s: %v", op, r)}
 }
 
 func (s *hubServer) Submit(ctx context.Context, e *pluginv1.Envelope) (resp *pluginv1.SubmitResponse, _ error) {
@@ -298,18 +248,18 @@ func (s *hubServer) Submit(ctx context.Context, e *pluginv1.Envelope) (resp *plu
 		}
 	}()
 	s.calls.Add(1)
-	m := fromEnvelope(e)
+	m := FromEnvelope(e)
 	if err := s.val.CheckSent(m); err != nil {
-		return &pluginv1.SubmitResponse{Error: toWireError(err)}, nil
+		return &pluginv1.SubmitResponse{Error: ToWireError(err)}, nil
 	}
 	r, err := s.hub.Submit(ctx, m)
 	if err != nil {
-		return &pluginv1.SubmitResponse{Error: toWireError(err)}, nil
+		return &pluginv1.SubmitResponse{Error: ToWireError(err)}, nil
 	}
 	if r.MessageID == "" {
 		r.MessageID = m.ID
 	}
-	return &pluginv1.SubmitResponse{Result: toResult(r)}, nil
+	return &pluginv1.SubmitResponse{Result: wire.ToResult(r)}, nil
 }
 
 func (s *hubServer) SubmitBatch(ctx context.Context, b *pluginv1.Batch) (resp *pluginv1.BatchResponse, _ error) {
@@ -319,15 +269,15 @@ func (s *hubServer) SubmitBatch(ctx context.Context, b *pluginv1.Batch) (resp *p
 		}
 	}()
 	s.calls.Add(1)
-	if n := len(b.GetMessages()); n > MaxBatch {
-		return &pluginv1.BatchResponse{Error: toWireError(Errorf(CodeInvalidRequest, "a batch holds at most %d messages, not %d", MaxBatch, n))}, nil
+	if n := len(b.GetMessages()); n > sdk.MaxBatch {
+		return &pluginv1.BatchResponse{Error: ToWireError(sdk.Errorf(sdk.CodeInvalidRequest, "a batch holds at most %d messages, not %d", sdk.MaxBatch, n))}, nil
 	}
-	ms := fromEnvelopes(b.GetMessages())
+	ms := FromEnvelopes(b.GetMessages())
 	// All or nothing: one bad message refuses the batch before any of it
 	// is applied, so nothing is half-processed.
 	for i, m := range ms {
 		if err := s.val.CheckSent(m); err != nil {
-			return &pluginv1.BatchResponse{Error: toWireError(inBatch(err, "message", i))}, nil
+			return &pluginv1.BatchResponse{Error: ToWireError(wire.InBatch(err, "message", i))}, nil
 		}
 	}
 	if len(ms) == 0 {
@@ -335,21 +285,21 @@ func (s *hubServer) SubmitBatch(ctx context.Context, b *pluginv1.Batch) (resp *p
 	}
 	rs, err := s.hub.SubmitBatch(ctx, ms)
 	if err != nil {
-		return &pluginv1.BatchResponse{Error: toWireError(err)}, nil
+		return &pluginv1.BatchResponse{Error: ToWireError(err)}, nil
 	}
 	if len(rs) != len(ms) {
-		return &pluginv1.BatchResponse{Error: toWireError(Errorf(CodeInternal, "the hub answered %d results for %d messages", len(rs), len(ms)))}, nil
+		return &pluginv1.BatchResponse{Error: ToWireError(sdk.Errorf(sdk.CodeInternal, "the hub answered %d results for %d messages", len(rs), len(ms)))}, nil
 	}
 	out := make([]*pluginv1.SubmitResponse, len(rs))
 	for i, r := range rs {
 		if r.Error != nil {
-			out[i] = &pluginv1.SubmitResponse{Error: toWireError(r.Error)}
+			out[i] = &pluginv1.SubmitResponse{Error: ToWireError(r.Error)}
 			continue
 		}
 		if r.MessageID == "" {
 			r.MessageID = ms[i].ID
 		}
-		out[i] = &pluginv1.SubmitResponse{Result: toResult(r)}
+		out[i] = &pluginv1.SubmitResponse{Result: wire.ToResult(r)}
 	}
 	return &pluginv1.BatchResponse{Results: out}, nil
 }
@@ -362,11 +312,11 @@ func (s *hubServer) Query(ctx context.Context, q *pluginv1.QueryRequest) (resp *
 	}()
 	s.calls.Add(1)
 	if q.GetKind() == "" {
-		return &pluginv1.QueryResponse{Error: toWireError(Errorf(CodeInvalidRequest, "a query needs a kind"))}, nil
+		return &pluginv1.QueryResponse{Error: ToWireError(sdk.Errorf(sdk.CodeInvalidRequest, "a query needs a kind"))}, nil
 	}
 	body, err := s.hub.Query(ctx, q.GetKind(), q.GetKey())
 	if err != nil {
-		return &pluginv1.QueryResponse{Error: toWireError(err)}, nil
+		return &pluginv1.QueryResponse{Error: ToWireError(err)}, nil
 	}
 	return &pluginv1.QueryResponse{Body: body}, nil
 }

@@ -1,4 +1,4 @@
-package sdk
+package pluginwire
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/citycard/citycard/sdk"
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
 )
 
@@ -58,9 +59,9 @@ func exampleBinary(t testing.TB, name string) (string, []byte) {
 	if err != nil {
 		t.Skip("no go command to build the example plugin")
 	}
-	out, err := exec.Command(goTool, "build", "-o", path, "./examples/"+name).CombinedOutput()
+	out, err := exec.Command(goTool, "build", "-o", path, "../../sdk/examples/"+name).CombinedOutput()
 	if err != nil {
-		t.Fatalf("building examples/%s: %v\n%s", name, err, out)
+		t.Fatalf("building sdk/examples/%s: %v\n%s", name, err, out)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -97,7 +98,7 @@ func launch(t testing.TB) (*Client, *plugin.Client) {
 // recordingHub is the test's stand-in for the hub's services.
 type recordingHub struct {
 	mu      sync.Mutex
-	got     []Message
+	got     []sdk.Message
 	queries []string
 	cards   map[string]string // card → status
 	delay   time.Duration
@@ -105,7 +106,7 @@ type recordingHub struct {
 	count   int
 }
 
-func (h *recordingHub) record(ctx context.Context, ms ...Message) error {
+func (h *recordingHub) record(ctx context.Context, ms ...sdk.Message) error {
 	if h.delay > 0 {
 		select {
 		case <-time.After(h.delay):
@@ -122,20 +123,20 @@ func (h *recordingHub) record(ctx context.Context, ms ...Message) error {
 	return nil
 }
 
-func (h *recordingHub) Submit(ctx context.Context, m Message) (Result, error) {
+func (h *recordingHub) Submit(ctx context.Context, m sdk.Message) (sdk.Result, error) {
 	if err := h.record(ctx, m); err != nil {
-		return Result{}, err
+		return sdk.Result{}, err
 	}
-	return Result{Body: json.RawMessage(`{"status":"charged"}`)}, nil
+	return sdk.Result{Body: json.RawMessage(`{"status":"charged"}`)}, nil
 }
 
-func (h *recordingHub) SubmitBatch(ctx context.Context, ms []Message) ([]Result, error) {
+func (h *recordingHub) SubmitBatch(ctx context.Context, ms []sdk.Message) ([]sdk.Result, error) {
 	if err := h.record(ctx, ms...); err != nil {
 		return nil, err
 	}
-	out := make([]Result, len(ms))
+	out := make([]sdk.Result, len(ms))
 	for i := range ms {
-		out[i] = Result{Body: json.RawMessage(`{"status":"charged"}`)}
+		out[i] = sdk.Result{Body: json.RawMessage(`{"status":"charged"}`)}
 	}
 	return out, nil
 }
@@ -145,16 +146,16 @@ func (h *recordingHub) Query(ctx context.Context, kind, key string) (json.RawMes
 	defer h.mu.Unlock()
 	h.queries = append(h.queries, kind+" "+key)
 	status, ok := h.cards[key]
-	if kind != QueryCardStatus || !ok {
-		return nil, Errorf("card_not_found", "no card %s", key)
+	if kind != sdk.QueryCardStatus || !ok {
+		return nil, sdk.Errorf("card_not_found", "no card %s", key)
 	}
 	return json.Marshal(map[string]string{"status": status})
 }
 
-func (h *recordingHub) messages() []Message {
+func (h *recordingHub) messages() []sdk.Message {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Message(nil), h.got...)
+	return append([]sdk.Message(nil), h.got...)
 }
 
 const card = "8860001234567890"
@@ -176,9 +177,9 @@ func payload(t testing.TB, v any) json.RawMessage {
 	return b
 }
 
-func wantCode(t *testing.T, err error, code, field string) *Error {
+func wantCode(t *testing.T, err error, code, field string) *sdk.Error {
 	t.Helper()
-	var e *Error
+	var e *sdk.Error
 	if !errors.As(err, &e) {
 		t.Fatalf("got %T %v, want *sdk.Error %s", err, err, code)
 	}
@@ -195,7 +196,7 @@ func TestProcessDescribeConfigureHandle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Name != "parking" || len(d.ProtocolVersions) != 1 || d.ProtocolVersions[0] != ProtocolVersion {
+	if d.Name != "parking" || len(d.ProtocolVersions) != 1 || d.ProtocolVersions[0] != sdk.ProtocolVersion {
 		t.Fatalf("descriptor = %s %v", d.Name, d.ProtocolVersions)
 	}
 	if err := c.Health(ctx); err == nil {
@@ -209,7 +210,7 @@ func TestProcessDescribeConfigureHandle(t *testing.T) {
 		t.Errorf("health: %v", err)
 	}
 
-	in := Message{Type: "parking.session.end.v1", CorrelationID: "corr-1",
+	in := sdk.Message{Type: "parking.session.end.v1", CorrelationID: "corr-1",
 		Payload: payload(t, map[string]any{"session": "s-1", "card": card, "minutes": 61})}
 	replies, err := c.Handle(ctx, in)
 	if err != nil {
@@ -255,11 +256,11 @@ func TestProcessHubErrorsCrossIntact(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The plugin's own domain error.
-	_, err := c.Handle(ctx, Message{Type: "parking.session.end.v1",
+	_, err := c.Handle(ctx, sdk.Message{Type: "parking.session.end.v1",
 		Payload: payload(t, map[string]any{"session": "s-2", "card": card, "minutes": 5})})
 	wantCode(t, err, "card_not_active", "")
 	// The hub's error, passed through the plugin unchanged: two crossings.
-	_, err = c.Handle(ctx, Message{Type: "parking.session.end.v1",
+	_, err = c.Handle(ctx, sdk.Message{Type: "parking.session.end.v1",
 		Payload: payload(t, map[string]any{"session": "s-3", "card": "8860009999999999", "minutes": 5})})
 	wantCode(t, err, "card_not_found", "")
 }
@@ -270,7 +271,7 @@ func TestProcessBadConfigRefused(t *testing.T) {
 	bad := json.RawMessage(`{"zone":"Old Town","rate_per_hour":400}`)
 
 	// The hub's side refuses it without bothering the plugin…
-	e := wantCode(t, c.Configure(ctx, bad, &recordingHub{}), CodeConfigInvalid, "/zone")
+	e := wantCode(t, c.Configure(ctx, bad, &recordingHub{}), sdk.CodeConfigInvalid, "/zone")
 	if !strings.Contains(e.Message, "pattern") {
 		t.Errorf("message %q does not name the keyword", e.Message)
 	}
@@ -279,13 +280,13 @@ func TestProcessBadConfigRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, fromWireError(resp.GetError()), CodeConfigInvalid, "/zone")
+	wantCode(t, fromWireError(resp.GetError()), sdk.CodeConfigInvalid, "/zone")
 
-	wantCode(t, c.Configure(ctx, json.RawMessage(`{"zone":"a","rate_per_hour":1,"colour":"red"}`), nil), CodeConfigInvalid, "/colour")
-	wantCode(t, c.Configure(ctx, nil, nil), CodeConfigInvalid, "")
+	wantCode(t, c.Configure(ctx, json.RawMessage(`{"zone":"a","rate_per_hour":1,"colour":"red"}`), nil), sdk.CodeConfigInvalid, "/colour")
+	wantCode(t, c.Configure(ctx, nil, nil), sdk.CodeConfigInvalid, "")
 	// Refused configurations leave the plugin unconfigured.
-	_, err = c.Handle(ctx, Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":1}`)})
-	wantCode(t, err, CodeNotConfigured, "")
+	_, err = c.Handle(ctx, sdk.Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":1}`)})
+	wantCode(t, err, sdk.CodeNotConfigured, "")
 }
 
 func TestProcessInvalidMessageNeverLeavesPlugin(t *testing.T) {
@@ -296,18 +297,18 @@ func TestProcessInvalidMessageNeverLeavesPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The meter accepts what the card reader said; the fee's schema does not.
-	_, err := c.Handle(ctx, Message{Type: "parking.session.end.v1",
+	_, err := c.Handle(ctx, sdk.Message{Type: "parking.session.end.v1",
 		Payload: payload(t, map[string]any{"session": "s-4", "card": "12AB", "minutes": 30})})
-	e := wantCode(t, err, CodeSchemaInvalid, "/payload/card")
+	e := wantCode(t, err, sdk.CodeSchemaInvalid, "/payload/card")
 	if !strings.Contains(e.Message, "pattern") {
 		t.Errorf("message %q does not name the keyword", e.Message)
 	}
 	// One bad message refuses the whole batch, before the wire.
-	_, err = c.Handle(ctx, Message{Type: "parking.session.batch.v1", Payload: payload(t, map[string]any{"sessions": []any{
+	_, err = c.Handle(ctx, sdk.Message{Type: "parking.session.batch.v1", Payload: payload(t, map[string]any{"sessions": []any{
 		map[string]any{"session": "s-5", "card": card, "minutes": 30},
 		map[string]any{"session": "s-6", "card": "12AB", "minutes": 30},
 	}})})
-	wantCode(t, err, CodeSchemaInvalid, "/1/payload/card")
+	wantCode(t, err, sdk.CodeSchemaInvalid, "/1/payload/card")
 	if n := c.hubCalls.Load(); n != 0 {
 		t.Errorf("%d calls reached the hub's side", n)
 	}
@@ -316,13 +317,13 @@ func TestProcessInvalidMessageNeverLeavesPlugin(t *testing.T) {
 	}
 
 	// The hub refuses what breaks the schema on its way in, too.
-	_, err = c.Handle(ctx, Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":-1}`)})
-	wantCode(t, err, CodeSchemaInvalid, "/payload/minutes")
-	_, err = c.Handle(ctx, Message{Type: "parking.refund.v1", Payload: json.RawMessage(`{}`)})
-	wantCode(t, err, CodeUnsupportedMessage, "/type")
+	_, err = c.Handle(ctx, sdk.Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":-1}`)})
+	wantCode(t, err, sdk.CodeSchemaInvalid, "/payload/minutes")
+	_, err = c.Handle(ctx, sdk.Message{Type: "parking.refund.v1", Payload: json.RawMessage(`{}`)})
+	wantCode(t, err, sdk.CodeUnsupportedMessage, "/type")
 
 	// A good batch goes through in one call.
-	replies, err := c.Handle(ctx, Message{Type: "parking.session.batch.v1", Payload: payload(t, map[string]any{"sessions": []any{
+	replies, err := c.Handle(ctx, sdk.Message{Type: "parking.session.batch.v1", Payload: payload(t, map[string]any{"sessions": []any{
 		map[string]any{"session": "s-7", "card": card, "minutes": 30},
 		map[string]any{"session": "s-8", "card": card, "minutes": 90},
 	}})})
@@ -343,9 +344,9 @@ func TestProcessSlowHubTimesOut(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.Handle(ctx, Message{Type: "parking.session.end.v1",
+	_, err := c.Handle(ctx, sdk.Message{Type: "parking.session.end.v1",
 		Payload: payload(t, map[string]any{"session": "s-9", "card": card, "minutes": 30})})
-	e := wantCode(t, err, CodeTimeout, "")
+	e := wantCode(t, err, sdk.CodeTimeout, "")
 	if !e.Retryable {
 		t.Error("a timeout is not retryable")
 	}
@@ -371,8 +372,8 @@ func TestProcessCrashIsRetryable(t *testing.T) {
 	for !pc.Exited() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err = c.Handle(ctx, Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":1}`)})
-	e := wantCode(t, err, CodeUnavailable, "")
+	_, err = c.Handle(ctx, sdk.Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":1}`)})
+	e := wantCode(t, err, sdk.CodeUnavailable, "")
 	if !e.Retryable {
 		t.Error("a crashed plugin's error is not retryable")
 	}
@@ -417,7 +418,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	if err := c.Configure(ctx, json.RawMessage(`{"zone":"z","rate_per_hour":400}`), &recordingHub{discard: true}); err != nil {
 		b.Fatal(err)
 	}
-	m := Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":95}`)}
+	m := sdk.Message{Type: "parking.quote.v1", Payload: json.RawMessage(`{"minutes":95}`)}
 	for b.Loop() {
 		if _, err := c.Handle(ctx, m); err != nil {
 			b.Fatal(err)
@@ -434,7 +435,7 @@ func BenchmarkRoundTripSubmit(b *testing.B) {
 	if err := c.Configure(ctx, json.RawMessage(`{"zone":"z","rate_per_hour":400}`), &recordingHub{discard: true}); err != nil {
 		b.Fatal(err)
 	}
-	m := Message{Type: "parking.session.end.v1", Payload: payload(b, map[string]any{"session": "s", "card": card, "minutes": 95})}
+	m := sdk.Message{Type: "parking.session.end.v1", Payload: payload(b, map[string]any{"session": "s", "card": card, "minutes": 95})}
 	for b.Loop() {
 		if _, err := c.Handle(ctx, m); err != nil {
 			b.Fatal(err)
@@ -453,7 +454,7 @@ func BenchmarkSubmitBatch(b *testing.B) {
 	if err := c.Configure(ctx, json.RawMessage(`{"zone":"z","rate_per_hour":400}`), hub); err != nil {
 		b.Fatal(err)
 	}
-	m := Message{Type: "parking.session.batch.v1", Payload: payload(b, map[string]any{"sessions": sessions(batch)})}
+	m := sdk.Message{Type: "parking.session.batch.v1", Payload: payload(b, map[string]any{"sessions": sessions(batch)})}
 	for b.Loop() {
 		if _, err := c.Handle(ctx, m); err != nil {
 			b.Fatal(err)

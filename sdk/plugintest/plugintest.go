@@ -30,6 +30,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -56,7 +57,7 @@ func WithHub(hub *FakeHub) Option { return func(o *options) { o.hub = hub } }
 
 // Harness is a plugin running in-process, connected to a FakeHub.
 type Harness struct {
-	client  *sdk.Client
+	client  *pluginwire.Client
 	conn    *plugin.GRPCClient
 	server  *plugin.GRPCServer
 	hub     *FakeHub
@@ -126,19 +127,19 @@ func start(tb testing.TB, p sdk.Plugin, opts []Option) (*Harness, error) {
 	// a failure to register the service.
 	d := p.Describe()
 	d.ProtocolVersions = []uint32{sdk.ProtocolVersion}
-	if _, err := sdk.NewValidator(d); err != nil {
+	if _, err := pluginwire.NewValidator(d); err != nil {
 		return nil, err
 	}
 	// TestPluginGRPCConn rather than plugin.Serve's test mode, which leaves
 	// two goroutines reading its stdio pipes for the life of the process.
-	conn, server := plugin.TestPluginGRPCConn(tb, false, map[string]plugin.Plugin{sdk.PluginName: &sdk.GRPCPlugin{Impl: p}})
+	conn, server := plugin.TestPluginGRPCConn(tb, false, map[string]plugin.Plugin{pluginwire.PluginName(): &pluginwire.GRPCPlugin{Impl: p}})
 	h := &Harness{conn: conn, server: server, hub: o.hub, timeout: o.timeout}
-	raw, err := conn.Dispense(sdk.PluginName)
+	raw, err := conn.Dispense(pluginwire.PluginName())
 	if err != nil {
 		h.teardown()
 		return nil, err
 	}
-	h.client = raw.(*sdk.Client)
+	h.client = raw.(*pluginwire.Client)
 	ctx, cancel := h.context()
 	defer cancel()
 	if h.desc, err = h.client.Describe(ctx); err != nil {
@@ -179,7 +180,8 @@ func (h *Harness) Configure(cfg any) error {
 }
 
 // Handle delivers m to the plugin as the hub would, filling the fields left
-// empty (see sdk.Client.Handle), and returns the plugin's replies.
+// empty as the hub does (a fresh ID, Source "hub", the declared SchemaID,
+// CorrelationID = ID and the time), and returns the plugin's replies.
 func (h *Harness) Handle(m sdk.Message) ([]sdk.Message, error) {
 	ctx, cancel := h.context()
 	defer cancel()
@@ -200,8 +202,9 @@ func (h *Harness) Hub() *FakeHub { return h.hub }
 func (h *Harness) Submitted() []sdk.Message { return h.hub.Submitted() }
 
 // Client returns the hub's handle on the plugin, for calls with a context
-// of the test's choosing.
-func (h *Harness) Client() *sdk.Client { return h.client }
+// of the test's choosing: Describe, Configure, Handle, Health and Stop, as
+// the Harness's own methods but each with a ctx first.
+func (h *Harness) Client() *pluginwire.Client { return h.client }
 
 // Close calls the plugin's Stop and tears the connection down, returning
 // Stop's error. Later calls return the same. Start's Harness closes itself

@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/sdk"
 	pluginv1 "github.com/citycard/citycard/sdk/proto/citycard/plugin/v1"
 )
@@ -128,7 +129,7 @@ const childArg = "child-sleep"
 
 func main() {
 	p := &probe{seen: map[string][]sdk.Message{}}
-	o := &serveOptions{handshake: sdk.Handshake}
+	o := &serveOptions{handshake: pluginwire.Handshake()}
 	if len(os.Args) > 1 {
 		if os.Args[1] == childArg {
 			time.Sleep(5 * time.Minute)
@@ -145,7 +146,7 @@ func main() {
 	}
 	d := p.Describe()
 	d.ProtocolVersions = []uint32{sdk.ProtocolVersion}
-	v, err := sdk.NewValidator(d)
+	v, err := pluginwire.NewValidator(d)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "broken: %v\n", err)
 		os.Exit(1)
@@ -158,7 +159,7 @@ func main() {
 type serveOptions struct {
 	handshake   plugin.HandshakeConfig
 	alsoVersion int
-	val         *sdk.Validator
+	val         pluginwire.Validator
 	// Rewrites of Plugin service calls, by method name: before may answer
 	// instead of the sdk, after may change the sdk's answer.
 	befores map[string]func(req any) any
@@ -199,7 +200,7 @@ func (o *serveOptions) intercept(ctx context.Context, req any, info *grpc.UnaryS
 }
 
 func (o *serveOptions) serve(p *probe) {
-	set := plugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{Impl: p}}
+	set := plugin.PluginSet{pluginwire.PluginName(): &pluginwire.GRPCPlugin{Impl: p}}
 	cfg := &plugin.ServeConfig{
 		HandshakeConfig: o.handshake,
 		Plugins:         set,

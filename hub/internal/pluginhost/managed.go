@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/citycard/citycard/internal/pluginwire"
 	"github.com/citycard/citycard/sdk"
 )
 
@@ -41,7 +42,7 @@ type managed struct {
 // instance is one launch: one process and its connection.
 type instance struct {
 	pc     *plugin.Client
-	c      *sdk.Client
+	c      *pluginwire.Client
 	cmd    *exec.Cmd // its ProcessState is safe to read once pc.Kill returns
 	pid    int
 	proc   *exitWatch
@@ -132,7 +133,7 @@ func (p *managed) launch(ctx context.Context) (*instance, sdk.Descriptor, error)
 	cmd := exec.Command(p.spec.Path, p.spec.Args...)
 	cmd.Env = p.spec.Env
 	ownProcess(cmd)
-	cfg := sdk.ClientConfig(cmd, p.sum)
+	cfg := pluginwire.ClientConfig(cmd, p.sum)
 	// sdk.Serve hands the plugin's own stderr writes to go-plugin, which
 	// streams them over gRPC to SyncStderr; the process's real stderr
 	// (Stderr) carries what is written outside that, such as go-plugin's
@@ -156,7 +157,7 @@ func (p *managed) launch(ctx context.Context) (*instance, sdk.Descriptor, error)
 		return nil, sdk.Descriptor{}, err
 	}
 
-	c, err := sdk.Dispense(pc)
+	c, err := pluginwire.Dispense(pc)
 	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 		return fail(fmt.Errorf("pluginhost: plugin %s: binary %s does not match its sha256 %s: refused to run it: %w",
 			name, p.spec.Path, p.spec.SHA256, err))
@@ -175,7 +176,7 @@ func (p *managed) launch(ctx context.Context) (*instance, sdk.Descriptor, error)
 	if err != nil {
 		return fail(fmt.Errorf("pluginhost: plugin %s: describe: %w", name, err))
 	}
-	v, err := sdk.NewValidator(desc)
+	v, err := pluginwire.NewValidator(desc)
 	if err != nil {
 		return fail(fmt.Errorf("pluginhost: plugin %s: %w", name, err))
 	}

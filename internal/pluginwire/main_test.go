@@ -1,0 +1,23 @@
+package pluginwire
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the run if any test leaves a goroutine behind, and removes
+// the plugin binaries the process tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	builds.cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
