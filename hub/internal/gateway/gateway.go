@@ -40,40 +40,29 @@ import (
 
 	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/cards"
-	"github.com/citycard/citycard/hub/internal/catalog"
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
-	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/payments"
 	"github.com/citycard/citycard/hub/internal/transit"
 	"github.com/citycard/citycard/schemas"
 	"github.com/citycard/citycard/sdk"
-	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
-// Message types the hub's services handle, with the schema (a file stem of
-// package schemas) their payload must meet whatever the plugin declared.
-const (
-	TypeCardPayment  = "card.payment.v1"
-	TypeCardReversal = "card.reversal.v1"
-	TypeTransitTaps  = "transit.taps.v1"
-	TypeCardHold     = "card.hold.v1"
-	TypeCardCapture  = "card.capture.v1"
-	TypeCardVoid     = "card.void.v1"
-)
-
-// HubTypes maps each message type a hub service handles to its schema.
+// HubTypes maps each message type a hub service handles to the schema (a
+// file stem of package schemas) its payload must meet whatever the plugin
+// declared. Transit taps go to the transit service; the rest to payments.
 var HubTypes = map[string]string{
-	TypeCardPayment:  "msg-card-payment-v1",
-	TypeCardReversal: "msg-card-reversal-v1",
-	TypeTransitTaps:  "msg-transit-taps-v1",
-	TypeCardHold:     "msg-card-hold-v1",
-	TypeCardCapture:  "msg-card-capture-v1",
-	TypeCardVoid:     "msg-card-void-v1",
+	sdk.TypeCardPayment:  "msg-card-payment-v1",
+	sdk.TypeCardReversal: "msg-card-reversal-v1",
+	sdk.TypeTransitTaps:  "msg-transit-taps-v1",
+	sdk.TypeCardHold:     "msg-card-hold-v1",
+	sdk.TypeCardCapture:  "msg-card-capture-v1",
+	sdk.TypeCardVoid:     "msg-card-void-v1",
 	// A read: its idempotency key is optional.
-	TypeCardBalanceInquiry: "msg-card-balance-inquiry-v1",
-	TypeMedicalBill:        "msg-medical-bill-v1",
-	TypeMedicalRefund:      "msg-medical-refund-v1",
+	sdk.TypeCardBalanceInquiry: "msg-card-balance-inquiry-v1",
+	sdk.TypeMedicalBill:        "msg-medical-bill-v1",
+	sdk.TypeMedicalRefund:      "msg-medical-refund-v1",
 }
 
 // Query kinds the hub answers beyond the sdk's.
@@ -83,7 +72,7 @@ const (
 	QueryDenylist = "denylist"
 	// QueryCardBalance reads a card's balance (msg-card-balance-v1.json);
 	// the key is the card number.
-	QueryCardBalance = "card_balance"
+	QueryCardBalance = sdk.QueryCardBalance
 )
 
 // Metadata keys the gateway sets on router messages.
@@ -95,7 +84,7 @@ const (
 
 // OperatorPrefix starts the operator name under which a plugin's writes
 // are idempotent and audited: "plugin:transit".
-const OperatorPrefix = "plugin:"
+const OperatorPrefix = payments.OperatorPrefix
 
 // Plugins is the part of the plugin host the gateway uses.
 type Plugins interface {
@@ -103,34 +92,26 @@ type Plugins interface {
 	Describe(plugin string) (sdk.Descriptor, bool)
 }
 
+// Payments applies the messages plugins submit that move money
+// (payments.Processor).
+type Payments interface {
+	Apply(ctx context.Context, plugin, typ string, m sdk.Message) (ledger.Outcome, error)
+}
+
 // Options configure a Gateway.
 type Options struct {
-	Router  *bus.Router
+	Router *bus.Router
+	// Service answers the queries and the answers stored in the ledger.
 	Service *cards.Service
 	Logger  *slog.Logger
-	// Channels maps a plugin's name to the channel policy its card
-	// payments are made under. A plugin with none cannot submit payments.
-	Channels map[string]string
 	// Registerer receives the gateway's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Transit posts transit taps and keeps the deny list; nil refuses
 	// transit.taps.v1 and the deny-list queries.
 	Transit *transit.Service
-	// IssuerPrefix starts the city's card numbers; a card.payment.v1 for
-	// any other number is a bank card, sent to BankPlugin.
-	IssuerPrefix string
-	// BankPlugin is the plugin that authorises bank cards
-	// (unionpay.authorize.v1); "" declines them.
-	BankPlugin string
-	// BankTimeout bounds each call to BankPlugin (default 30s).
-	BankTimeout time.Duration
-	// InsurerTimeout bounds each settlement or reversal a medical plugin
-	// carries out with the insurer (default 60s).
-	InsurerTimeout time.Duration
-	// Sagas keeps the payments with legs beyond the ledger (a linked bank
-	// card's part, an insurer's) and the bank cards holders link; nil
-	// takes no such payments.
-	Sagas store.SagaStore
+	// Payments applies every hub message type but transit taps; nil
+	// refuses them.
+	Payments Payments
 }
 
 // Gateway is the hub side of every plugin: it implements sdk.Hub for each
@@ -399,7 +380,7 @@ func (h *pluginHub) check(m sdk.Message) error {
 	// The sdk's hub side has checked the payload against the schema the
 	// plugin declared; when that is the hub's own, once is enough.
 	if m.SchemaID == stem || m.SchemaID == schemas.BaseURL+stem+".json" {
-		if m.IdempotencyKey == "" && m.Type != TypeCardBalanceInquiry {
+		if m.IdempotencyKey == "" && m.Type != sdk.TypeCardBalanceInquiry {
 			return &sdk.Error{Code: fault.IdempotencyKeyRequired, Field: "/idempotency_key",
 				Message: m.Type + " changes the ledger and needs an idempotency key"}
 		}
@@ -414,7 +395,7 @@ func (h *pluginHub) check(m sdk.Message) error {
 		}
 		return &sdk.Error{Code: sdk.CodeSchemaInvalid, Field: "/payload", Message: fmt.Sprintf("%s payload: %v", m.Type, err)}
 	}
-	if m.IdempotencyKey == "" && m.Type != TypeCardBalanceInquiry {
+	if m.IdempotencyKey == "" && m.Type != sdk.TypeCardBalanceInquiry {
 		return &sdk.Error{Code: fault.IdempotencyKeyRequired, Field: "/idempotency_key",
 			Message: m.Type + " changes the ledger and needs an idempotency key"}
 	}
@@ -446,7 +427,7 @@ func (h *pluginHub) Submit(ctx context.Context, m sdk.Message) (sdk.Result, erro
 	}
 	h.g.submissions.WithLabelValues(h.plugin, m.Type, "published").Inc()
 	var stored func(context.Context) (answer, bool)
-	if m.Type != TypeTransitTaps {
+	if m.Type != sdk.TypeTransitTaps {
 		// Taps are posted once by (device, seq), not recorded under the
 		// message's key, so there is no stored answer to look for.
 		stored = h.stored(m)
@@ -565,7 +546,7 @@ func (g *Gateway) serviceHandler(plugin, typ string) bus.HandlerFunc {
 		}
 		var out ledger.Outcome
 		var err error
-		if typ == TypeTransitTaps {
+		if typ == sdk.TypeTransitTaps {
 			out, err = g.taps(ctx, plugin, m)
 		} else {
 			out, err = g.apply(ctx, plugin, typ, m)
@@ -582,162 +563,12 @@ func (g *Gateway) serviceHandler(plugin, typ string) bus.HandlerFunc {
 	}
 }
 
-func (g *Gateway) call(plugin string, m sdk.Message) cards.Call {
-	sum := sha256.Sum256([]byte(m.Type + "\n" + string(m.Payload)))
-	return cards.Call{Operator: OperatorPrefix + plugin, Role: "plugin", RequestID: m.ID,
-		IdempotencyKey: m.IdempotencyKey, RequestHash: hex.EncodeToString(sum[:]), Encode: encode}
-}
-
-func encode(result any) (int, []byte, error) {
-	b, err := json.Marshal(result)
-	if err != nil {
-		return 0, nil, fault.Wrap(fault.Internal, err)
-	}
-	return 200, b, nil
-}
-
+// apply has payments apply plugin's message of type typ.
 func (g *Gateway) apply(ctx context.Context, plugin, typ string, m sdk.Message) (ledger.Outcome, error) {
-	c := g.call(plugin, m)
-	switch typ {
-	case TypeCardPayment:
-		channel := g.opts.Channels[plugin]
-		if channel == "" {
-			return ledger.Outcome{}, fault.E(fault.InvalidRequest, "channel",
-				fmt.Sprintf("plugin %s has no channel in the hub's plugin configuration, so it cannot take card payments", plugin))
-		}
-		var p struct {
-			Card, Merchant, Terminal, Currency, PIN, Expiry string
-			PINBlock                                        string `json:"pin_block"`
-			Amount                                          int64
-		}
-		if err := json.Unmarshal(m.Payload, &p); err != nil {
-			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
-		}
-		if g.opts.IssuerPrefix != "" && !strings.HasPrefix(p.Card, g.opts.IssuerPrefix) {
-			return g.bankPayment(ctx, plugin, channel, c, m, bankCard{Card: p.Card, Expiry: p.Expiry, Merchant: p.Merchant,
-				Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PINBlock: p.PINBlock})
-		}
-		req := cards.PaymentRequest{Card: p.Card, Channel: channel, Merchant: p.Merchant,
-			Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN}
-		if !g.fallsBack(channel) {
-			return g.opts.Service.Pay(ctx, c, req)
-		}
-		// Where a linked bank card may pay a shortfall, the card pays as
-		// usual when it can; only a short card looks for a linked card.
-		short := req
-		short.ShortIsError = true
-		out, err := g.opts.Service.Pay(ctx, c, short)
-		if !errors.Is(err, cards.ErrShort) {
-			return out, err
-		}
-		if link, ok, err := g.linkedBankCard(ctx, p.Card); err != nil {
-			return ledger.Outcome{}, err
-		} else if ok {
-			return g.splitPayment(ctx, plugin, c, req, link)
-		}
-		return g.opts.Service.Pay(ctx, c, req)
-	case TypeCardHold:
-		channel := g.opts.Channels[plugin]
-		if channel == "" {
-			return ledger.Outcome{}, fault.E(fault.InvalidRequest, "channel",
-				fmt.Sprintf("plugin %s has no channel in the hub's plugin configuration, so it cannot hold money on cards", plugin))
-		}
-		var p struct {
-			Card      string `json:"card"`
-			Merchant  string `json:"merchant"`
-			Terminal  string `json:"terminal"`
-			Amount    int64  `json:"amount"`
-			Currency  string `json:"currency"`
-			PIN       string `json:"pin"`
-			ExpiresIn int64  `json:"expires_in"`
-			Expiry    string `json:"expiry"`
-			PINBlock  string `json:"pin_block"`
-		}
-		if err := json.Unmarshal(m.Payload, &p); err != nil {
-			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
-		}
-		if g.opts.IssuerPrefix != "" && !strings.HasPrefix(p.Card, g.opts.IssuerPrefix) {
-			return g.bankPayment(ctx, plugin, channel, c, m, bankCard{Card: p.Card, Expiry: p.Expiry, Merchant: p.Merchant,
-				Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PINBlock: p.PINBlock, preauth: true})
-		}
-		return g.opts.Service.Hold(ctx, c, cards.HoldRequest{PaymentRequest: cards.PaymentRequest{Card: p.Card, Channel: channel,
-			Merchant: p.Merchant, Terminal: p.Terminal, Amount: p.Amount, Currency: p.Currency, PIN: p.PIN}, ExpiresIn: p.ExpiresIn})
-	case TypeCardCapture, TypeCardVoid:
-		var p struct {
-			HoldKey  string `json:"hold_key"`
-			Amount   int64  `json:"amount"`
-			Currency string `json:"currency"`
-		}
-		if err := json.Unmarshal(m.Payload, &p); err != nil {
-			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
-		}
-		var hold cards.PaymentResult
-		var id int64
-		var err error
-		if typ == TypeCardVoid {
-			hold, id, err = g.approvedOrForestalled(ctx, c, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
-		} else {
-			hold, id, err = g.approved(ctx, plugin, p.HoldKey, "hold_key", fault.HoldNotFound, "hold")
-		}
-		if err != nil {
-			return ledger.Outcome{}, err
-		}
-		if id == 0 {
-			// A bank card's pre-authorisation: held at the bank, not here.
-			return g.bankHoldUse(ctx, plugin, typ, c, m, hold, p.Amount, p.Currency)
-		}
-		if typ == TypeCardVoid {
-			return g.opts.Service.Void(ctx, c, id)
-		}
-		return g.opts.Service.Capture(ctx, c, cards.CaptureRequest{Hold: id, Amount: p.Amount, Currency: p.Currency})
-	case TypeCardBalanceInquiry:
-		return g.balanceInquiry(ctx, m)
-	case TypeMedicalBill:
-		channel := g.opts.Channels[plugin]
-		if channel == "" {
-			return ledger.Outcome{}, fault.E(fault.InvalidRequest, "channel",
-				fmt.Sprintf("plugin %s has no channel in the hub's plugin configuration, so it cannot take bills", plugin))
-		}
-		return g.medicalBill(ctx, plugin, channel, c, m)
-	case TypeMedicalRefund:
-		return g.medicalRefund(ctx, plugin, c, m)
-	case TypeCardReversal:
-		var p struct {
-			PaymentKey string `json:"payment_key"`
-			Memo       string `json:"memo"`
-			Kind       string `json:"kind"`
-			Amount     int64  `json:"amount"`
-		}
-		if err := json.Unmarshal(m.Payload, &p); err != nil {
-			return ledger.Outcome{}, fault.Wrap(fault.InvalidJSON, err)
-		}
-		orig, id, err := g.approvedOrForestalled(ctx, c, plugin, p.PaymentKey, "payment_key", fault.TransferNotFound, "payment")
-		if err == nil && id == 0 {
-			err = notApproved(plugin, p.PaymentKey, "payment_key", fault.TransferNotFound, "payment")
-		}
-		if err != nil {
-			return ledger.Outcome{}, err
-		}
-		if p.Amount != 0 && p.Amount != orig.Amount {
-			// Part of a payment a bank card paid alone is refunded at the
-			// bank, which keeps count of what is left to refund.
-			if orig.BankKey == "" || len(orig.Legs) != 1 || p.Amount > orig.Amount || p.Kind != "refund" {
-				return ledger.Outcome{}, fault.E(fault.InvalidAmount, "amount",
-					fmt.Sprintf("only the whole payment of %d can be undone, not %d; a bank card's payment can be refunded in part", orig.Amount, p.Amount))
-			}
-			if err := g.bankUndo(ctx, plugin, c, orig, p.Kind, p.Amount); err != nil {
-				return ledger.Outcome{}, err
-			}
-			return g.opts.Service.BankRefund(ctx, c, cards.BankRefundRequest{Payment: id, Amount: p.Amount, Memo: p.Memo})
-		}
-		if orig.BankKey != "" {
-			if err := g.bankUndo(ctx, plugin, c, orig, p.Kind, 0); err != nil {
-				return ledger.Outcome{}, err
-			}
-		}
-		return g.opts.Service.Reverse(ctx, c, cards.ReverseRequest{Transfer: id, Memo: p.Memo})
+	if g.opts.Payments == nil {
+		return ledger.Outcome{}, fault.E(fault.InvalidRequest, "type", "no service for "+typ)
 	}
-	return ledger.Outcome{}, fault.E(fault.InvalidRequest, "type", "no service for "+typ)
+	return g.opts.Payments.Apply(ctx, plugin, typ, m)
 }
 
 // taps posts a transit plugin's taps. Each tap is posted once by its
@@ -761,168 +592,6 @@ func (g *Gateway) taps(ctx context.Context, plugin string, m sdk.Message) (ledge
 		return ledger.Outcome{}, fault.Wrap(fault.Internal, err)
 	}
 	return ledger.Outcome{Result: res, Status: 200, Body: body}, nil
-}
-
-// bankCard is a card.payment.v1 for a bank card.
-type bankCard struct {
-	Card, Expiry, Merchant, Terminal, Currency string
-	PINBlock                                   string
-	Amount                                     int64
-	preauth                                    bool // a pre-authorisation (card.hold.v1)
-}
-
-// Messages of the bank acquirer plugin (plugins/unionpay).
-const (
-	TypeBankAuthorize = "unionpay.authorize.v1"
-	TypeBankReverse   = "unionpay.reverse.v1"
-)
-
-// bankPayment has the bank acquirer plugin authorise a bank card, then
-// records its answer in the ledger under the submitting plugin's key. A
-// resend of the same payment gets the recorded answer without the acquirer
-// being asked again (and the acquirer applies its own key once too); if
-// the approval cannot be recorded, the authorisation is reversed.
-func (g *Gateway) bankPayment(ctx context.Context, plugin, channel string, c cards.Call, m sdk.Message, b bankCard) (ledger.Outcome, error) {
-	masked := cardcrypto.MaskPAN(b.Card)
-	decline := func(reason string) (ledger.Outcome, error) {
-		return g.opts.Service.BankPayment(ctx, c, cards.BankPaymentRequest{MaskedCard: masked, Channel: channel,
-			Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency, Reason: reason})
-	}
-	if pol, ok := g.opts.Service.Catalog().Policy(channel); !ok || !pol.AcceptsCard(catalog.BankCard) {
-		return decline(fault.ChannelNotAllowed)
-	}
-	if g.opts.BankPlugin == "" || g.plugins == nil {
-		return decline(fault.ChannelNotAllowed)
-	}
-	if out, ok, err := g.answered(ctx, c); err != nil || ok {
-		return out, err
-	}
-	if err := g.opts.Service.CheckAcceptor(ctx, b.Merchant, b.Terminal); err != nil {
-		return decline(fault.CodeOf(err))
-	}
-	if b.Expiry == "" || b.Terminal == "" {
-		// The acquirer needs both; a channel that cannot give them does
-		// not take bank cards.
-		return decline(fault.InvalidRequest)
-	}
-	authKey := bankKey(plugin, m.IdempotencyKey)
-	fields := map[string]any{"pan": b.Card, "expiry": b.Expiry, "amount": b.Amount, "currency": b.Currency,
-		"merchant": b.Merchant, "terminal": g.acquirerTerminal(b.Terminal)}
-	if b.PINBlock != "" {
-		fields["pin_block"] = b.PINBlock
-	}
-	if b.preauth {
-		fields["transaction"] = "preauth"
-	}
-	auth, err := g.askBank(ctx, TypeBankAuthorize, authKey, fields)
-	if err != nil {
-		// No answer from the acquirer: the acquirer plugin reverses what
-		// it may have authorised; the payment is declined.
-		g.log.Warn("gateway: bank card not authorised", "plugin", g.opts.BankPlugin, "card", masked, "err", err)
-		if fault.CodeOf(err) == fault.Internal {
-			return decline(fault.Internal)
-		}
-		return decline(fault.Unavailable)
-	}
-	if auth.Status != "approved" {
-		return decline(bankDecline(auth.ResponseCode))
-	}
-	if b.preauth {
-		// A bank card's pre-authorisation moves no money in the ledger
-		// until it is completed: its answer is all the hub keeps.
-		return g.opts.Service.Record(ctx, c, "holds.create", masked, &cards.PaymentResult{Status: cards.Approved,
-			Card: masked, Channel: channel, Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency,
-			Legs: []cards.Leg{{Purse: cards.LegBankCard, Amount: b.Amount}}, BankKey: authKey, At: time.Now().UTC()})
-	}
-	out, err := g.opts.Service.BankPayment(ctx, c, cards.BankPaymentRequest{MaskedCard: masked, Channel: channel,
-		Merchant: b.Merchant, Terminal: b.Terminal, Amount: b.Amount, Currency: b.Currency, Approved: true,
-		AuthCode: auth.AuthCode, RRN: auth.RRN, BankKey: authKey})
-	if err != nil {
-		if rerr := g.reverseAtBank(context.WithoutCancel(ctx), authKey); rerr != nil {
-			g.log.Error("gateway: a bank authorisation could not be recorded nor reversed", "card", masked,
-				"auth_key", authKey, "err", err, "reverse_err", rerr)
-		}
-		return ledger.Outcome{}, err
-	}
-	return out, nil
-}
-
-// declineCode maps an acquirer's ISO 8583 response code to the registry's
-// code for it: the first decline with that ISO code, else the first error.
-func declineCode(iso string) string {
-	var fallback string
-	for _, d := range schemas.Errors() {
-		if d.ISO8583 != iso || iso == "" {
-			continue
-		}
-		if d.Kind == schemas.KindDecline {
-			return d.Code
-		}
-		if fallback == "" {
-			fallback = d.Code
-		}
-	}
-	if fallback != "" {
-		return fallback
-	}
-	return fault.RiskDeclined
-}
-
-// approved returns a plugin's approved payment or hold, answered under
-// its message's idempotency key, and the id of its transfer or hold (0 for
-// a bank card's pre-authorisation, which the hub does not hold); code,
-// field and what name the error when there is none.
-func (g *Gateway) approved(ctx context.Context, plugin, key, field, code, what string) (cards.PaymentResult, int64, error) {
-	var r cards.PaymentResult
-	body, ok, err := g.opts.Service.Answer(ctx, OperatorPrefix+plugin, key)
-	if err != nil {
-		return r, 0, err
-	}
-	if !ok || json.Unmarshal(body, &r) != nil || r.Status != cards.Approved || (r.ID == "" && r.BankKey == "") {
-		return r, 0, notApproved(plugin, key, field, code, what)
-	}
-	if r.ID == "" {
-		return r, 0, nil
-	}
-	id, err := strconv.ParseInt(r.ID, 10, 64)
-	if err != nil {
-		return r, 0, notApproved(plugin, key, field, code, what)
-	}
-	return r, id, nil
-}
-
-// approvedOrForestalled is approved for an undo (a reversal, a void). If
-// nothing is found under key, the request may still be on its way to the
-// ledger (its plugin died before it learned the answer, and the terminal
-// reversed first): the key is taken, so the request, if it comes, writes
-// nothing; or, if the request got there first, its answer is read again.
-func (g *Gateway) approvedOrForestalled(ctx context.Context, c cards.Call, plugin, key, field, code, what string) (cards.PaymentResult, int64, error) {
-	r, id, err := g.approved(ctx, plugin, key, field, code, what)
-	if !fault.Is(err, code) || key == "" {
-		return r, id, err
-	}
-	taken, ferr := g.opts.Service.Forestall(ctx, c, key)
-	if ferr != nil {
-		return r, 0, ferr
-	}
-	if taken {
-		return r, 0, err
-	}
-	return g.approved(ctx, plugin, key, field, code, what)
-}
-
-// approvedByKey is the id of a plugin's approved payment or hold in the
-// ledger, by its message's idempotency key.
-func (g *Gateway) approvedByKey(ctx context.Context, plugin, key, field, code, what string) (int64, error) {
-	_, id, err := g.approved(ctx, plugin, key, field, code, what)
-	if err == nil && id == 0 {
-		err = notApproved(plugin, key, field, code, what)
-	}
-	return id, err
-}
-
-func notApproved(plugin, key, field, code, what string) error {
-	return fault.E(code, field, fmt.Sprintf("plugin %s made no approved %s with idempotency key %q", plugin, what, key))
 }
 
 // toSDK turns a hub error into the plugin protocol's error, keeping its

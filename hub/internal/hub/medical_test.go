@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/hub/internal/gateway"
 	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/payments"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
@@ -101,7 +101,7 @@ func (h *medHub) purses(t *testing.T) map[string]float64 {
 // the personal account may pay half of the rest.
 var alice = sim.DefaultPersons()[0]
 
-func (h *medHub) bill(t *testing.T, id string, patient sim.Person, amount int64) gateway.Receipt {
+func (h *medHub) bill(t *testing.T, id string, patient sim.Person, amount int64) sdk.MedicalReceipt {
 	t.Helper()
 	b := sim.Bill{BillID: id, Hospital: hospital, Kind: "outpatient", Card: h.card, Currency: "CNY",
 		Patient: sim.Patient{IDNo: patient.IDNo, Name: patient.Name},
@@ -113,7 +113,7 @@ func (h *medHub) bill(t *testing.T, id string, patient sim.Person, amount int64)
 	if p := a.Problem(); p != nil {
 		t.Fatalf("bill %s: %d %+v", id, a.Status, p)
 	}
-	var r gateway.Receipt
+	var r sdk.MedicalReceipt
 	if err := a.Decode(&r); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestMedicalBills(t *testing.T) {
 		if err != nil || a.Problem() != nil {
 			t.Fatalf("refund: %v %+v", err, a.Problem())
 		}
-		var rf gateway.Receipt
+		var rf sdk.MedicalReceipt
 		_ = a.Decode(&rf)
 		if rf.Status != "refunded" || rf.BankCard != 1500 {
 			t.Fatalf("refund receipt %+v", rf)
@@ -269,8 +269,8 @@ func TestMedicalBills(t *testing.T) {
 
 		// The day's reconciliation: the hub's settled bills (b1, b2, b8; b3
 		// was refunded, b9 never went to the insurer) match the insurer's.
-		today := time.Now().In(gateway.CityZone).Format(time.DateOnly)
-		var rec gateway.Reconciliation
+		today := time.Now().In(payments.CityZone).Format(time.DateOnly)
+		var rec payments.Reconciliation
 		into(t, h.c.must("GET", "/v1/medical/reconciliation?date="+today, nil, 200), &rec)
 		matches(t, "api-medical-reconciliation", rec)
 		if !rec.Matched || rec.Hub.Count != 3 || rec.Hub != rec.Insurer || len(rec.Bills) != 3 {
@@ -284,7 +284,7 @@ func TestMedicalBills(t *testing.T) {
 		if _, err := ins.Settle("stray-1", alice.PsnNo, mdtrt); err != nil {
 			t.Fatal(err)
 		}
-		rec = gateway.Reconciliation{}
+		rec = payments.Reconciliation{}
 		into(t, h.c.must("GET", "/v1/medical/reconciliation?date="+today, nil, 200), &rec)
 		if rec.Matched || len(rec.Differences) != 4 || rec.Differences[0].Field != "count" || rec.Differences[0].Insurer != 4 {
 			t.Fatalf("reconciliation with a stray settlement: %+v", rec)

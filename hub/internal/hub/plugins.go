@@ -20,6 +20,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/gateway"
 	"github.com/citycard/citycard/hub/internal/ledger"
+	"github.com/citycard/citycard/hub/internal/payments"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/postgres"
@@ -42,6 +43,7 @@ type plugins struct {
 	log      *slog.Logger
 	router   *bus.Router
 	gw       *gateway.Gateway
+	pay      *payments.Processor
 	host     *pluginhost.Host
 	channels map[string]string
 	pgPool   *pgxpool.Pool // the router's own pool, for a postgres:// bus
@@ -190,9 +192,11 @@ func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err 
 			}
 		}
 	}
-	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Channels: p.channels, Registerer: reg,
-		Transit: a.transit, IssuerPrefix: a.svc.IssuerPrefix(), BankPlugin: bank, Sagas: a.st,
-		BankTimeout: cfg.BankTimeout})
+	p.pay = payments.New(payments.Options{Service: a.svc, Logger: a.log, Channels: p.channels,
+		IssuerPrefix: a.svc.IssuerPrefix(), BankPlugin: bank, Sagas: a.st, BankTimeout: cfg.BankTimeout})
+	p.gw = gateway.New(gateway.Options{Router: p.router, Service: a.svc, Logger: a.log, Registerer: reg,
+		Transit: a.transit, Payments: p.pay})
+	p.pay.SetPlugins(p.gw)
 	for _, s := range cfg.Plugins {
 		if err := p.gw.HandleSubmissions(s.Name); err != nil {
 			return fmt.Errorf("hub: plugin %s: %w", s.Name, err)
@@ -320,7 +324,7 @@ func (p *plugins) startSagaRecovery(staleAfter time.Duration) {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if n, err := p.gw.RecoverSagas(ctx, staleAfter); n > 0 || (err != nil && ctx.Err() == nil) {
+			if n, err := p.pay.RecoverSagas(ctx, staleAfter); n > 0 || (err != nil && ctx.Err() == nil) {
 				p.log.Info("hub: sagas recovered", "closed", n, "err", err)
 			}
 			select {
@@ -373,13 +377,13 @@ func (p *plugins) close(ctx context.Context) error {
 
 // Tokenize implements api.Plugins.
 func (p *plugins) Tokenize(ctx context.Context, pan, expiry string) (api.BankToken, error) {
-	t, err := p.gw.Tokenize(ctx, pan, expiry)
+	t, err := p.pay.Tokenize(ctx, pan, expiry)
 	return api.BankToken(t), err
 }
 
 // ReconcileMedical implements api.Plugins.
 func (p *plugins) ReconcileMedical(ctx context.Context, plugin, date string) (json.RawMessage, error) {
-	r, err := p.gw.ReconcileMedical(ctx, plugin, date)
+	r, err := p.pay.ReconcileMedical(ctx, plugin, date)
 	if err != nil {
 		return nil, err
 	}
