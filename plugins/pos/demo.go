@@ -80,7 +80,7 @@ var terminals struct {
 // where its front end listens and signs the simulated terminal on.
 func demoTerminal(ctx context.Context, env demo.Env) (*sim.Terminal, error) {
 	err := env.API(ctx, http.MethodPost, "/v1/terminals", map[string]any{"id": DemoTerminal, "merchant": DemoMerchant}, nil)
-	if err != nil && !strings.Contains(err.Error(), "duplicate") && !strings.Contains(err.Error(), "conflict") {
+	if err != nil && !strings.Contains(err.Error(), sdk.CodeDuplicate) && !strings.Contains(err.Error(), sdk.CodeConflict) {
 		return nil, fmt.Errorf("registering terminal %s with the hub: %w", DemoTerminal, err)
 	}
 	body, _ := json.Marshal(map[string]any{"terminal": DemoTerminal})

@@ -320,7 +320,7 @@ func amountOf(req *iso8583.Message) (int64, string) {
 		return 0, rcInvalidAmount
 	}
 	if c := str(req, iso.FieldCurrency); c != "" && c != "156" {
-		return 0, registryCode("currency_mismatch")
+		return 0, registryCode(sdk.CodeCurrencyMismatch)
 	}
 	return n, ""
 }
@@ -580,7 +580,7 @@ func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso85
 		case o.st != approved || o.pan != panHash(pan) || (f37 != "" && f37 != o.rrn):
 			rc = rcOriginalNotFound
 		case o.undone:
-			rc = registryCode("already_reversed")
+			rc = registryCode(sdk.CodeAlreadyReversed)
 		case k == kindVoid && o.refunded > 0:
 			// Part refunded already: what is left is refunded, not voided.
 			rc = rcOriginalAmount
@@ -642,7 +642,7 @@ func (h *host) reverseAtHub(ctx context.Context, tx *txn, key string, payload []
 			return answer{rc: errorCode(err)}, inDoubt, false
 		}
 		tx.log.Info("the hub refused the reversal", "key", key, "err", err)
-		return answer{rc: errorCode(err), hubCode: sdk.AsError(err).Code}, declined, hasCode(err, "already_reversed")
+		return answer{rc: errorCode(err), hubCode: sdk.AsError(err).Code}, declined, hasCode(err, sdk.CodeAlreadyReversed)
 	}
 	var rv struct {
 		ID string `json:"id"`

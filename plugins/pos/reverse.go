@@ -9,6 +9,7 @@ import (
 
 	"github.com/moov-io/iso8583"
 
+	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/citycard/citycard/sdk/pos/iso"
 )
@@ -93,7 +94,7 @@ func (h *host) reverse(ctx context.Context, tx *txn, batchNo string) *iso8583.Me
 			return keep(answer{rc: rcApproved, rrn: a.rrn})
 		case rst == inDoubt:
 			return h.respond(tx, answer{rc: a.rc})
-		case a.hubCode == "transfer_not_found" && tombstonePurchase(tx), a.hubCode == "hold_not_found" && preauth:
+		case a.hubCode == sdk.CodeTransferNotFound && tombstonePurchase(tx), a.hubCode == sdk.CodeHoldNotFound && preauth:
 			// The hub made no payment or hold under the key: nothing to
 			// undo, and the terminal may stop sending the reversal.
 			tx.log.Info("reversal of a transaction the hub never applied", "batch", batchNo, "key", r.key)
@@ -338,7 +339,7 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 	defer cancel()
 	raw, err := h.hub.Query(qctx, QueryCardBalance, pan.Reveal())
 	if err != nil {
-		if hasCode(err, "not_found") || hasCode(err, "card_not_found") {
+		if hasCode(err, sdk.CodeNotFound) || hasCode(err, sdk.CodeCardNotFound) {
 			return h.decline(tx, r, rcInvalidCard)
 		}
 		tx.log.Warn("card balance query failed", "card", pan, "err", err)
@@ -351,14 +352,14 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 	switch cb.Status {
 	case "active":
 	case "frozen":
-		rc = registryCode("card_frozen")
+		rc = registryCode(sdk.CodeCardFrozen)
 	case "lost":
-		rc = registryCode("card_lost")
+		rc = registryCode(sdk.CodeCardLost)
 	default: // closed, replaced
-		rc = registryCode("card_closed")
+		rc = registryCode(sdk.CodeCardClosed)
 	}
 	if rc == "" && cb.Currency != "" && cb.Currency != "CNY" {
-		rc = registryCode("currency_mismatch")
+		rc = registryCode(sdk.CodeCurrencyMismatch)
 	}
 	tx.log.Info("balance inquiry", "card", pan, "status", cb.Status, "rc", rc)
 	if rc != "" {

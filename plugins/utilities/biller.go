@@ -172,18 +172,18 @@ var billerFields = map[string]string{
 // the field of the message at fault. The biller's own code stays in the
 // message, for the operator.
 func (r *refusal) hubError() *sdk.Error {
-	code := "internal"
+	code := sdk.CodeInternal
 	switch r.Code {
 	case "biller_not_found", "account_not_found":
-		code = "not_found"
+		code = sdk.CodeNotFound
 	case "bill_mismatch":
-		code = "conflict"
+		code = sdk.CodeConflict
 	case "currency_mismatch":
-		code = "currency_mismatch"
+		code = sdk.CodeCurrencyMismatch
 	case "invalid_amount", "partial_payment_not_allowed", "overpayment_not_allowed":
-		code = "invalid_amount"
+		code = sdk.CodeInvalidAmount
 	case "reference_conflict":
-		code = "idempotency_conflict"
+		code = sdk.CodeIdempotencyConflict
 	}
 	return &sdk.Error{Code: code, Field: billerFields[r.Field], Message: fmt.Sprintf("the biller refused (%s): %s", r.Code, r.Message)}
 }

@@ -179,7 +179,7 @@ func (d *demoRun) partialPayment(ctx context.Context, env demo.Env) error {
 	}
 	half := b.Outstanding / 2
 	_, err = payBill(ctx, env, payMessage(d.key("water-half"), "water", b, card, half))
-	if !hasCode(err, "invalid_amount") {
+	if !hasCode(err, sdk.CodeInvalidAmount) {
 		return fmt.Errorf("half of a City Water bill: got %v, want the error invalid_amount", err)
 	}
 	env.Logf("half of water bill %s (%s of %s) refused: %v", b.ID, demo.Yuan(half), demo.Yuan(b.Outstanding), err)
@@ -224,7 +224,7 @@ func (d *demoRun) insufficientFunds(ctx context.Context, env demo.Env) error {
 	if err != nil {
 		return err
 	}
-	if r.Status != Declined || r.Reason != "insufficient_funds" {
+	if r.Status != Declined || r.Reason != sdk.CodeInsufficientFunds {
 		return fmt.Errorf("bob's card paid a %s bill: %+v", demo.Yuan(b.Outstanding), r)
 	}
 	env.Logf("bob's card (%s) declined for a %s bill: %s", demo.Yuan(before), demo.Yuan(b.Outstanding), r.Reason)

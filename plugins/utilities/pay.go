@@ -81,7 +81,7 @@ func (st *state) pay(ctx context.Context, log *slog.Logger, key string, in billP
 	}
 	if found {
 		if prev.Request != want {
-			return nil, &sdk.Error{Code: "idempotency_conflict", Field: "/idempotency_key",
+			return nil, &sdk.Error{Code: sdk.CodeIdempotencyConflict, Field: "/idempotency_key",
 				Message: fmt.Sprintf("idempotency key %q was already used to pay a different bill or amount", key)}
 		}
 		return st.resume(ctx, log, in, k, chargeMsg, prev)
@@ -144,7 +144,7 @@ func (st *state) resume(ctx context.Context, log *slog.Logger, in billPay, k key
 		}
 		if hp.Status != Approved {
 			log.Error("the biller holds a payment whose card charge was declined; an operator must look", "reason", hp.Reason)
-			return nil, &sdk.Error{Code: "internal", Message: fmt.Sprintf("biller receipt %s has no approved card payment (%s)", prev.Payment.Receipt, hp.Reason)}
+			return nil, &sdk.Error{Code: sdk.CodeInternal, Message: fmt.Sprintf("biller receipt %s has no approved card payment (%s)", prev.Payment.Receipt, hp.Reason)}
 		}
 		log.Info("bill payment completed on redelivery", "payment", hp.ID, "biller_receipt", prev.Payment.Receipt)
 		return reply(TypeReceipt, completed(Receipt{Status: Approved, Biller: in.Biller, Account: in.Account, BillID: in.BillID,
@@ -167,7 +167,7 @@ func (st *state) charge(ctx context.Context, m sdk.Message) (hubPayment, error) 
 	}
 	var hp hubPayment
 	if err := json.Unmarshal(res.Body, &hp); err != nil {
-		return hubPayment{}, &sdk.Error{Code: "internal", Message: "the hub's answer to " + TypeCardPayment + " is unreadable: " + err.Error()}
+		return hubPayment{}, &sdk.Error{Code: sdk.CodeInternal, Message: "the hub's answer to " + TypeCardPayment + " is unreadable: " + err.Error()}
 	}
 	switch {
 	case hp.Status == Approved && hp.ID != "":
@@ -176,7 +176,7 @@ func (st *state) charge(ctx context.Context, m sdk.Message) (hubPayment, error) 
 			hp.Reason = "declined"
 		}
 	default:
-		return hubPayment{}, &sdk.Error{Code: "internal", Message: fmt.Sprintf("the hub answered %s with status %q", TypeCardPayment, hp.Status)}
+		return hubPayment{}, &sdk.Error{Code: sdk.CodeInternal, Message: fmt.Sprintf("the hub answered %s with status %q", TypeCardPayment, hp.Status)}
 	}
 	return hp, nil
 }
@@ -195,10 +195,10 @@ func (st *state) reverse(ctx context.Context, log *slog.Logger, k keys, billerCo
 	case err == nil:
 		log.Info("card payment reversed")
 		return nil
-	case e.Code == "already_reversed":
+	case e.Code == sdk.CodeAlreadyReversed:
 		log.Info("card payment was already reversed")
 		return nil
-	case e.Code == "transfer_not_found":
+	case e.Code == sdk.CodeTransferNotFound:
 		log.Warn("no card payment to reverse")
 		return nil
 	case e.Retryable:
@@ -206,7 +206,7 @@ func (st *state) reverse(ctx context.Context, log *slog.Logger, k keys, billerCo
 		return &sdk.Error{Code: e.Code, Retryable: true, Message: "the biller refused the payment and reversing the card payment failed: " + e.Message}
 	}
 	log.Error("reversal refused: the card is charged for a bill the biller did not take; an operator must reverse it", "err", err)
-	return &sdk.Error{Code: "internal", Message: fmt.Sprintf("the biller refused the payment and the hub refused to reverse card payment %s: %v", k.payment, err)}
+	return &sdk.Error{Code: sdk.CodeInternal, Message: fmt.Sprintf("the biller refused the payment and the hub refused to reverse card payment %s: %v", k.payment, err)}
 }
 
 // checkBill applies the bill's own terms to a payment before any money
@@ -215,20 +215,20 @@ func (st *state) reverse(ctx context.Context, log *slog.Logger, k keys, billerCo
 func checkBill(b bill, in billPay) *sdk.Error {
 	switch {
 	case b.ID != in.BillID:
-		return &sdk.Error{Code: "conflict", Field: "/payload/bill_id",
+		return &sdk.Error{Code: sdk.CodeConflict, Field: "/payload/bill_id",
 			Message: fmt.Sprintf("account %s's current bill is %s, not %s; read the bill again", in.Account, b.ID, in.BillID)}
 	case b.Currency != in.Currency:
-		return &sdk.Error{Code: "currency_mismatch", Field: "/payload/currency",
+		return &sdk.Error{Code: sdk.CodeCurrencyMismatch, Field: "/payload/currency",
 			Message: fmt.Sprintf("%s bills in %s, not %s", b.Name, b.Currency, in.Currency)}
 	case in.Amount < b.Outstanding && !b.Partial:
-		return &sdk.Error{Code: "invalid_amount", Field: "/payload/amount",
+		return &sdk.Error{Code: sdk.CodeInvalidAmount, Field: "/payload/amount",
 			Message: fmt.Sprintf("%s takes no partial payment: pay the %d fen outstanding on %s, not %d", b.Name, b.Outstanding, b.ID, in.Amount)}
 	case in.Amount > b.Outstanding && !b.Over:
 		if b.Outstanding <= 0 {
-			return &sdk.Error{Code: "invalid_amount", Field: "/payload/amount",
+			return &sdk.Error{Code: sdk.CodeInvalidAmount, Field: "/payload/amount",
 				Message: fmt.Sprintf("%s takes no payment in advance, and nothing is owed on %s", b.Name, b.ID)}
 		}
-		return &sdk.Error{Code: "invalid_amount", Field: "/payload/amount",
+		return &sdk.Error{Code: sdk.CodeInvalidAmount, Field: "/payload/amount",
 			Message: fmt.Sprintf("%s takes no over-payment: pay at most the %d fen outstanding on %s, not %d", b.Name, b.Outstanding, b.ID, in.Amount)}
 	}
 	return nil

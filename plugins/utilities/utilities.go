@@ -195,7 +195,7 @@ func (p *Plugin) Stop(ctx context.Context) error {
 }
 
 func unknownBiller(code string) *sdk.Error {
-	return &sdk.Error{Code: "not_found", Field: "/payload/biller", Message: fmt.Sprintf("no biller %q is configured for the utilities channel", code)}
+	return &sdk.Error{Code: sdk.CodeNotFound, Field: "/payload/biller", Message: fmt.Sprintf("no biller %q is configured for the utilities channel", code)}
 }
 
 // billerFailure turns a failed call to the billers' host into the answer

@@ -223,7 +223,7 @@ func (m *Meter) end(ctx context.Context, cfg config, hub sdk.Hub, s session) ([]
 			return nil, err
 		}
 		if st.Status != "active" {
-			return nil, sdk.Errorf("card_not_active", "card %s is %s", s.Card, st.Status)
+			return nil, sdk.Errorf(sdk.CodeCardNotActive, "card %s is %s", s.Card, st.Status)
 		}
 	}
 	fee, err := cfg.fee(s)
