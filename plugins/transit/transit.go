@@ -270,7 +270,7 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 		return reply(TypeStatus, Status{Listen: st.ln.Addr().String(), Serving: loaded, DenylistVersion: v, DenylistSize: n})
 	}
 	// The sdk delivers only declared types; getting here is a bug in Describe.
-	return nil, sdk.Errorf(sdk.CodeUnsupportedMessage, "transit: no handler for %s", m.Type)
+	return nil, sdk.Errorf(sdk.CodeUnsupportedMessageType, "transit: no handler for %s", m.Type)
 }
 
 // retryable makes a failed hub call the hub's to retry: the plugin did

@@ -182,7 +182,7 @@ func (p *Plugin) authorize(ctx context.Context, m sdk.Message) (Authorization, e
 // req and returns the link.
 func (p *Plugin) prepare(m sdk.Message, req any) (*link, string, error) {
 	if m.IdempotencyKey == "" {
-		return nil, "", &sdk.Error{Code: "idempotency_key_required", Message: "unionpay: " + m.Type + " needs the envelope's idempotency key", Field: "/idempotency_key"}
+		return nil, "", &sdk.Error{Code: sdk.CodeIdempotencyKeyRequired, Message: "unionpay: " + m.Type + " needs the envelope's idempotency key", Field: "/idempotency_key"}
 	}
 	if err := json.Unmarshal(m.Payload, req); err != nil {
 		return nil, "", &sdk.Error{Code: sdk.CodeSchemaInvalid, Message: "unionpay: " + err.Error(), Field: "/payload"}

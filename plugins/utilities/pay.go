@@ -57,7 +57,7 @@ func derive(effect, key string) string {
 //     redelivery resumes at step 1.
 func (st *state) pay(ctx context.Context, log *slog.Logger, key string, in billPay) ([]sdk.Message, error) {
 	if key == "" {
-		return nil, &sdk.Error{Code: "idempotency_key_required", Field: "/idempotency_key",
+		return nil, &sdk.Error{Code: sdk.CodeIdempotencyKeyRequired, Field: "/idempotency_key",
 			Message: TypeBillPay + " moves money and needs an idempotency key, so that a redelivery pays once"}
 	}
 	merchant, ok := st.billers[in.Biller]

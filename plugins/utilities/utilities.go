@@ -152,7 +152,7 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 		return st.pay(ctx, log.With("idempotency_key", m.IdempotencyKey), m.IdempotencyKey, in)
 	}
 	// The sdk delivers only declared types; getting here is a bug in Describe.
-	return nil, sdk.Errorf(sdk.CodeUnsupportedMessage, "utilities: no handler for %s", m.Type)
+	return nil, sdk.Errorf(sdk.CodeUnsupportedMessageType, "utilities: no handler for %s", m.Type)
 }
 
 // query answers the current bill.

@@ -202,7 +202,7 @@ func (m *Meter) Handle(ctx context.Context, msg sdk.Message) ([]sdk.Message, err
 		return m.upload(ctx, cfg, hub, b.Sessions)
 	}
 	// The sdk only delivers declared types; this is a bug in Describe.
-	return nil, sdk.Errorf(sdk.CodeUnsupportedMessage, "parking: no handler for %s", msg.Type)
+	return nil, sdk.Errorf(sdk.CodeUnsupportedMessageType, "parking: no handler for %s", msg.Type)
 }
 
 // price charges every started hour; a session of zero minutes is free.
