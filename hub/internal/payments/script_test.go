@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"maps"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,7 +39,8 @@ var rewrite = flag.Bool("rewrite", false, "write the scripts' expected output fr
 //	bank approve|decline RC|down|crash the acquirer's answer to what follows;
 //	                                   crash: it authorises, and the hub stops
 //	                                   before it hears the answer
-//	bank                               what the acquirer was asked
+//	bank                               what the acquirer was asked since the
+//	                                   last such command
 //	pay KEY CARD AMOUNT [pin=P]        card.payment.v1 at merchant M1
 //	reverse KEY PAYMENT-KEY [kind=K] [amount=N]  card.reversal.v1
 //	hold KEY CARD AMOUNT               card.hold.v1
@@ -440,6 +441,7 @@ type fakeBank struct {
 	st      store.Store
 	answers map[string]json.RawMessage // by idempotency key
 	log     []string
+	shown   int // how much of log the script has seen
 }
 
 func (b *fakeBank) set(mode string) {
@@ -451,10 +453,12 @@ func (b *fakeBank) set(mode string) {
 func (b *fakeBank) journal() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.log) == 0 {
-		return "nothing asked"
+	if b.shown == len(b.log) {
+		return "nothing new asked"
 	}
-	return strings.Join(b.log, "\n")
+	out := strings.Join(b.log[b.shown:], "\n")
+	b.shown = len(b.log)
+	return out
 }
 
 // Send implements payments.Plugins.
