@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,6 +72,22 @@ var listeningLine = regexp.MustCompile(`listening on (http://\S+) `)
 // arguments, and waits until it answers /healthz.
 func startServer(t *testing.T, bin, dsn, adminToken string, extra ...string) *server {
 	t.Helper()
+	s, err := tryStartServer(t, bin, dsn, adminToken, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// errExitedEarly is tryStartServer's error for a serve that exited before it
+// listened: for a test that expects a hub may refuse to start.
+var errExitedEarly = errors.New("citycard serve exited before listening")
+
+// tryStartServer is startServer that returns, rather than fails t, when the
+// process exits before it listens (an error wrapping errExitedEarly, with
+// its output).
+func tryStartServer(t *testing.T, bin, dsn, adminToken string, extra ...string) (*server, error) {
+	t.Helper()
 	s := &server{t: t, stderr: &logtest.Buffer{}, done: make(chan struct{})}
 	stdout := &logtest.Buffer{}
 	s.cmd = exec.Command(bin, append([]string{"serve", "--db", dsn, "--listen", "127.0.0.1:0"}, extra...)...)
@@ -100,7 +117,7 @@ func startServer(t *testing.T, bin, dsn, adminToken string, extra ...string) *se
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("citycard serve exited before listening: %v\nstdout: %s\nstderr: %s", s.err, stdout, s.stderr)
+			return nil, fmt.Errorf("%w: %v\nstdout: %s\nstderr: %s", errExitedEarly, s.err, stdout, s.stderr)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -112,7 +129,7 @@ func startServer(t *testing.T, bin, dsn, adminToken string, extra ...string) *se
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return s, nil
 			}
 		}
 		if time.Now().After(deadline) {
