@@ -406,7 +406,7 @@ func (h *host) debit(ctx context.Context, tx *txn, batchNo string, k kind) *iso8
 	if rc != "" {
 		return h.decline(tx, r, rc)
 	}
-	p := cardPayment{Card: pan.Reveal(), Merchant: tx.t.merchant, Terminal: tx.t.id, Amount: amount, Currency: "CNY"}
+	p := sdk.CardPayment{Card: pan.Reveal(), Merchant: tx.t.merchant, Terminal: tx.t.id, Amount: amount, Currency: "CNY"}
 	if tx.bank {
 		if tx.expiry == "" {
 			return h.decline(tx, r, rcFormatError)
@@ -539,7 +539,7 @@ func (h *host) pay(ctx context.Context, tx *txn, typ, key string, payload []byte
 		tx.log.Info("the hub refused the payment", "key", key, "err", err)
 		return answer{rc: errorCode(err)}, declined
 	}
-	var hp hubPayment
+	var hp sdk.PaymentResult
 	if err := json.Unmarshal(res.Body, &hp); err != nil {
 		tx.log.Error("the hub's answer does not decode", "key", key, "err", err)
 		return answer{rc: rcSystemError}, inDoubt
@@ -603,7 +603,7 @@ func (h *host) undo(ctx context.Context, tx *txn, batchNo string, k kind) *iso85
 		tx.log.Info(what+" refused", "orig_batch", orig.Batch, "orig_stan", orig.STAN, "amount", amount, "original", oamount, "refunded", orefunded, "rc", rc)
 		return h.decline(tx, r, rc)
 	}
-	rv := cardReversal{PaymentKey: o.key, Memo: fmt.Sprintf("POS %s %s of batch %s STAN %s", tx.t.id, what, orig.Batch, orig.STAN), Kind: what}
+	rv := sdk.CardReversal{PaymentKey: o.key, Memo: fmt.Sprintf("POS %s %s of batch %s STAN %s", tx.t.id, what, orig.Batch, orig.STAN), Kind: what}
 	if partial {
 		rv.Amount = amount
 	}
@@ -695,7 +695,7 @@ func (h *host) useHold(ctx context.Context, tx *txn, batchNo string, k kind) *is
 		tx.log.Info(what+" refused", "orig_batch", orig.Batch, "orig_stan", orig.STAN, "amount", amount, "hold", oamount, "rc", rc)
 		return h.decline(tx, r, rc)
 	}
-	use := cardHoldUse{HoldKey: o.key}
+	use := sdk.CardCapture{HoldKey: o.key}
 	if k == kindCompletion {
 		use.Amount, use.Currency = amount, "CNY"
 	}
@@ -726,7 +726,7 @@ func (h *host) holdAtHub(ctx context.Context, tx *txn, typ, key string, payload 
 		tx.log.Info("the hub refused", "type", typ, "key", key, "err", err)
 		return answer{rc: errorCode(err), hubCode: sdk.AsError(err).Code}, declined, hasCode(err, "hold_not_pending")
 	}
-	var hh hubHold
+	var hh sdk.HoldResult
 	if err := json.Unmarshal(res.Body, &hh); err != nil {
 		tx.log.Error("the hub's answer does not decode", "type", typ, "key", key, "err", err)
 		return answer{rc: rcSystemError}, inDoubt, false

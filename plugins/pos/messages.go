@@ -13,27 +13,18 @@ const (
 	TypeTerminalStatus = "pos.terminal.status.v1"
 	// TypeTerminalState answers TypeTerminalStatus.
 	TypeTerminalState = "pos.terminal.state.v1"
-	// TypeCardPayment asks the hub to debit a card (schemas/msg-card-payment-v1.json).
-	TypeCardPayment = "card.payment.v1"
-	// TypeCardReversal undoes one of the plugin's card payments
-	// (schemas/msg-card-reversal-v1.json).
-	TypeCardReversal = "card.reversal.v1"
-	// TypeCardHold reserves money on a card, a pre-authorisation
-	// (schemas/msg-card-hold-v1.json); its idempotency key names the hold.
-	TypeCardHold = "card.hold.v1"
-	// TypeCardCapture posts one of the plugin's holds, for its amount or
-	// less: a completion (schemas/msg-card-capture-v1.json).
-	TypeCardCapture = "card.capture.v1"
-	// TypeCardVoid releases one of the plugin's holds: a pre-authorisation
-	// cancelled or reversed (schemas/msg-card-void-v1.json).
-	TypeCardVoid = "card.void.v1"
-	// TypeCardBalanceInquiry asks the hub for a bank card's balance, which
-	// it has the bank acquirer ask the issuer: {card, expiry?, pin_block?};
-	// the answer body is {status, reason?, balance?}.
-	TypeCardBalanceInquiry = "card.balance_inquiry.v1"
-	// QueryCardBalance reads a card's state and balance
-	// (schemas/msg-card-balance-v1.json); the key is the card number.
-	QueryCardBalance = "card_balance"
+	// The hub's card messages the plugin sends, from the sdk's vocabulary:
+	// the payloads are sdk.CardPayment (for holds too), sdk.CardReversal,
+	// sdk.CardCapture, sdk.CardVoid and sdk.CardBalanceInquiry.
+	TypeCardPayment        = sdk.TypeCardPayment
+	TypeCardReversal       = sdk.TypeCardReversal
+	TypeCardHold           = sdk.TypeCardHold
+	TypeCardCapture        = sdk.TypeCardCapture
+	TypeCardVoid           = sdk.TypeCardVoid
+	TypeCardBalanceInquiry = sdk.TypeCardBalanceInquiry
+	// QueryCardBalance reads a card's state and balance (sdk.CardBalance);
+	// the key is the card number.
+	QueryCardBalance = sdk.QueryCardBalance
 )
 
 // schemaBase is where the plugin's own schemas live.
@@ -198,68 +189,3 @@ type TerminalState struct {
 	MAC        string `json:"mac,omitempty"`
 	Listen     string `json:"listen"`
 }
-
-// Payloads the plugin sends to the hub and reads back.
-type (
-	cardPayment struct {
-		Card     string `json:"card"`
-		Merchant string `json:"merchant"`
-		Terminal string `json:"terminal,omitempty"`
-		Amount   int64  `json:"amount"`
-		Currency string `json:"currency"`
-		PIN      string `json:"pin,omitempty"`
-		// Expiry (YYMM) goes with a bank card, for the acquirer, and
-		// PINBlock, a bank card's PIN as an ISO 9564 format 0 block
-		// enciphered under the PIN zone key, in hex.
-		Expiry   string `json:"expiry,omitempty"`
-		PINBlock string `json:"pin_block,omitempty"`
-	}
-	// cardReversal undoes a payment: a void or a refund (kind), for the
-	// whole payment or, a partial refund, for amount.
-	cardReversal struct {
-		PaymentKey string `json:"payment_key"`
-		Memo       string `json:"memo,omitempty"`
-		Kind       string `json:"kind,omitempty"`
-		Amount     int64  `json:"amount,omitempty"`
-	}
-	// cardBalanceInquiry is card.balance_inquiry.v1, for a bank card.
-	cardBalanceInquiry struct {
-		Card     string `json:"card"`
-		Expiry   string `json:"expiry,omitempty"`
-		PINBlock string `json:"pin_block,omitempty"`
-	}
-	// hubBalanceInquiry is the hub's answer to card.balance_inquiry.v1.
-	hubBalanceInquiry struct {
-		Status  string `json:"status"`
-		Reason  string `json:"reason"`
-		Balance *int64 `json:"balance"`
-	}
-	// cardHoldUse is card.capture.v1 (with amount and currency) and
-	// card.void.v1 (hold_key alone).
-	cardHoldUse struct {
-		HoldKey  string `json:"hold_key"`
-		Amount   int64  `json:"amount,omitempty"`
-		Currency string `json:"currency,omitempty"`
-	}
-	// hubHold is the part of api-hold.json the plugin uses.
-	hubHold struct {
-		Hold     string `json:"hold"`
-		Status   string `json:"status"`
-		Captured int64  `json:"captured"`
-		Transfer string `json:"transfer"`
-	}
-	// hubCardBalance is the hub's answer to the card_balance query.
-	hubCardBalance struct {
-		Status    string `json:"status"`
-		Currency  string `json:"currency"`
-		Balance   int64  `json:"balance"`
-		Available int64  `json:"available"`
-	}
-	// hubPayment is the part of api-payment.json the plugin uses.
-	hubPayment struct {
-		ID      string `json:"id"`
-		Status  string `json:"status"`
-		Reason  string `json:"reason"`
-		Balance *int64 `json:"balance"`
-	}
-)

@@ -189,14 +189,14 @@ func tombstonePurchase(tx *txn) bool {
 // and "-R". It depends on r alone, so every path that sends it (the
 // terminal's 0400, settleDoubt) sends the same message under that key.
 func reversalOf(r *record) []byte {
-	b, _ := json.Marshal(cardReversal{PaymentKey: r.key, Memo: "POS reversal of " + r.key})
+	b, _ := json.Marshal(sdk.CardReversal{PaymentKey: r.key, Memo: "POS reversal of " + r.key})
 	return b
 }
 
 // releaseOf is the card.void.v1 that releases the hold of pre-authorisation
 // r, sent under r's key and "-R"; like reversalOf, it depends on r alone.
 func releaseOf(r *record) []byte {
-	b, _ := json.Marshal(cardHoldUse{HoldKey: r.key})
+	b, _ := json.Marshal(sdk.CardVoid{HoldKey: r.key})
 	return b
 }
 
@@ -345,7 +345,7 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 		tx.log.Warn("card balance query failed", "card", pan, "err", err)
 		return h.decline(tx, r, errorCode(err))
 	}
-	var cb hubCardBalance
+	var cb sdk.CardBalance
 	if err := json.Unmarshal(raw, &cb); err != nil {
 		return h.decline(tx, r, rcSystemError)
 	}
@@ -378,7 +378,7 @@ func (h *host) balance(ctx context.Context, tx *txn) *iso8583.Message {
 // code. It moves no money, so a hub that does not answer is answered with
 // its error's code and nothing is kept in doubt.
 func (h *host) bankBalance(ctx context.Context, tx *txn, r *record, pan cardcrypto.PAN) *iso8583.Message {
-	q := cardBalanceInquiry{Card: pan.Reveal(), Expiry: tx.expiry}
+	q := sdk.CardBalanceInquiry{Card: pan.Reveal(), Expiry: tx.expiry}
 	block, rc := h.translatePIN(tx, pan)
 	if rc != "" {
 		return h.decline(tx, r, rc)
@@ -394,7 +394,7 @@ func (h *host) bankBalance(ctx context.Context, tx *txn, r *record, pan cardcryp
 		tx.log.Warn("bank card balance inquiry failed", "card", pan, "err", err)
 		return h.decline(tx, r, errorCode(err))
 	}
-	var hb hubBalanceInquiry
+	var hb sdk.BalanceInquiryResult
 	if err := json.Unmarshal(res.Body, &hb); err != nil {
 		tx.log.Error("the hub's answer does not decode", "key", r.key, "err", err)
 		return h.decline(tx, r, rcSystemError)
