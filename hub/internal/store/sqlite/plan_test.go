@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
 
 // TestQueryPlans guards the read paths against full table scans: each
@@ -21,16 +22,16 @@ func TestQueryPlans(t *testing.T) {
 		query string
 		args  []any
 	}{
-		{`SELECT ` + accountCols + ` FROM accounts WHERE code IN (?, ?)`, []any{"a", "b"}},
-		{`SELECT ` + cardCols + ` FROM cards WHERE number IN (?, ?)`, []any{"a", "b"}},
-		{`SELECT ` + idemCols + ` FROM idempotency WHERE (operator, key) IN (VALUES (?, ?), (?, ?))`,
+		{`SELECT ` + reads.AccountCols + ` FROM accounts WHERE code IN (?, ?)`, []any{"a", "b"}},
+		{`SELECT ` + reads.CardCols + ` FROM cards WHERE number IN (?, ?)`, []any{"a", "b"}},
+		{`SELECT ` + reads.IdemCols + ` FROM idempotency WHERE (operator, key) IN (VALUES (?, ?), (?, ?))`,
 			[]any{"a", "b", "c", "d"}},
-		{`SELECT ` + holdCols + ` FROM holds WHERE status = ? AND expires_at < ? ORDER BY expires_at, id LIMIT ?`,
+		{`SELECT ` + reads.HoldCols + ` FROM holds WHERE status = ? AND expires_at < ? ORDER BY expires_at, id LIMIT ?`,
 			[]any{store.HoldPending, 0, 10}},
-		{`SELECT ` + accountCols + ` FROM accounts WHERE card = ? ORDER BY id`, []any{"c"}},
+		{`SELECT ` + reads.AccountCols + ` FROM accounts WHERE card = ? ORDER BY id`, []any{"c"}},
 		{`SELECT id FROM transfers WHERE ref = ? AND ref <> 0 AND kind = ? ORDER BY id LIMIT 1`,
 			[]any{1, store.TransferReversal}},
-		{`SELECT ` + transferCols + ` FROM transfers WHERE batch = ? ORDER BY id`, []any{1}},
+		{`SELECT ` + reads.TransferCols + ` FROM transfers WHERE batch = ? ORDER BY id`, []any{1}},
 		{`SELECT transfer_id, account_id, amount FROM entries WHERE transfer_id BETWEEN ? AND ? ORDER BY transfer_id, n`,
 			[]any{1, 2}},
 		{`UPDATE accounts SET debits_posted = v.column2 FROM (VALUES (?, ?), (?, ?)) AS v WHERE accounts.id = v.column1`,
