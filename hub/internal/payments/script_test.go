@@ -34,7 +34,8 @@ var rewrite = flag.Bool("rewrite", false, "write the scripts' expected output fr
 // it prints, up to a blank line; lines starting with # are comments. The
 // output is the same on both drivers, so -rewrite writes it from SQLite.
 //
-//	card NAME [topup=N]                issue a standard card, topped up with N
+//	card NAME [topup=N] [medical=N]    issue a standard card, its cash purse
+//	                                   topped up with N, its medical purse too
 //	link NAME                          link a bank card (token tok-NAME) to it
 //	bank approve|decline RC|down|crash the acquirer's answer to what follows;
 //	                                   crash: it authorises, and the hub stops
@@ -47,6 +48,15 @@ var rewrite = flag.Bool("rewrite", false, "write the scripts' expected output fr
 //	capture KEY HOLD-KEY [amount=N]    card.capture.v1
 //	void KEY HOLD-KEY                  card.void.v1
 //	inquire CARD                       card.balance_inquiry.v1
+//	insurer settle FUND ACCT CASH|refuse|crash
+//	                                   the insurer's answer to what follows;
+//	                                   crash: it settles, and the hub stops
+//	                                   before it hears the answer
+//	insurer                            what the insurer was asked since the
+//	                                   last such command
+//	bill ID CARD TOTAL [uninsured]     medical.bill.v1 from the hospital's
+//	                                   plugin, under key bill:H1:ID
+//	refund KEY ID                      medical.refund.v1 of bill ID
 //	balance CARD                       the card's purses: posted, pending, available
 //	saga KEY                           the saga of a request: kind, state, step
 //	sagas                              the open sagas
@@ -139,28 +149,50 @@ func runScript(t *testing.T, file string, st store.Store, rewrite bool) {
 
 // Names the scripts' hub uses.
 const (
-	plugin     = "pos"
-	bankPlugin = "unionpay"
-	merchant   = "M1"
+	plugin         = "pos"
+	bankPlugin     = "unionpay"
+	merchant       = "M1"
+	hospitalPlugin = "hospital"
+	hospital       = "H1"
 )
 
 // env is a hub's payments on a real store, with a fake acquirer.
 type env struct {
-	t     *testing.T
-	st    store.Store
-	eng   *ledger.Engine
-	svc   *cards.Service
-	proc  *payments.Processor
-	bank  *fakeBank
-	cards map[string]string // script name → card number
+	t       *testing.T
+	st      store.Store
+	eng     *ledger.Engine
+	svc     *cards.Service
+	proc    *payments.Processor
+	bank    *fakeBank
+	insurer *fakeInsurer
+	cards   map[string]string // script name → card number
+}
+
+// plugins routes the hub's messages to the fake acquirer or the fake
+// insurer's plugin.
+type plugins struct {
+	bank    *fakeBank
+	insurer *fakeInsurer
+}
+
+func (p plugins) Send(ctx context.Context, to string, m sdk.Message) ([]sdk.Message, error) {
+	if to == hospitalPlugin {
+		return p.insurer.Send(ctx, m)
+	}
+	return p.bank.Send(ctx, to, m)
 }
 
 func newEnv(t *testing.T, st store.Store) *env {
-	e := &env{t: t, st: st, bank: &fakeBank{mode: "approve", answers: map[string]json.RawMessage{}}, cards: map[string]string{}}
+	e := &env{t: t, st: st, bank: &fakeBank{mode: "approve", answers: map[string]json.RawMessage{}},
+		insurer: &fakeInsurer{mode: []string{"refuse"}, answers: map[string]json.RawMessage{}}, cards: map[string]string{}}
 	e.start()
-	if _, err := e.svc.AddMerchant(context.Background(), cards.MerchantRequest{ID: merchant, Name: "Corner shop", MCC: "5411",
-		FeeRateBps: 60, SettlementAccount: "6222000011112222"}); err != nil {
-		t.Fatal(err)
+	for _, m := range []cards.MerchantRequest{
+		{ID: merchant, Name: "Corner shop", MCC: "5411", FeeRateBps: 60, SettlementAccount: "6222000011112222"},
+		{ID: hospital, Name: "City hospital", MCC: "8062", SettlementAccount: "6222000011113333"},
+	} {
+		if _, err := e.svc.AddMerchant(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return e
 }
@@ -179,10 +211,10 @@ func (e *env) start() {
 	e.t.Cleanup(func() { eng.Close() })
 	e.eng = eng
 	e.svc = cards.New(eng, cat, cards.Options{})
-	e.proc = payments.New(payments.Options{Service: e.svc, Channels: map[string]string{plugin: "retail"},
+	e.proc = payments.New(payments.Options{Service: e.svc, Channels: map[string]string{plugin: "retail", hospitalPlugin: "medical"},
 		IssuerPrefix: e.svc.IssuerPrefix(), BankPlugin: bankPlugin, Sagas: e.st, BankTimeout: 5 * time.Second})
-	e.proc.SetPlugins(e.bank)
-	e.bank.st = e.st
+	e.proc.SetPlugins(plugins{bank: e.bank, insurer: e.insurer})
+	e.bank.st, e.insurer.st = e.st, e.st
 }
 
 // errCrash is what the fake acquirer panics with to stop the request that
@@ -209,8 +241,16 @@ func (e *env) run(t *testing.T, command string) string {
 		}
 		number := out.Result.(*cards.IssueResult).Number
 		e.cards[args[0]] = number
-		if n := opts["topup"]; n != "" {
-			if _, err := e.svc.TopUp(ctx, cards.Call{}, cards.TopUpRequest{Card: number, Amount: atoi(t, n), Currency: "CNY"}); err != nil {
+		for _, purse := range []string{"cash", "medical"} {
+			n := opts[purse]
+			if purse == "cash" {
+				n = opts["topup"]
+			}
+			if n == "" {
+				continue
+			}
+			if _, err := e.svc.TopUp(ctx, cards.Call{}, cards.TopUpRequest{Card: number, Amount: atoi(t, n), Currency: "CNY",
+				Purse: purse}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -249,12 +289,37 @@ func (e *env) run(t *testing.T, command string) string {
 	case "inquire":
 		need(1)
 		return e.submit("", sdk.TypeCardBalanceInquiry, sdk.CardBalanceInquiry{Card: e.card(args[0])})
+	case "insurer":
+		if len(args) == 0 {
+			return e.insurer.journal()
+		}
+		e.insurer.set(args)
+		return "insurer " + strings.Join(args, " ")
+	case "bill":
+		if len(args) == 4 && args[3] == "uninsured" {
+			args = args[:3]
+			opts["uninsured"] = "y"
+		}
+		need(3)
+		insured := opts["uninsured"] == ""
+		b := sdk.MedicalBill{BillID: args[0], Hospital: hospital, Kind: sdk.BillOutpatient, Card: e.card(args[1]),
+			Total: atoi(t, args[2]), Currency: "CNY", Insured: insured}
+		if insured {
+			b.PsnNo, b.MdtrtID = "P-"+args[1], "V-"+args[0]
+		}
+		return e.submitFrom(hospitalPlugin, billKey(args[0]), sdk.TypeMedicalBill, b)
+	case "refund":
+		need(2)
+		return e.submitFrom(hospitalPlugin, args[0], sdk.TypeMedicalRefund, sdk.MedicalRefund{BillID: args[1], Hospital: hospital})
 	case "balance":
 		need(1)
 		return e.balance(args[0])
 	case "saga":
 		need(1)
 		s, err := e.st.GetSaga(ctx, payments.OperatorPrefix+plugin, args[0])
+		if errors.Is(err, store.ErrNotFound) {
+			s, err = e.st.GetSaga(ctx, payments.OperatorPrefix+hospitalPlugin, billKey(args[0]))
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			return "no saga"
 		} else if err != nil {
@@ -298,8 +363,17 @@ func (e *env) run(t *testing.T, command string) string {
 	return ""
 }
 
-// submit applies a plugin's message and shows its answer.
-func (e *env) submit(key, typ string, payload any) (shown string) {
+// billKey is the idempotency key the hospital's plugin sends bill id
+// under, which a refund finds the bill by.
+func billKey(id string) string { return "bill:" + hospital + ":" + id }
+
+// submit applies the POS plugin's message and shows its answer.
+func (e *env) submit(key, typ string, payload any) string {
+	return e.submitFrom(plugin, key, typ, payload)
+}
+
+// submitFrom applies a plugin's message and shows its answer.
+func (e *env) submitFrom(from, key, typ string, payload any) (shown string) {
 	body, err := json.Marshal(payload)
 	if err != nil {
 		e.t.Fatal(err)
@@ -313,7 +387,7 @@ func (e *env) submit(key, typ string, payload any) (shown string) {
 			shown = "crashed: no answer"
 		}
 	}()
-	out, err := e.proc.Apply(context.Background(), plugin, typ, m)
+	out, err := e.proc.Apply(context.Background(), from, typ, m)
 	if err != nil {
 		return "error " + fault.CodeOf(err)
 	}
@@ -332,6 +406,12 @@ func (e *env) showAnswer(out ledger.Outcome) string {
 		Captured *int64    `json:"captured"`
 		Legs     []sdk.Leg `json:"legs"`
 		Balance  *int64    `json:"balance"`
+		Total    int64     `json:"total"`
+		sdk.MedicalSplit
+		Medical  int64  `json:"medical_purse"`
+		Cash     int64  `json:"cash_purse"`
+		BankCard int64  `json:"bank_card"`
+		SetlID   string `json:"setl_id"`
 	}
 	if err := json.Unmarshal(out.Body, &r); err != nil {
 		e.t.Fatalf("answer %s: %v", out.Body, err)
@@ -348,6 +428,12 @@ func (e *env) showAnswer(out ledger.Outcome) string {
 	}
 	if r.Amount != 0 {
 		fmt.Fprintf(&b, " amount=%d", r.Amount)
+	}
+	if r.Total != 0 {
+		fmt.Fprintf(&b, " total=%d fund=%d medical=%d cash=%d bank=%d", r.Total, r.FundPay, r.Medical, r.Cash, r.BankCard)
+		if r.SetlID != "" {
+			b.WriteString(" setl=" + r.SetlID)
+		}
 	}
 	if r.Captured != nil {
 		fmt.Fprintf(&b, " captured=%d", *r.Captured)
@@ -397,9 +483,23 @@ func showSaga(s store.Saga) string {
 		BankAmount int64  `json:"bank_amount"`
 		Hold       int64  `json:"hold"`
 		Reason     string `json:"reason"`
+		// A medical bill's.
+		SetlID   string  `json:"setl_id"`
+		Holds    []int64 `json:"holds"`
+		Medical  int64   `json:"medical_purse"`
+		Cash     int64   `json:"cash_purse"`
+		Bank     int64   `json:"bank_card"`
+		Refunded bool    `json:"refunded"`
 	}
 	_ = json.Unmarshal(s.Data, &d)
 	out := fmt.Sprintf("%s %s step=%s city=%d bank=%d held=%t", s.Kind, s.State, d.Step, d.CityAmount, d.BankAmount, d.Hold != 0)
+	if s.Kind == payments.SagaMedical {
+		out = fmt.Sprintf("%s %s step=%s setl=%q holds=%d medical=%d cash=%d bank=%d", s.Kind, s.State, d.Step, d.SetlID,
+			len(d.Holds), d.Medical, d.Cash, d.Bank)
+		if d.Refunded {
+			out += " refunded"
+		}
+	}
 	if d.Reason != "" {
 		out += " reason=" + d.Reason
 	}
@@ -535,4 +635,91 @@ func (b *fakeBank) sagaOf(ctx context.Context, authKey string) string {
 		return ""
 	}
 	return showSaga(s)
+}
+
+// fakeInsurer is the hospital's plugin as the hub sees it: it settles
+// bills with the insurer as the script sets, applies each key once, and
+// keeps a journal of what it was asked.
+type fakeInsurer struct {
+	mu      sync.Mutex
+	mode    []string
+	st      store.Store
+	answers map[string]json.RawMessage // by idempotency key
+	log     []string
+	shown   int
+	setl    int
+}
+
+func (f *fakeInsurer) set(mode []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mode = mode
+}
+
+func (f *fakeInsurer) journal() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.shown == len(f.log) {
+		return "nothing new asked"
+	}
+	out := strings.Join(f.log[f.shown:], "\n")
+	f.shown = len(f.log)
+	return out
+}
+
+// Send answers medical.settle.v1 and medical.settle_reverse.v1.
+func (f *fakeInsurer) Send(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
+	var in struct {
+		BillKey string `json:"bill_key"`
+		SetlID  string `json:"setl_id"`
+		Total   int64  `json:"total"`
+	}
+	if err := json.Unmarshal(m.Payload, &in); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a, ok := f.answers[m.IdempotencyKey]; ok {
+		f.log = append(f.log, fmt.Sprintf("%s %s again", m.Type, m.IdempotencyKey))
+		return []sdk.Message{{Type: m.Type, Payload: a}}, nil
+	}
+	line := fmt.Sprintf("%s %s", m.Type, m.IdempotencyKey)
+	var answer any
+	switch m.Type {
+	case payments.TypeMedicalSettle:
+		line += fmt.Sprintf(" total=%d", in.Total)
+		switch f.mode[0] {
+		case "settle", "crash":
+			if len(f.mode) != 4 {
+				panic("insurer settle FUND ACCT CASH")
+			}
+			f.setl++
+			id := fmt.Sprintf("S%03d", f.setl)
+			fund, acct, cash := f.mode[1], f.mode[2], f.mode[3]
+			answer = json.RawMessage(fmt.Sprintf(`{"status":"settled","setl_id":%q,"fund_pay":%s,"acct_pay":%s,"cash_pay":%s}`, id, fund, acct, cash))
+			line += fmt.Sprintf(": settled %s fund=%s acct=%s cash=%s", id, fund, acct, cash)
+			if f.mode[0] == "crash" {
+				f.record(m.IdempotencyKey, answer)
+				f.log = append(f.log, line+", answer lost")
+				f.mode = []string{"refuse"}
+				panic(errCrash)
+			}
+		default:
+			answer = map[string]string{"status": "declined", "reason": "not_insured"}
+			line += ": refused"
+		}
+	case payments.TypeMedicalSettleReverse:
+		line += " setl=" + in.SetlID
+		answer = map[string]string{"status": "reversed"}
+	default:
+		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Message: "the fake insurer does not handle " + m.Type}
+	}
+	f.record(m.IdempotencyKey, answer)
+	f.log = append(f.log, line)
+	return []sdk.Message{{Type: m.Type, Payload: f.answers[m.IdempotencyKey]}}, nil
+}
+
+func (f *fakeInsurer) record(key string, answer any) {
+	body, _ := json.Marshal(answer)
+	f.answers[key] = body
 }
