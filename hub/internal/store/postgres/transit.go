@@ -3,7 +3,6 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -114,48 +113,6 @@ func writeTransit(ctx context.Context, tx pgx.Tx, b *store.Batch) error {
 	return nil
 }
 
-const deviceCols = `id, operator, mode, route, status, last_seq, created_at`
-
-func scanDevice(sc scanner) (store.Device, error) {
-	var d store.Device
-	err := sc.Scan(&d.ID, &d.Operator, &d.Mode, &d.Route, &d.Status, &d.LastSeq, &d.CreatedAt)
-	d.CreatedAt = d.CreatedAt.UTC()
-	return d, err
-}
-
-func scanDeviceKey(sc scanner) (store.Device, error) {
-	var d store.Device
-	err := sc.Scan(&d.ID, &d.Operator, &d.Mode, &d.Route, &d.Status, &d.LastSeq, &d.CreatedAt, &d.Key)
-	d.CreatedAt = d.CreatedAt.UTC()
-	return d, err
-}
-
-const tapCols = `device, seq, card, at, kind, route, stop, offline, status, reason, fare, balance, transfer_id, batch`
-
-func scanTap(sc scanner) (store.TapRecord, error) {
-	var t store.TapRecord
-	err := sc.Scan(&t.Device, &t.Seq, &t.Card, &t.At, &t.Kind, &t.Route, &t.Stop, &t.Offline, &t.Status, &t.Reason,
-		&t.Fare, &t.Balance, &t.Transfer, &t.Batch)
-	t.At = t.At.UTC()
-	return t, err
-}
-
-const denyCols = `version, card, added, reason, at`
-
-func scanDeny(sc scanner) (store.DenyChange, error) {
-	var d store.DenyChange
-	err := sc.Scan(&d.Version, &d.Card, &d.Add, &d.Reason, &d.At)
-	d.At = d.At.UTC()
-	return d, err
-}
-
-func scanRider(sc scanner) (store.RiderState, error) {
-	var r store.RiderState
-	err := sc.Scan(&r.Card, &r.State, &r.UpdatedAt)
-	r.UpdatedAt = r.UpdatedAt.UTC()
-	return r, err
-}
-
 // AddDevice inserts a device; a taken id is store.ErrConflict. An empty
 // status is store.DeviceActive.
 func (s *Store) AddDevice(ctx context.Context, d store.Device) error {
@@ -171,38 +128,6 @@ func (s *Store) AddDevice(ctx context.Context, d store.Device) error {
 	return nil
 }
 
-// GetDevice returns one device with its key, or an error wrapping
-// store.ErrNotFound.
-func (s *Store) GetDevice(ctx context.Context, id string) (store.Device, error) {
-	d, err := scanDeviceKey(s.pool.QueryRow(ctx, `SELECT `+deviceCols+`, key FROM devices WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Device{}, fmt.Errorf("postgres: device %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Device{}, fmt.Errorf("postgres: device %q: %w", id, err)
-	}
-	return d, nil
-}
-
-// ListDevices lists an operator's devices by id, or every device when
-// operator is "", without their keys.
-func (s *Store) ListDevices(ctx context.Context, operator string) ([]store.Device, error) {
-	var (
-		out []store.Device
-		err error
-	)
-	if operator == "" {
-		out, err = collect(ctx, s, scanDevice, `SELECT `+deviceCols+` FROM devices ORDER BY id`)
-	} else {
-		out, err = collect(ctx, s, scanDevice, `SELECT `+deviceCols+` FROM devices WHERE operator = $1 ORDER BY id`,
-			operator)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("postgres: list devices: %w", err)
-	}
-	return out, nil
-}
-
 // SetDeviceStatus sets a device's status.
 func (s *Store) SetDeviceStatus(ctx context.Context, id, status string) error {
 	if err := store.CheckDeviceStatus(status); err != nil {
@@ -216,90 +141,4 @@ func (s *Store) SetDeviceStatus(ctx context.Context, id, status string) error {
 		return fmt.Errorf("postgres: set status of device %q: %w", id, store.ErrNotFound)
 	}
 	return nil
-}
-
-// LoadDevices returns the devices with the given ids, keys included.
-func (s *Store) LoadDevices(ctx context.Context, ids []string) ([]store.Device, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	out, err := collect(ctx, s, scanDeviceKey, `SELECT `+deviceCols+`, key FROM devices WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: load devices: %w", err)
-	}
-	return out, nil
-}
-
-// LoadTaps returns the taps with the given keys, in one statement.
-func (s *Store) LoadTaps(ctx context.Context, keys []store.TapKey) ([]store.TapRecord, error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	devices, seqs := make([]string, len(keys)), make([]int64, len(keys))
-	for i, k := range keys {
-		devices[i], seqs[i] = k.Device, k.Seq
-	}
-	// A semi-join, so a key asked for twice still yields one record.
-	out, err := collect(ctx, s, scanTap, `SELECT `+tapCols+` FROM taps
-		WHERE (device, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))`, devices, seqs)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: load taps: %w", err)
-	}
-	return out, nil
-}
-
-// LoadRiderStates returns the rider states of the given cards.
-func (s *Store) LoadRiderStates(ctx context.Context, cards []string) ([]store.RiderState, error) {
-	if len(cards) == 0 {
-		return nil, nil
-	}
-	out, err := collect(ctx, s, scanRider, `SELECT card, state, updated_at FROM rider_states WHERE card = ANY($1)`,
-		cards)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: load rider states: %w", err)
-	}
-	return out, nil
-}
-
-// DenyList returns the current deny list and its version. Changes are only
-// ever appended, so the list is read as of the version read first: a
-// change committed in between is left out, and the pair stays consistent.
-func (s *Store) DenyList(ctx context.Context) (int64, []store.DenyChange, error) {
-	var version int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM deny_changes`).Scan(&version); err != nil {
-		return 0, nil, fmt.Errorf("postgres: deny list: %w", err)
-	}
-	if version == 0 {
-		return 0, nil, nil
-	}
-	out, err := collect(ctx, s, scanDeny, `SELECT `+denyCols+` FROM (
-			SELECT DISTINCT ON (card) `+denyCols+` FROM deny_changes WHERE version <= $1
-			ORDER BY card, version DESC) AS latest
-		WHERE added ORDER BY card`, version)
-	if err != nil {
-		return 0, nil, fmt.Errorf("postgres: deny list: %w", err)
-	}
-	return version, out, nil
-}
-
-// DenyChangesSince returns up to limit changes above version since,
-// ascending. A limit of zero or less means no limit.
-func (s *Store) DenyChangesSince(ctx context.Context, since int64, limit int) ([]store.DenyChange, error) {
-	out, err := collect(ctx, s, scanDeny, `SELECT `+denyCols+` FROM deny_changes WHERE version > $1
-		ORDER BY version LIMIT $2`, since, pgLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("postgres: deny changes since %d: %w", since, err)
-	}
-	return out, nil
-}
-
-// DeviceTaps returns up to limit of a device's taps above afterSeq,
-// ascending. A limit of zero or less means no limit.
-func (s *Store) DeviceTaps(ctx context.Context, device string, afterSeq int64, limit int) ([]store.TapRecord, error) {
-	out, err := collect(ctx, s, scanTap, `SELECT `+tapCols+` FROM taps WHERE device = $1 AND seq > $2
-		ORDER BY seq LIMIT $3`, device, afterSeq, pgLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("postgres: taps of device %q: %w", device, err)
-	}
-	return out, nil
 }

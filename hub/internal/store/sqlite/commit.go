@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
 
 // metaCardSerial is the meta key holding Head.CardSerial.
@@ -195,7 +196,7 @@ func (s *Store) prepareBatch(ctx context.Context, b *store.Batch) error {
 		}
 	}
 	if len(b.DenyChanges) > 0 {
-		queries = append(queries, lastDenyVersion)
+		queries = append(queries, reads.LastDenyVersion)
 	}
 	for _, q := range queries {
 		if _, err := s.stmt(ctx, q); err != nil {

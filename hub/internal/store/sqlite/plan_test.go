@@ -36,13 +36,12 @@ func TestQueryPlans(t *testing.T) {
 			[]any{1, 2}},
 		{`UPDATE accounts SET debits_posted = v.column2 FROM (VALUES (?, ?), (?, ?)) AS v WHERE accounts.id = v.column1`,
 			[]any{1, 2, 3, 4}},
-		{`SELECT ` + tapCols + ` FROM taps WHERE (device, seq) IN (VALUES (?, ?), (?, ?))`, []any{"a", 1, "b", 2}},
-		{`SELECT ` + tapCols + ` FROM taps WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?`, []any{"a", 0, 10}},
-		{`SELECT ` + deviceCols + ` FROM devices WHERE operator = ? ORDER BY id`, []any{"M"}},
+		{`SELECT ` + reads.TapCols + ` FROM taps WHERE (device, seq) IN (VALUES (?, ?), (?, ?))`, []any{"a", 1, "b", 2}},
+		{`SELECT ` + reads.TapCols + ` FROM taps WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?`, []any{"a", 0, 10}},
+		{`SELECT ` + reads.DeviceCols + ` FROM devices WHERE operator = ? ORDER BY id`, []any{"M"}},
 		{`SELECT card, state, updated_at FROM rider_states WHERE card IN (?, ?)`, []any{"a", "b"}},
-		{`SELECT ` + denyCols + ` FROM deny_changes WHERE version > ? ORDER BY version LIMIT ?`, []any{0, 10}},
-		{`SELECT ` + denyCols + ` FROM deny_changes AS d WHERE d.added = 1 AND d.version = (SELECT max(version)
-			FROM deny_changes WHERE card = d.card AND version <= ?) ORDER BY d.card`, []any{10}},
+		{`SELECT ` + reads.DenyCols + ` FROM deny_changes WHERE version > ? ORDER BY version LIMIT ?`, []any{0, 10}},
+		{reads.DenyListQuery, []any{10}},
 		{`UPDATE devices SET last_seq = max(devices.last_seq, v.column2) FROM (VALUES (?, ?), (?, ?)) AS v
 			WHERE devices.id = v.column1`, []any{"a", 1, "b", 2}},
 	} {

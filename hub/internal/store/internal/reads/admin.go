@@ -97,8 +97,11 @@ func (r *Reader) GetTerminal(ctx context.Context, id string) (store.Terminal, er
 // ListTerminals lists a merchant's terminals by id, or every terminal when
 // merchant is "".
 func (r *Reader) ListTerminals(ctx context.Context, merchant string) ([]store.Terminal, error) {
-	out, err := collect(ctx, r, scanTerminal, `SELECT id, merchant, created_at FROM terminals
-		WHERE ? = '' OR merchant = ? ORDER BY id`, merchant, merchant)
+	q, args := `SELECT id, merchant, created_at FROM terminals ORDER BY id`, []any(nil)
+	if merchant != "" {
+		q, args = `SELECT id, merchant, created_at FROM terminals WHERE merchant = ? ORDER BY id`, []any{merchant}
+	}
+	out, err := collect(ctx, r, scanTerminal, q, args...)
 	if err != nil {
 		return nil, r.errorf("list terminals: %w", err)
 	}

@@ -219,6 +219,9 @@ func load[T any](ctx context.Context, r *Reader, ks keys, scan func(scanner) (T,
 	}
 	per := len(ks.cols)
 	step := max(1, r.d.MaxKeys/per)
+	if ks.n > step {
+		ks = ks.unique()
+	}
 	one := "(" + strings.TrimSuffix(strings.Repeat("?,", per), ",") + ")"
 	var out []T
 	for lo := 0; lo < ks.n; lo += step {
@@ -243,4 +246,46 @@ func load[T any](ctx context.Context, r *Reader, ks keys, scan func(scanner) (T,
 		out = append(out, got...)
 	}
 	return out, nil
+}
+
+// unique returns ks with each key once, in first-seen order: keys go in
+// several IN lists, and a key repeated across two of them would otherwise
+// come back twice.
+func (ks keys) unique() keys {
+	seen := make(map[string]bool, ks.n)
+	idx := make([]int, 0, ks.n)
+	var b strings.Builder
+	for i := 0; i < ks.n; i++ {
+		b.Reset()
+		for _, c := range ks.vals {
+			fmt.Fprintf(&b, "%v\x00", at(c, i))
+		}
+		if k := b.String(); !seen[k] {
+			seen[k] = true
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == ks.n {
+		return ks
+	}
+	out := ks
+	out.vals = make([]any, len(ks.vals))
+	for j, c := range ks.vals {
+		switch c := c.(type) {
+		case []string:
+			v := make([]string, len(idx))
+			for k, i := range idx {
+				v[k] = c[i]
+			}
+			out.vals[j] = v
+		case []int64:
+			v := make([]int64, len(idx))
+			for k, i := range idx {
+				v[k] = c[i]
+			}
+			out.vals[j] = v
+		}
+	}
+	out.n = len(idx)
+	return out
 }
