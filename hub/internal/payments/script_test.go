@@ -43,6 +43,8 @@ var rewrite = flag.Bool("rewrite", false, "write the scripts' expected output fr
 //	bank                               what the acquirer was asked since the
 //	                                   last such command
 //	pay KEY CARD AMOUNT [pin=P]        card.payment.v1 at merchant M1
+//	bankpay KEY AMOUNT [hold]          card.payment.v1 (card.hold.v1 with
+//	                                   hold) of a bank card at terminal T1
 //	reverse KEY PAYMENT-KEY [kind=K] [amount=N]  card.reversal.v1
 //	hold KEY CARD AMOUNT               card.hold.v1
 //	capture KEY HOLD-KEY [amount=N]    card.capture.v1
@@ -152,6 +154,8 @@ const (
 	plugin         = "pos"
 	bankPlugin     = "unionpay"
 	merchant       = "M1"
+	terminal       = "T1"
+	bankCardPAN    = "6228480012345674019"
 	hospitalPlugin = "hospital"
 	hospital       = "H1"
 )
@@ -193,6 +197,9 @@ func newEnv(t *testing.T, st store.Store) *env {
 		if _, err := e.svc.AddMerchant(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := e.svc.AddTerminal(context.Background(), cards.TerminalRequest{ID: terminal, Merchant: merchant}); err != nil {
+		t.Fatal(err)
 	}
 	return e
 }
@@ -276,6 +283,14 @@ func (e *env) run(t *testing.T, command string) string {
 		}
 		return e.submit(args[0], typ, sdk.CardPayment{Card: e.card(args[1]), Merchant: merchant,
 			Amount: atoi(t, args[2]), Currency: "CNY", PIN: opts["pin"]})
+	case "bankpay":
+		typ := sdk.TypeCardPayment
+		if len(args) == 3 && args[2] == "hold" {
+			typ, args = sdk.TypeCardHold, args[:2]
+		}
+		need(2)
+		return e.submit(args[0], typ, sdk.CardPayment{Card: bankCardPAN, Expiry: "3012", Merchant: merchant, Terminal: terminal,
+			Amount: atoi(t, args[1]), Currency: "CNY"})
 	case "reverse":
 		need(2)
 		return e.submit(args[0], sdk.TypeCardReversal, sdk.CardReversal{PaymentKey: args[1], Kind: opts["kind"],
@@ -580,7 +595,14 @@ func (b *fakeBank) Send(ctx context.Context, to string, m sdk.Message) ([]sdk.Me
 	line := fmt.Sprintf("%s %s", m.Type, m.IdempotencyKey)
 	switch m.Type {
 	case payments.TypeBankAuthorize:
-		line += fmt.Sprintf(" %s amount=%v", in["token"], in["amount"])
+		card := in["token"]
+		if card == nil {
+			card = fmt.Sprintf("pan=%v", in["pan"])
+		}
+		line += fmt.Sprintf(" %v amount=%v", card, in["amount"])
+		if in["transaction"] != nil {
+			line += fmt.Sprintf(" %v", in["transaction"])
+		}
 		if s := b.sagaOf(ctx, m.IdempotencyKey); s != "" {
 			line += " [saga " + s + "]"
 		}
@@ -602,6 +624,9 @@ func (b *fakeBank) Send(ctx context.Context, to string, m sdk.Message) ([]sdk.Me
 				panic(errCrash)
 			}
 		}
+	case payments.TypeBankComplete:
+		line += fmt.Sprintf(" authorization_key=%v amount=%v", in["authorization_key"], in["amount"])
+		answer = map[string]string{"status": "approved", "auth_code": "A00002", "rrn": "000000000002"}
 	case payments.TypeBankReverse, payments.TypeBankCancel:
 		for _, k := range slices.Sorted(maps.Keys(in)) {
 			line += fmt.Sprintf(" %s=%v", k, in[k])
