@@ -4,23 +4,9 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/citycard/citycard/hub/internal/store"
 )
 
 type scanner interface{ Scan(dest ...any) error }
-
-const idemCols = `operator, key, request_hash, status, response, at`
-
-func scanIdem(sc scanner) (store.IdemRecord, error) {
-	var (
-		r      store.IdemRecord
-		status int32
-	)
-	err := sc.Scan(&r.Operator, &r.Key, &r.RequestHash, &status, &r.Response, &r.At)
-	r.Status, r.At = int(status), r.At.UTC()
-	return r, err
-}
 
 // query runs a read and calls fn for every row, streaming: rows are not
 // collected first.

@@ -15,13 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
-
-// metaCheckpoints is the meta key holding the store.CheckpointStart record.
-const metaCheckpoints = "checkpoints_started"
-
-// verifyPage bounds each page of the verify streams.
-const verifyPage = 1000
 
 // OpenExisting connects to the store at url for reading and checking,
 // without creating or migrating anything: a schema that holds no CityCard
@@ -99,65 +94,6 @@ func newestMigration(fsys fs.FS) (int64, error) {
 	return top, nil
 }
 
-// IdempotencyRecords streams every idempotency record by operator and key.
-func (s *Store) IdempotencyRecords(ctx context.Context, fn func(store.IdemRecord) error) error {
-	var op, key string
-	for first := true; ; first = false {
-		page, err := collect(ctx, s, scanIdem, `SELECT `+idemCols+` FROM idempotency
-			WHERE $1 OR (operator, key) > ($2, $3) ORDER BY operator, key LIMIT $4`, first, op, key, verifyPage)
-		if err != nil {
-			return fmt.Errorf("postgres: idempotency records: %w", err)
-		}
-		for _, r := range page {
-			if err := fn(r); err != nil {
-				return err
-			}
-			op, key = r.Operator, r.Key
-		}
-		if len(page) < verifyPage {
-			return nil
-		}
-	}
-}
-
-// AllSagas streams every saga by operator and key.
-func (s *Store) AllSagas(ctx context.Context, fn func(store.Saga) error) error {
-	var op, key string
-	for first := true; ; first = false {
-		page, err := collect(ctx, s, scanSaga, `SELECT `+sagaCols+` FROM sagas
-			WHERE $1 OR (operator, key) > ($2, $3) ORDER BY operator, key LIMIT $4`, first, op, key, verifyPage)
-		if err != nil {
-			return fmt.Errorf("postgres: sagas: %w", err)
-		}
-		for _, g := range page {
-			if err := fn(g); err != nil {
-				return err
-			}
-			op, key = g.Operator, g.Key
-		}
-		if len(page) < verifyPage {
-			return nil
-		}
-	}
-}
-
-// CheckpointStarted returns the record of the first checkpoint.
-func (s *Store) CheckpointStarted(ctx context.Context) (store.CheckpointStart, error) {
-	var v string
-	err := s.pool.QueryRow(ctx, `SELECT value FROM meta WHERE key = $1`, metaCheckpoints).Scan(&v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.CheckpointStart{}, fmt.Errorf("postgres: checkpoint start: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return store.CheckpointStart{}, fmt.Errorf("postgres: checkpoint start: %w", err)
-	}
-	var c store.CheckpointStart
-	if err := json.Unmarshal([]byte(v), &c); err != nil {
-		return c, fmt.Errorf("postgres: checkpoint start: %w", err)
-	}
-	return c, nil
-}
-
 // StartCheckpoints records c unless a record is stored, and returns the
 // stored one.
 func (s *Store) StartCheckpoints(ctx context.Context, c store.CheckpointStart) (store.CheckpointStart, error) {
@@ -166,7 +102,7 @@ func (s *Store) StartCheckpoints(ctx context.Context, c store.CheckpointStart) (
 		return c, err
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,
-		metaCheckpoints, string(b)); err != nil {
+		reads.MetaCheckpoints, string(b)); err != nil {
 		return c, fmt.Errorf("postgres: start checkpoints: %w", err)
 	}
 	return s.CheckpointStarted(ctx)

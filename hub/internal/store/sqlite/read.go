@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-
-	"github.com/citycard/citycard/hub/internal/store"
 )
 
 // inChunk bounds the keys in one IN list, far below SQLite's variable limit
@@ -13,18 +11,6 @@ import (
 const inChunk = 500
 
 type scanner interface{ Scan(dest ...any) error }
-
-const idemCols = `operator, key, request_hash, status, response, at`
-
-func scanIdem(sc scanner) (store.IdemRecord, error) {
-	var (
-		r  store.IdemRecord
-		at int64
-	)
-	err := sc.Scan(&r.Operator, &r.Key, &r.RequestHash, &r.Status, &r.Response, &at)
-	r.At = fromDB(at)
-	return r, err
-}
 
 // query runs a read and calls fn for every row.
 func (s *Store) query(ctx context.Context, fn func(*sql.Rows) error, query string, args ...any) error {

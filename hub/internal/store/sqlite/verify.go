@@ -18,13 +18,6 @@ import (
 	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
 
-// metaCheckpoints is the meta key holding the store.CheckpointStart record.
-const metaCheckpoints = "checkpoints_started"
-
-// verifyPage bounds each page of the verify streams, so a long stream never
-// holds one read transaction open for its whole length.
-const verifyPage = 1000
-
 // OpenExisting opens the database at path for reading and checking, without
 // creating or migrating anything: a file that does not exist, or that holds
 // no CityCard schema, is an error wrapping store.ErrNoStore, and a schema
@@ -111,65 +104,6 @@ func newestMigration(fsys fs.FS) (int64, error) {
 	return top, nil
 }
 
-// IdempotencyRecords streams every idempotency record by operator and key.
-func (s *Store) IdempotencyRecords(ctx context.Context, fn func(store.IdemRecord) error) error {
-	var op, key string
-	for first := true; ; first = false {
-		page, err := collect(ctx, s, scanIdem, `SELECT `+idemCols+` FROM idempotency
-			WHERE ? OR (operator, key) > (?, ?) ORDER BY operator, key LIMIT ?`, first, op, key, verifyPage)
-		if err != nil {
-			return fmt.Errorf("sqlite: idempotency records: %w", err)
-		}
-		for _, r := range page {
-			if err := fn(r); err != nil {
-				return err
-			}
-			op, key = r.Operator, r.Key
-		}
-		if len(page) < verifyPage {
-			return nil
-		}
-	}
-}
-
-// AllSagas streams every saga by operator and key.
-func (s *Store) AllSagas(ctx context.Context, fn func(store.Saga) error) error {
-	var op, key string
-	for first := true; ; first = false {
-		page, err := collect(ctx, s, scanSaga, `SELECT `+sagaCols+` FROM sagas
-			WHERE ? OR (operator, key) > (?, ?) ORDER BY operator, key LIMIT ?`, first, op, key, verifyPage)
-		if err != nil {
-			return fmt.Errorf("sqlite: sagas: %w", err)
-		}
-		for _, g := range page {
-			if err := fn(g); err != nil {
-				return err
-			}
-			op, key = g.Operator, g.Key
-		}
-		if len(page) < verifyPage {
-			return nil
-		}
-	}
-}
-
-// CheckpointStarted returns the record of the first checkpoint.
-func (s *Store) CheckpointStarted(ctx context.Context) (store.CheckpointStart, error) {
-	var v string
-	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, metaCheckpoints).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.CheckpointStart{}, fmt.Errorf("sqlite: checkpoint start: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return store.CheckpointStart{}, fmt.Errorf("sqlite: checkpoint start: %w", err)
-	}
-	var c store.CheckpointStart
-	if err := json.Unmarshal([]byte(v), &c); err != nil {
-		return c, fmt.Errorf("sqlite: checkpoint start: %w", err)
-	}
-	return c, nil
-}
-
 // StartCheckpoints records c unless a record is stored, and returns the
 // stored one.
 func (s *Store) StartCheckpoints(ctx context.Context, c store.CheckpointStart) (store.CheckpointStart, error) {
@@ -178,7 +112,7 @@ func (s *Store) StartCheckpoints(ctx context.Context, c store.CheckpointStart) (
 		return c, err
 	}
 	if _, err := s.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`,
-		metaCheckpoints, string(b)); err != nil {
+		reads.MetaCheckpoints, string(b)); err != nil {
 		return c, fmt.Errorf("sqlite: start checkpoints: %w", err)
 	}
 	return s.CheckpointStarted(ctx)
