@@ -4,35 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/citycard/citycard/hub/internal/store"
 )
-
-const deadLetterCols = `id, handler, topic, message_uuid, payload, metadata::text, reason, code, attempts,
-	failed_at, replayed_at, replays`
-
-func scanDeadLetter(sc scanner) (store.DeadLetter, error) {
-	var (
-		l  store.DeadLetter
-		md string
-	)
-	if err := sc.Scan(&l.ID, &l.Handler, &l.Topic, &l.MessageUUID, &l.Payload, &md, &l.Reason, &l.Code,
-		&l.Attempts, &l.FailedAt, &l.ReplayedAt, &l.Replays); err != nil {
-		return l, err
-	}
-	l.FailedAt = l.FailedAt.UTC()
-	if l.ReplayedAt != nil {
-		at := l.ReplayedAt.UTC()
-		l.ReplayedAt = &at
-	}
-	var err error
-	l.Metadata, err = store.DecodeMetadata(md)
-	return l, err
-}
 
 // PutDeadLetter stores l and returns its ID, or the ID of the letter of the
 // same handler and message stored before.
@@ -64,40 +41,6 @@ func (s *Store) PutDeadLetter(ctx context.Context, l store.DeadLetter) (int64, e
 		return fail(err)
 	}
 	return id, nil
-}
-
-// ListDeadLetters returns a page of letters in ID order.
-func (s *Store) ListDeadLetters(ctx context.Context, p store.DeadLetterPage) ([]store.DeadLetter, error) {
-	q, args := `SELECT `+deadLetterCols+` FROM dead_letters`, []any{}
-	switch {
-	case p.NewestFirst && p.Cursor > 0:
-		q, args = q+` WHERE id < $1`, append(args, p.Cursor)
-	case !p.NewestFirst:
-		q, args = q+` WHERE id > $1`, append(args, p.Cursor)
-	}
-	if p.NewestFirst {
-		q += ` ORDER BY id DESC`
-	} else {
-		q += ` ORDER BY id`
-	}
-	q += ` LIMIT $` + strconv.Itoa(len(args)+1)
-	out, err := collect(ctx, s, scanDeadLetter, q, append(args, pgLimit(p.Limit))...)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: list dead letters: %w", err)
-	}
-	return out, nil
-}
-
-// GetDeadLetter returns one letter or an error wrapping store.ErrNotFound.
-func (s *Store) GetDeadLetter(ctx context.Context, id int64) (store.DeadLetter, error) {
-	l, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterCols+` FROM dead_letters WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.DeadLetter{}, fmt.Errorf("postgres: dead letter %d: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.DeadLetter{}, fmt.Errorf("postgres: dead letter %d: %w", id, err)
-	}
-	return l, nil
 }
 
 // MarkDeadLetterReplayed records a replay of letter id at at.
