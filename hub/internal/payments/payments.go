@@ -106,12 +106,6 @@ var handlers = map[string]handler{
 	sdk.TypeMedicalRefund:      (*Processor).medicalRefund,
 }
 
-// Handles reports whether the processor applies messages of type typ.
-func Handles(typ string) bool {
-	_, ok := handlers[typ]
-	return ok
-}
-
 // Apply applies plugin's message m of type typ (the topic's type, which
 // the gateway has checked m against). Refusals an answer can carry (an
 // unknown card, a decline) come back as the outcome or as a fault error;
