@@ -9,39 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
-
-// metaCardSerial is the meta key holding Head.CardSerial.
-const metaCardSerial = "card_serial"
-
-// Head reads where the ledger stands, in one statement so that every field
-// comes from the same snapshot.
-func (s *Store) Head(ctx context.Context) (store.Head, error) {
-	var (
-		h      store.Head
-		serial *string
-	)
-	err := s.pool.QueryRow(ctx, `SELECT
-		(SELECT coalesce(max(seq), 0) FROM batches),
-		(SELECT hash FROM batches ORDER BY seq DESC LIMIT 1),
-		(SELECT coalesce(max(id), 0) FROM transfers),
-		(SELECT coalesce(max(id), 0) FROM accounts),
-		(SELECT value FROM meta WHERE key = $1),
-		(SELECT last_id FROM audit_head),
-		(SELECT hash FROM audit_head),
-		(SELECT coalesce(max(version), 0) FROM deny_changes)`, metaCardSerial).
-		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.AuditHash,
-			&h.DenyVersion)
-	if err != nil {
-		return store.Head{}, fmt.Errorf("postgres: head: %w", err)
-	}
-	if serial != nil {
-		if h.CardSerial, err = strconv.ParseInt(*serial, 10, 64); err != nil {
-			return store.Head{}, fmt.Errorf("postgres: head: card serial %q: %w", *serial, err)
-		}
-	}
-	return h, nil
-}
 
 // CommitBatch writes b in one transaction; on any error it rolls back and
 // nothing of b is written. Bulk rows go in with COPY and bulk updates as one
@@ -166,7 +135,7 @@ func (s *Store) writeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch) error
 	if b.CardSerial != 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-			metaCardSerial, strconv.FormatInt(b.CardSerial, 10)); err != nil {
+			reads.MetaCardSerial, strconv.FormatInt(b.CardSerial, 10)); err != nil {
 			return fmt.Errorf("card serial: %w", err)
 		}
 	}

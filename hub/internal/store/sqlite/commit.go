@@ -11,38 +11,6 @@ import (
 	"github.com/citycard/citycard/hub/internal/store/internal/reads"
 )
 
-// metaCardSerial is the meta key holding Head.CardSerial.
-const metaCardSerial = "card_serial"
-
-// Head reads where the ledger stands, in one statement so that every field
-// comes from the same snapshot.
-func (s *Store) Head(ctx context.Context) (store.Head, error) {
-	var (
-		h      store.Head
-		serial sql.NullString
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT
-		(SELECT coalesce(max(seq), 0) FROM batches),
-		(SELECT hash FROM batches ORDER BY seq DESC LIMIT 1),
-		(SELECT coalesce(max(id), 0) FROM transfers),
-		(SELECT coalesce(max(id), 0) FROM accounts),
-		(SELECT value FROM meta WHERE key = ?),
-		(SELECT last_id FROM audit_head),
-		(SELECT hash FROM audit_head),
-		(SELECT coalesce(max(version), 0) FROM deny_changes)`, metaCardSerial).
-		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.AuditHash,
-			&h.DenyVersion)
-	if err != nil {
-		return store.Head{}, fmt.Errorf("sqlite: head: %w", err)
-	}
-	if serial.Valid {
-		if h.CardSerial, err = strconv.ParseInt(serial.String, 10, 64); err != nil {
-			return store.Head{}, fmt.Errorf("sqlite: head: card serial %q: %w", serial.String, err)
-		}
-	}
-	return h, nil
-}
-
 // table is the shape of a multi-row statement. Rows go in statements of a
 // power-of-two number of rows, at most max, so every table needs only a
 // handful of distinct prepared statements whatever the batch size. Measured
@@ -317,7 +285,7 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *store.Batch) erro
 	}
 
 	if b.CardSerial != 0 {
-		if _, err := s.exec(ctx, tx, upsertMeta, metaCardSerial, strconv.FormatInt(b.CardSerial, 10)); err != nil {
+		if _, err := s.exec(ctx, tx, upsertMeta, reads.MetaCardSerial, strconv.FormatInt(b.CardSerial, 10)); err != nil {
 			return fmt.Errorf("card serial: %w", err)
 		}
 	}

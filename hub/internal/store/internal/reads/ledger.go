@@ -3,6 +3,7 @@ package reads
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/store"
@@ -304,4 +305,36 @@ func (r *Reader) CountRows(ctx context.Context) (map[string]int64, error) {
 		out[t] = counts[i]
 	}
 	return out, nil
+}
+
+// MetaCardSerial is the meta key holding Head.CardSerial.
+const MetaCardSerial = "card_serial"
+
+// Head reads where the ledger stands, in one statement so that every field
+// comes from the same snapshot.
+func (r *Reader) Head(ctx context.Context) (store.Head, error) {
+	var (
+		h      store.Head
+		serial sql.NullString
+	)
+	err := r.db.QueryRowContext(ctx, r.sql(`SELECT
+		(SELECT coalesce(max(seq), 0) FROM batches),
+		(SELECT hash FROM batches ORDER BY seq DESC LIMIT 1),
+		(SELECT coalesce(max(id), 0) FROM transfers),
+		(SELECT coalesce(max(id), 0) FROM accounts),
+		(SELECT value FROM meta WHERE key = ?),
+		(SELECT last_id FROM audit_head),
+		(SELECT hash FROM audit_head),
+		(SELECT coalesce(max(version), 0) FROM deny_changes)`), MetaCardSerial).
+		Scan(&h.LastBatch, &h.LastHash, &h.LastTransfer, &h.LastAccount, &serial, &h.LastAudit, &h.AuditHash,
+			&h.DenyVersion)
+	if err != nil {
+		return store.Head{}, r.errorf("head: %w", err)
+	}
+	if serial.Valid {
+		if h.CardSerial, err = strconv.ParseInt(serial.String, 10, 64); err != nil {
+			return store.Head{}, r.errorf("head: card serial %q: %w", serial.String, err)
+		}
+	}
+	return h, nil
 }
