@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,7 +63,7 @@ func (s *Store) checkSchema(ctx context.Context) error {
 	if have == nil || *have == 0 {
 		return fmt.Errorf("postgres: schema %s holds no CityCard store: %w", s.schema, store.ErrNoStore)
 	}
-	want, err := newestMigration(migrations)
+	want, err := reads.NewestMigration(migrations)
 	if err != nil {
 		return err
 	}
@@ -76,22 +72,6 @@ func (s *Store) checkSchema(ctx context.Context) error {
 			s.schema, *have, want)
 	}
 	return nil
-}
-
-// newestMigration returns the version of the highest numbered migration.
-func newestMigration(fsys fs.FS) (int64, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return 0, err
-	}
-	var top int64
-	for _, n := range names {
-		v, _, _ := strings.Cut(path.Base(n), "_")
-		if i, err := strconv.ParseInt(v, 10, 64); err == nil && i > top {
-			top = i
-		}
-	}
-	return top, nil
 }
 
 // StartCheckpoints records c unless a record is stored, and returns the

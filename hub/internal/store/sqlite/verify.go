@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -74,7 +72,7 @@ func (s *Store) checkSchema(ctx context.Context) error {
 		}
 		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
 	}
-	want, err := newestMigration(migrations)
+	want, err := reads.NewestMigration(migrations)
 	if err != nil {
 		return err
 	}
@@ -86,22 +84,6 @@ func (s *Store) checkSchema(ctx context.Context) error {
 			s.path, have.Int64, want)
 	}
 	return nil
-}
-
-// newestMigration returns the version of the highest numbered migration.
-func newestMigration(fsys fs.FS) (int64, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return 0, err
-	}
-	var top int64
-	for _, n := range names {
-		v, _, _ := strings.Cut(path.Base(n), "_")
-		if i, err := strconv.ParseInt(v, 10, 64); err == nil && i > top {
-			top = i
-		}
-	}
-	return top, nil
 }
 
 // StartCheckpoints records c unless a record is stored, and returns the

@@ -3,6 +3,10 @@ package reads
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
 
 	"github.com/citycard/citycard/hub/internal/store"
 )
@@ -70,4 +74,22 @@ func (r *Reader) CheckpointStarted(ctx context.Context) (store.CheckpointStart, 
 		return c, r.errorf("checkpoint start: %w", err)
 	}
 	return c, nil
+}
+
+// NewestMigration returns the version of the highest numbered migration in
+// fsys's migrations folder, which a driver's schema check compares with
+// the version its database records.
+func NewestMigration(fsys fs.FS) (int64, error) {
+	names, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return 0, err
+	}
+	var top int64
+	for _, n := range names {
+		v, _, _ := strings.Cut(path.Base(n), "_")
+		if i, err := strconv.ParseInt(v, 10, 64); err == nil && i > top {
+			top = i
+		}
+	}
+	return top, nil
 }
