@@ -1,6 +1,12 @@
 // Package store is the hub's system of record. It is the only package that
 // speaks SQL; the drivers live in store/sqlite and store/postgres and both
-// pass the same suite in store/storetest.
+// pass the same suite in store/storetest. Their reads are written once, in
+// store/internal/reads, with a dialect for what the two databases do
+// differently; each driver keeps its own writes and commit path.
+//
+// Store is the union of interfaces by concern (LedgerStore, AdminStore,
+// TransitStore, BusStore, SagaStore, VerifyStore): a package that needs
+// only one asks for that one.
 //
 // The ledger engine is the single writer of financial state: it reads what it
 // needs with the Load* methods and writes everything a group of requests

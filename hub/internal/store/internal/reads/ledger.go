@@ -3,6 +3,7 @@ package reads
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strconv"
 	"time"
 
@@ -179,7 +180,7 @@ func (r *Reader) ReversalOf(ctx context.Context, id int64) (int64, error) {
 		return v, sc.Scan(&v)
 	}, `SELECT id FROM transfers WHERE ref = ? AND ref <> 0 AND kind = ? ORDER BY id LIMIT 1`, id, store.TransferReversal)
 	switch {
-	case err == store.ErrNotFound:
+	case errors.Is(err, store.ErrNotFound):
 		return 0, nil
 	case err != nil:
 		return 0, r.errorf("reversal of %d: %w", id, err)

@@ -2,6 +2,7 @@ package reads
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/store"
@@ -68,7 +69,7 @@ func (r *Reader) LinkedBankCard(ctx context.Context, card string) (store.LinkedB
 		err := sc.Scan(&l.Card, &l.Token, &l.MaskedPAN, &l.Last4, Time(&l.LinkedAt))
 		return l, err
 	}, `SELECT card, token, masked_pan, last4, linked_at FROM linked_bank_cards WHERE card = ?`, card)
-	if err == store.ErrNotFound {
+	if errors.Is(err, store.ErrNotFound) {
 		return l, r.errorf("card %q has no linked bank card: %w", card, err)
 	}
 	if err != nil {
