@@ -140,13 +140,13 @@ func (v *validator) CheckSent(m Message) error {
 }
 
 // CheckHandled checks a message delivered to the plugin: a well-formed
-// envelope, a type declared in Descriptor.Handles (else CodeUnsupportedMessage)
+// envelope, a type declared in Descriptor.Handles (else CodeUnsupportedMessageType)
 // with its schema id, and a payload valid against that schema (else
 // CodeSchemaInvalid).
 func (v *validator) CheckHandled(m Message) error {
 	ps, ok := v.handles[m.Type]
 	if !ok && m.Type != "" {
-		return &Error{Code: CodeUnsupportedMessage, Field: "/type",
+		return &Error{Code: CodeUnsupportedMessageType, Field: "/type",
 			Message: fmt.Sprintf("plugin %s does not handle message type %s", v.desc.Name, m.Type)}
 	}
 	return check(m, ps, CodeSchemaInvalid)

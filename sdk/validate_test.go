@@ -176,7 +176,7 @@ func TestCheckHandled(t *testing.T) {
 		t.Errorf("bad payload: %v", err)
 	}
 	m.Type = "probe.out.v1" // sent, not handled
-	if err := v.CheckHandled(m); !errors.Is(err, &Error{Code: CodeUnsupportedMessage}) {
+	if err := v.CheckHandled(m); !errors.Is(err, &Error{Code: CodeUnsupportedMessageType}) {
 		t.Errorf("unhandled type: %v", err)
 	}
 }

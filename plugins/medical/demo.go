@@ -155,7 +155,7 @@ func postBill(ctx context.Context, env demo.Env, b sim.Bill) (Receipt, error) {
 		return Receipt{}, err
 	}
 	if p := a.Problem(); p != nil {
-		if p.Code == sdk.CodeUnsupportedMessage {
+		if p.Code == sdk.CodeUnsupportedMessageType {
 			return Receipt{}, fmt.Errorf("bill %s: the hub does not settle medical bills yet (%s)", b.BillID, p.Message)
 		}
 		return Receipt{}, fmt.Errorf("bill %s: HTTP %d %s at %q: %s", b.BillID, a.Status, p.Code, p.Field, p.Message)

@@ -202,7 +202,7 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 		return reply(TypeState, State{Listen: st.srv.addr(), InsurerURL: st.insurerURL, OrgCode: st.org}, nil)
 	}
 	// The sdk delivers only declared types; getting here is a bug in Describe.
-	return nil, sdk.Errorf(sdk.CodeUnsupportedMessage, "medical: no handler for %s", m.Type)
+	return nil, sdk.Errorf(sdk.CodeUnsupportedMessageType, "medical: no handler for %s", m.Type)
 }
 
 // Health implements sdk.HealthChecker: the plugin can serve when its API

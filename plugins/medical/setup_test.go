@@ -173,7 +173,7 @@ func (w *world) respond(m sdk.Message) (json.RawMessage, error) {
 		}
 		return json.Marshal(map[string]any{"bill_id": in.BillID, "status": "refunded", "total": r.Total})
 	}
-	return nil, sdk.Errorf(sdk.CodeUnsupportedMessage, "the tests' hub takes no %s", m.Type)
+	return nil, sdk.Errorf(sdk.CodeUnsupportedMessageType, "the tests' hub takes no %s", m.Type)
 }
 
 func (w *world) settle(key string, b medical.BillMessage) (medical.Settlement, error) {

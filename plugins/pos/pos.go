@@ -155,7 +155,7 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 		}
 		return []sdk.Message{{Type: TypeTerminalState, Payload: body}}, nil
 	}
-	return nil, sdk.Errorf(sdk.CodeUnsupportedMessage, "pos: no handler for %s", m.Type)
+	return nil, sdk.Errorf(sdk.CodeUnsupportedMessageType, "pos: no handler for %s", m.Type)
 }
 
 // Health implements sdk.HealthChecker: the plugin serves while its front

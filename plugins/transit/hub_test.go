@@ -114,7 +114,7 @@ func (d *hubDouble) publish() {
 
 func (d *hubDouble) respond(m sdk.Message) (json.RawMessage, error) {
 	if m.Type != transit.TypeTaps {
-		return nil, sdk.Errorf(sdk.CodeUnsupportedMessage, "no service for %s", m.Type)
+		return nil, sdk.Errorf(sdk.CodeUnsupportedMessageType, "no service for %s", m.Type)
 	}
 	if m.IdempotencyKey == "" {
 		return nil, sdk.Errorf("idempotency_key_required", "transit.taps.v1 needs an idempotency key")

@@ -157,7 +157,7 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 		typ = TypeAuthorization
 		body, err = p.balance(ctx, m)
 	default:
-		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Message: "unionpay: " + m.Type}
+		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessageType, Message: "unionpay: " + m.Type}
 	}
 	if err != nil {
 		return nil, err

@@ -284,7 +284,7 @@ func TestInvalidOutgoingNeverReachesHub(t *testing.T) {
 	_, err = h.Handle(plugintest.NewMessage("probe.do.v1", map[string]any{"op": "explode"}))
 	wantCode(t, err, sdk.CodeSchemaInvalid, "/payload/op")
 	_, err = h.Handle(plugintest.NewMessage("probe.undo.v1", map[string]any{}))
-	wantCode(t, err, sdk.CodeUnsupportedMessage, "/type")
+	wantCode(t, err, sdk.CodeUnsupportedMessageType, "/type")
 }
 
 func TestBatch(t *testing.T) {

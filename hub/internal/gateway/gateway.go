@@ -314,7 +314,7 @@ func (g *Gateway) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk
 		return nil, fault.E(fault.NotFound, "plugin", fmt.Sprintf("no plugin named %q", plugin))
 	}
 	if !handles(d, m.Type) {
-		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Field: "/type",
+		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessageType, Field: "/type",
 			Message: fmt.Sprintf("plugin %s does not handle message type %q", plugin, m.Type)}
 	}
 	if m.ID == "" {
@@ -374,7 +374,7 @@ type pluginHub struct {
 func (h *pluginHub) check(m sdk.Message) error {
 	stem, ok := HubTypes[m.Type]
 	if !ok {
-		return &sdk.Error{Code: sdk.CodeUnsupportedMessage, Field: "/type",
+		return &sdk.Error{Code: sdk.CodeUnsupportedMessageType, Field: "/type",
 			Message: fmt.Sprintf("the hub has no service for message type %q; it takes %s", m.Type, strings.Join(hubTypeList(), ", "))}
 	}
 	// The sdk's hub side has checked the payload against the schema the

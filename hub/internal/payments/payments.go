@@ -230,7 +230,9 @@ func answerable(code string) bool {
 	if !ok {
 		return false
 	}
-	return d.Kind == schemas.KindDecline || (d.HTTPStatus >= 400 && d.HTTPStatus < 500 && code != fault.InProgress)
+	// A retryable error (in progress, unavailable) is no answer about the
+	// request: the registry says which those are.
+	return d.Kind == schemas.KindDecline || (d.HTTPStatus >= 400 && d.HTTPStatus < 500 && !d.Retryable)
 }
 
 // declineCode maps an acquirer's ISO 8583 response code to the registry's

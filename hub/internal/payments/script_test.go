@@ -579,7 +579,7 @@ func (b *fakeBank) journal() string {
 // Send implements payments.Plugins.
 func (b *fakeBank) Send(ctx context.Context, to string, m sdk.Message) ([]sdk.Message, error) {
 	if to != bankPlugin {
-		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Message: "no plugin " + to}
+		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessageType, Message: "no plugin " + to}
 	}
 	var in map[string]any
 	if err := json.Unmarshal(m.Payload, &in); err != nil {
@@ -636,7 +636,7 @@ func (b *fakeBank) Send(ctx context.Context, to string, m sdk.Message) ([]sdk.Me
 			answer = map[string]string{"status": "reversed"}
 		}
 	default:
-		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Message: "the fake acquirer does not handle " + m.Type}
+		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessageType, Message: "the fake acquirer does not handle " + m.Type}
 	}
 	b.record(m.IdempotencyKey, answer)
 	b.log = append(b.log, line)
@@ -737,7 +737,7 @@ func (f *fakeInsurer) Send(ctx context.Context, m sdk.Message) ([]sdk.Message, e
 		line += " setl=" + in.SetlID
 		answer = map[string]string{"status": "reversed"}
 	default:
-		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessage, Message: "the fake insurer does not handle " + m.Type}
+		return nil, &sdk.Error{Code: sdk.CodeUnsupportedMessageType, Message: "the fake insurer does not handle " + m.Type}
 	}
 	f.record(m.IdempotencyKey, answer)
 	f.log = append(f.log, line)
