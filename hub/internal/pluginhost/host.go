@@ -47,7 +47,9 @@ type Options struct {
 	// Configure. Default 30s.
 	StartTimeout time.Duration
 	// StopTimeout bounds a plugin's graceful Stop before it is killed.
-	// Default 5s.
+	// Default 10s: a plugin that drains work to the hub on Stop (transit's
+	// batches, its validators' long polls) needs more than a few seconds on
+	// a loaded machine, and the hub's own shutdown allows 30.
 	StopTimeout time.Duration
 	// RestartBackoff spaces restarts of a crashing plugin.
 	RestartBackoff Backoff
@@ -94,7 +96,7 @@ func (o *Options) defaults() {
 	def(&o.HealthTimeout, 2*time.Second)
 	def(&o.HandleTimeout, 30*time.Second)
 	def(&o.StartTimeout, 30*time.Second)
-	def(&o.StopTimeout, 5*time.Second)
+	def(&o.StopTimeout, 10*time.Second)
 	def(&o.RestartBackoff.Initial, 200*time.Millisecond)
 	def(&o.RestartBackoff.Max, 30*time.Second)
 	def(&o.RestartBackoff.Stable, time.Minute)
