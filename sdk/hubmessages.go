@@ -1,6 +1,9 @@
 package sdk
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // The hub's message vocabulary: the types of the messages a plugin submits
 // to the hub (Hub.Submit), the payloads they carry and the bodies the hub
@@ -50,6 +53,32 @@ const (
 // (schemas/msg-card-balance-v1.json, CardBalance); the key is the card
 // number.
 const QueryCardBalance = "card_balance"
+
+// QueryAnswer reads what became of one of the plugin's own writes
+// (schemas/msg-answer-v1.json, Answer); the key is the idempotency key the
+// plugin submitted it with. A plugin that restarted and lost track of a
+// write asks before doing its partner's side again: the hub may have
+// applied it, or be applying it, while the plugin was down.
+const QueryAnswer = "answer"
+
+// States of an Answer.
+const (
+	// AnswerNone: the hub holds nothing under the key.
+	AnswerNone = "none"
+	// AnswerInProgress: the write is being applied (a saga with a partner
+	// is under way); ask again later.
+	AnswerInProgress = "in_progress"
+	// AnswerAnswered: the write was applied; Body is its answer, as
+	// Submit returned it.
+	AnswerAnswered = "answered"
+)
+
+// Answer answers QueryAnswer.
+type Answer struct {
+	Key   string          `json:"key"`
+	State string          `json:"state"`
+	Body  json.RawMessage `json:"body,omitempty"`
+}
 
 // Statuses of a PaymentResult and a BalanceInquiryResult.
 const (

@@ -214,6 +214,9 @@ func (st *state) postBill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := st.log.With("bill_id", b.BillID, "hospital", b.Hospital, "kind", b.Kind, "total", b.Total)
+	if st.answeredAtHub(r.Context(), w, log, b) {
+		return
+	}
 	msg, p, status := st.prepare(r.Context(), log, b)
 	if p != nil {
 		writeProblem(w, status, p)
@@ -225,6 +228,54 @@ func (st *state) postBill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.submit(r.Context(), w, log, sdk.Message{Type: TypeBill, IdempotencyKey: "bill:" + b.Hospital + ":" + b.BillID, Payload: payload})
+}
+
+// answeredAtHub asks the hub what became of a bill this process has not
+// seen: the plugin may have been restarted while the hub settled it (the
+// journal is in memory). A bill the hub settled is answered with the hub's
+// receipt; one it is still settling is answered "in progress, post it
+// again"; in either case nothing is done again at the insurer, whose visit
+// may already be settled. It reports whether it answered the HIS.
+func (st *state) answeredAtHub(ctx context.Context, w http.ResponseWriter, log *slog.Logger, b BillRequest) bool {
+	e := st.j.bill(b.Hospital + ":" + b.BillID)
+	e.mu.Lock()
+	seen := e.fingerprint != ""
+	e.mu.Unlock()
+	if seen {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, st.hubTimeout)
+	defer cancel()
+	raw, err := st.hub.Query(ctx, sdk.QueryAnswer, "bill:"+b.Hospital+":"+b.BillID)
+	if err != nil {
+		if !sdk.IsRetryable(err) {
+			// A hub (or a test's) that answers no such query: the
+			// submission will say what the hub thinks of the bill.
+			return false
+		}
+		log.Warn("the hub did not say what became of the bill", "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, &Problem{Code: sdk.CodeUnavailable,
+			Message: "the hub did not answer; post the bill again"})
+		return true
+	}
+	var a sdk.Answer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		writeProblem(w, http.StatusBadGateway, &Problem{Code: sdk.CodeInternal, Message: "the hub's answer: " + err.Error()})
+		return true
+	}
+	switch a.State {
+	case sdk.AnswerAnswered:
+		log.Info("the hub had settled the bill already", "duplicate", true)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(a.Body)
+		return true
+	case sdk.AnswerInProgress:
+		writeProblem(w, http.StatusConflict, &Problem{Code: sdk.CodeInProgress,
+			Message: "the hub is still settling this bill; post it again"})
+		return true
+	}
+	return false
 }
 
 // prepare does the insurer's part of a bill, once per bill id: who the

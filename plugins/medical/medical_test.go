@@ -566,3 +566,29 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestBillTheHubAlreadyHas: a bill this plugin process has not seen (it
+// was restarted while the hub settled the bill) is answered from the hub
+// — its receipt, or "in progress, post it again" — and nothing is done
+// again at the insurer, whose visit may already be settled.
+func TestBillTheHubAlreadyHas(t *testing.T) {
+	w := setup(t)
+	settled := json.RawMessage(`{"bill_id":"OP-R1","status":"settled","total":5050}`)
+	w.h.Hub().SetQuery(sdk.QueryAnswer, "bill:"+hospital+":OP-R1",
+		sdk.Answer{Key: "bill:" + hospital + ":OP-R1", State: sdk.AnswerAnswered, Body: settled})
+	a := w.post(bill("OP-R1", hospital, medical.Outpatient, aliceCard, aliceID, "Alice"))
+	if a.Status != http.StatusOK || !strings.Contains(string(a.Body), `"status":"settled"`) {
+		t.Fatalf("a bill the hub settled: %d %s", a.Status, a.Body)
+	}
+	w.h.Hub().SetQuery(sdk.QueryAnswer, "bill:"+hospital+":OP-R2",
+		sdk.Answer{Key: "bill:" + hospital + ":OP-R2", State: sdk.AnswerInProgress})
+	a = w.post(bill("OP-R2", hospital, medical.Outpatient, aliceCard, aliceID, "Alice"))
+	if p := a.Problem(); a.Status != http.StatusConflict || p.Code != sdk.CodeInProgress {
+		t.Fatalf("a bill the hub is settling: %d %s", a.Status, a.Body)
+	}
+	for _, inf := range []string{sim.InfPerson, sim.InfRegister, sim.InfUploadFees, sim.InfPreSettle} {
+		if n := w.ins.Calls(inf); n != 0 {
+			t.Errorf("the insurer was asked %s %d times for bills the hub already had", inf, n)
+		}
+	}
+}

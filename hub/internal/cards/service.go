@@ -226,6 +226,20 @@ func merchantAccount(tx *ledger.Tx, id, currency string) *store.Account {
 // other card number is a bank card's.
 func (s *Service) IssuerPrefix() string { return s.opts.IssuerPrefix }
 
+// Pending reports whether operator's write with idempotency key is being
+// applied: a saga under that key is still open (waiting on a partner, or
+// undoing what it did).
+func (s *Service) Pending(ctx context.Context, operator, key string) (bool, error) {
+	sg, err := s.st.GetSaga(ctx, operator, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fault.Wrap(fault.Unavailable, err)
+	}
+	return sg.Open(), nil
+}
+
 // Answer returns the stored answer to operator's write with idempotency
 // key, and whether there is one.
 func (s *Service) Answer(ctx context.Context, operator, key string) ([]byte, bool, error) {

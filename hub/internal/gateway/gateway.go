@@ -524,6 +524,24 @@ func (h *pluginHub) Query(ctx context.Context, kind, key string) (json.RawMessag
 		}
 		return json.Marshal(map[string]any{"card": c.Number, "status": c.Status, "currency": c.Currency,
 			"balance": c.Balance, "available": available, "purses": c.Purses})
+	case sdk.QueryAnswer:
+		if key == "" {
+			return nil, &sdk.Error{Code: fault.InvalidRequest, Field: "key", Message: "the answer query needs the idempotency key of the write"}
+		}
+		operator := payments.OperatorPrefix + h.plugin
+		a := sdk.Answer{Key: key, State: sdk.AnswerNone}
+		body, ok, err := h.g.opts.Service.Answer(ctx, operator, key)
+		if err != nil {
+			return nil, toSDK(err)
+		}
+		if ok {
+			a.State, a.Body = sdk.AnswerAnswered, body
+		} else if pending, err := h.g.opts.Service.Pending(ctx, operator, key); err != nil {
+			return nil, toSDK(err)
+		} else if pending {
+			a.State = sdk.AnswerInProgress
+		}
+		return json.Marshal(a)
 	case sdk.QueryCardStatus:
 		c, err := h.g.opts.Service.Get(ctx, key)
 		if err != nil {

@@ -29,6 +29,7 @@ func TestVocabularyMatchesSchemas(t *testing.T) {
 		{"msg-card-balance-inquiry-v1", sdk.CardBalanceInquiry{}},
 		{"msg-card-balance-v1", sdk.CardBalance{}},
 		{"msg-card-status-v1", sdk.CardStatus{}},
+		{"msg-answer-v1", sdk.Answer{}},
 		{"msg-medical-bill-v1", sdk.MedicalBill{}},
 		{"msg-medical-refund-v1", sdk.MedicalRefund{}},
 		{"msg-medical-receipt-v1", sdk.MedicalReceipt{}},
