@@ -30,7 +30,7 @@ func (e *demoEnv) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk
 
 // API answers the one hub route the flows use, the day's reconciliation.
 // Without a ledger the stand-in counts what the insurer counts: the hub's
-// own comparison is tested with the hub (hub/internal/hub TestMedicalBills).
+// own comparison is tested with the hub (hub/internal/wiring TestMedicalBills).
 func (e *demoEnv) API(ctx context.Context, method, path string, body, out any) error {
 	u, err := url.Parse(path)
 	if err != nil || method != "GET" || u.Path != "/v1/medical/reconciliation" {

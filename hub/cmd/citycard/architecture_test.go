@@ -21,7 +21,7 @@ func TestImportWalls(t *testing.T) {
 			return false
 		}
 		switch strings.SplitN(strings.TrimPrefix(p, "hub/internal/"), "/", 2)[0] {
-		case "api", "hub", "faulttest", "logtest":
+		case "api", "wiring", "faulttest", "logtest":
 			return false
 		}
 		return true

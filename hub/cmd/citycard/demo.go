@@ -14,9 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/plugins/demo"
 	"github.com/citycard/citycard/plugins/medical"
 	"github.com/citycard/citycard/plugins/pos"
@@ -95,7 +95,7 @@ func runDemo(cmd *cobra.Command, _ []string) (err error) {
 	}
 	dsn := "sqlite://" + dir + "/demo.db"
 	fmt.Fprintf(out, "starting a demo hub on %s with %d bundled plugin(s)\n", describeStore(dsn), len(specs))
-	app, err := hub.Open(ctx, hub.Config{DB: dsn, AdminToken: token, Logger: log, Plugins: specs})
+	app, err := wiring.Open(ctx, wiring.Config{DB: dsn, AdminToken: token, Logger: log, Plugins: specs})
 	if err != nil {
 		return fmt.Errorf("start the demo hub: %w", err)
 	}
@@ -179,7 +179,7 @@ func runDemo(cmd *cobra.Command, _ []string) (err error) {
 
 // demoEnv is what flows use: the running hub and its seeded cards.
 type demoEnv struct {
-	app   *hub.App
+	app   *wiring.Hub
 	api   *apiClient
 	out   io.Writer
 	cards map[string]string

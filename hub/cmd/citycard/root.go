@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/drivers"
+	"github.com/citycard/citycard/hub/internal/wiring"
 )
 
 // Exit codes.
@@ -113,7 +113,7 @@ func noArgs(cmd *cobra.Command, args []string) error {
 
 // addDBFlag adds --db; openStore and serve read it back through setting.
 func addDBFlag(fs *pflag.FlagSet) {
-	fs.String("db", hub.DefaultDB, "store: sqlite://PATH or postgres://USER@HOST:PORT/DB (env "+envDB+")")
+	fs.String("db", wiring.DefaultDB, "store: sqlite://PATH or postgres://USER@HOST:PORT/DB (env "+envDB+")")
 }
 
 // setting returns flag name's value when it was given on the command line,

@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/citycard/citycard/hub/internal/checkpoint"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
+	"github.com/citycard/citycard/hub/internal/wiring"
 )
 
 func newServeCmd() *cobra.Command {
@@ -51,13 +51,13 @@ database).`,
 		RunE: runServe,
 	}
 	addDBFlag(cmd.Flags())
-	cmd.Flags().String("listen", hub.DefaultListen, "address to listen on, host:port (env "+envListen+")")
+	cmd.Flags().String("listen", wiring.DefaultListen, "address to listen on, host:port (env "+envListen+")")
 	addPluginFlags(cmd)
 	addCheckpointsFlag(cmd.Flags())
 	cmd.Flags().String("checkpoint-key", "", "the key signing the checkpoints, generated on first use (default: the checkpoint log's name with .key, its verifier key with .pub)")
 	cmd.Flags().Int64("checkpoint-every", checkpoint.DefaultEvery, "write a checkpoint after this many batches…")
 	cmd.Flags().Duration("checkpoint-interval", checkpoint.DefaultInterval, "…or after this long, whichever comes first, when the head moved")
-	cmd.Flags().Duration("saga-stale-after", hub.DefaultSagaStaleAfter,
+	cmd.Flags().Duration("saga-stale-after", wiring.DefaultSagaStaleAfter,
 		"how long a payment with legs at a bank or an insurer may go without progress before the hub takes it as left by a stopped hub and finishes or undoes it")
 	return cmd
 }
@@ -81,7 +81,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if every < 1 || interval <= 0 {
 		return usageError("--checkpoint-every and --checkpoint-interval must be positive")
 	}
-	app, err := hub.Open(ctx, hub.Config{
+	app, err := wiring.Open(ctx, wiring.Config{
 		DB:             dsn,
 		Listen:         listen,
 		AdminToken:     os.Getenv(envAdminToken),
@@ -114,7 +114,7 @@ func addPluginFlags(cmd *cobra.Command) {
 // pluginSettings reads --plugins and --bus.
 func pluginSettings(cmd *cobra.Command) ([]pluginhost.Spec, string, error) {
 	busURL := setting(cmd, "bus", envBus)
-	if _, _, err := hub.ParseBus(busURL); err != nil {
+	if _, _, err := wiring.ParseBus(busURL); err != nil {
 		return nil, "", usageError("--%v", err)
 	}
 	file := setting(cmd, "plugins", envPlugins)
@@ -132,7 +132,7 @@ func pluginSettings(cmd *cobra.Command) ([]pluginhost.Spec, string, error) {
 }
 
 // serve listens and serves until ctx is done.
-func serve(ctx context.Context, out io.Writer, app *hub.App, listen, store string, log *slog.Logger) error {
+func serve(ctx context.Context, out io.Writer, app *wiring.Hub, listen, store string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err

@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/cards"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/logtest"
 	"github.com/citycard/citycard/hub/internal/operators"
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/hub/internal/wiring"
 )
 
 // clock is the hub's time in these tests: the ledger writer and the card
@@ -49,7 +49,7 @@ const adminToken = "admin-token-for-the-api-suite"
 type harness struct {
 	t      *testing.T
 	st     store.Store
-	app    *hub.App
+	app    *wiring.Hub
 	base   string
 	clk    *clock
 	logs   *logtest.Buffer
@@ -63,7 +63,7 @@ func newHarness(t *testing.T, st store.Store) *harness {
 	ctx := context.Background()
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	logs := &logtest.Buffer{}
-	app, err := hub.New(ctx, st, hub.Config{
+	app, err := wiring.New(ctx, st, wiring.Config{
 		AdminToken: adminToken,
 		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
 		Ledger:     ledger.Config{Now: clk.Now},

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
 	"github.com/citycard/citycard/hub/internal/transit"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
@@ -49,7 +49,7 @@ func TestTransitTaps(t *testing.T) {
 		t.Cleanup(pin.SetCostForTesting(1, 8))
 		// Taps from earlier today: the hub refuses taps from the future.
 		now := time.Now().UTC().Add(-6 * time.Hour).Truncate(time.Second)
-		app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+		app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet,
 			Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }}})
 		if err != nil {
 			t.Fatal(err)

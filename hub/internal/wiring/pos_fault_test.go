@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/cardno"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	possim "github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/sdk/cardcrypto"
 	"github.com/citycard/citycard/sdk/pos/iso"
@@ -136,7 +136,7 @@ func startPOSFaultHub(t *testing.T, st store.Store) *posFaultHub {
 	posCfg, _ := json.Marshal(map[string]any{"listen": addr, "city_bins": []string{cardno.DefaultPrefix},
 		"terminals": map[string]any{faultTerminal: map[string]any{"merchant": faultMerchant, "master_key": posMasterKey}}})
 	posBin, posSum := testPlugin(t, "github.com/citycard/citycard/plugins/pos/cmd/citycard-plugin-pos")
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet,
 		Ledger:     ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins:    []pluginhost.Spec{{Name: "pos", Path: posBin, SHA256: posSum, Channel: "retail", Config: posCfg}},
 		PluginHost: pluginhost.Options{RestartBackoff: pluginhost.Backoff{Initial: 50 * time.Millisecond}},

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/sdk/transit/tap"
 )
 
@@ -23,7 +23,7 @@ func BenchmarkTransitTaps(b *testing.B) {
 	const batch, riders = 500, 1000
 	storetest.EachDriverB(b, func(b *testing.B, st store.Store) {
 		b.Cleanup(pin.SetCostForTesting(1, 8))
-		app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+		app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet,
 			Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }}})
 		if err != nil {
 			b.Fatal(err)

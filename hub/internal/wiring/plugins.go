@@ -1,4 +1,4 @@
-package hub
+package wiring
 
 import (
 	"context"
@@ -124,7 +124,7 @@ func writeOutbox(ctx context.Context, tx pgx.Tx, msgs []store.OutboxMessage) err
 // startPlugins builds the router and gateway, launches and configures the
 // plugins, registers the handlers of every plugin's topics and starts the
 // router. On failure everything started is stopped again.
-func (a *App) startPlugins(ctx context.Context, reg prometheus.Registerer) (err error) {
+func (a *Hub) startPlugins(ctx context.Context, reg prometheus.Registerer) (err error) {
 	cfg := a.cfg
 	rc := cfg.Router
 	backend, url, err := ParseBus(cfg.Bus)

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/cardno"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/plugins/pos"
 	possim "github.com/citycard/citycard/plugins/pos/sim"
 	"github.com/citycard/citycard/plugins/unionpay"
@@ -64,7 +64,7 @@ func startAcqHub(t *testing.T, st store.Store) *acqHub {
 		"terminals": map[string]any{acqTerminal: map[string]any{"merchant": acqMerchant, "master_key": posMasterKey}}})
 	posBin, posSum := testPlugin(t, "github.com/citycard/citycard/plugins/pos/cmd/citycard-plugin-pos")
 	upBin, upSum := testPlugin(t, "github.com/citycard/citycard/plugins/unionpay/cmd/citycard-plugin-unionpay")
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, BankPlugin: "unionpay",
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet, BankPlugin: "unionpay",
 		BankTimeout: 3 * time.Second, SagaStaleAfter: time.Hour,
 		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/payments"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/plugins/medical"
 	"github.com/citycard/citycard/plugins/medical/sim"
 	"github.com/citycard/citycard/sdk"
@@ -45,7 +45,7 @@ func startMedHub(t *testing.T, st store.Store, ins *sim.Insurer, staleAfter time
 	bankBin, bankSum := testPlugin(t, "./testdata/fakebank")
 	cfg, _ := json.Marshal(map[string]any{"listen": "127.0.0.1:0", "insurer_url": url, "org_code": "H0001",
 		"insurer_timeout_ms": 300})
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
 		BankTimeout: time.Second, SagaStaleAfter: staleAfter,
 		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{

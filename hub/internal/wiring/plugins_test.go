@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -19,12 +19,12 @@ import (
 
 	"github.com/citycard/citycard/conformance/conformancetest"
 	"github.com/citycard/citycard/hub/internal/bus"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/schemas"
 	"github.com/citycard/citycard/sdk"
 )
@@ -46,7 +46,7 @@ func payerPlugin(tb testing.TB) (bin, sum string) {
 // pluginHub is a hub serving the payer plugin, with a merchant and a card
 // holding 1,000.00.
 type pluginHub struct {
-	app  *hub.App
+	app  *wiring.Hub
 	c    *client
 	card string
 	st   store.Store
@@ -60,7 +60,7 @@ func startPluginHubOn(t *testing.T, st store.Store, router bus.Config) *pluginHu
 	t.Helper()
 	t.Cleanup(pin.SetCostForTesting(1, 8))
 	bin, sum := payerPlugin(t)
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, Router: router,
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet, Router: router,
 		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{{Name: "payer", Path: bin, SHA256: sum, Channel: "retail",
 			Config: json.RawMessage(`{"merchant": "M-PAYER"}`)}},

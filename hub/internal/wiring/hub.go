@@ -1,7 +1,7 @@
-// Package hub wires the hub together: store, catalogue, operators, ledger
+// Package wiring wires the hub together: store, catalogue, operators, ledger
 // writer, card service and HTTP API. The citycard command and the HTTP-level
 // tests start the hub through it, so both run exactly the same assembly.
-package hub
+package wiring
 
 import (
 	"context"
@@ -90,8 +90,8 @@ type Config struct {
 	Checkpoints checkpoint.Config
 }
 
-// App is a running hub: its store is open and its ledger writer started.
-type App struct {
+// Hub is a running hub: its store is open and its ledger writer started.
+type Hub struct {
 	cfg     Config
 	log     *slog.Logger
 	st      store.Store
@@ -114,7 +114,7 @@ type App struct {
 
 // Open opens the store (creating and migrating it on first use), ensures
 // the admin operator, starts the ledger writer and builds the API.
-func Open(ctx context.Context, cfg Config) (*App, error) {
+func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.DB == "" {
 		cfg.DB = DefaultDB
 	}
@@ -165,7 +165,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 
 // startCheckpoints anchors the head the hub starts from, and warns when the
 // store is behind its own checkpoint log (restored from an older copy?).
-func (a *App) startCheckpoints(ctx context.Context) error {
+func (a *Hub) startCheckpoints(ctx context.Context) error {
 	h, err := a.st.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
@@ -182,7 +182,7 @@ func (a *App) startCheckpoints(ctx context.Context) error {
 
 // New assembles the hub on a store that is already open. The caller keeps
 // the store: Close stops the ledger writer but leaves the store open.
-func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
+func New(ctx context.Context, st store.Store, cfg Config) (*Hub, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
@@ -230,7 +230,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("hub: %w", err), eng.Close())
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, st: st, eng: eng, svc: svc, transit: tr}
+	a := &Hub{cfg: cfg, log: cfg.Logger, st: st, eng: eng, svc: svc, transit: tr}
 	var pl api.Plugins
 	if len(cfg.Plugins) > 0 {
 		if err := a.startPlugins(ctx, reg); err != nil {
@@ -244,20 +244,20 @@ func New(ctx context.Context, st store.Store, cfg Config) (*App, error) {
 }
 
 // Handler is the hub's HTTP handler.
-func (a *App) Handler() http.Handler { return a.handler }
+func (a *Hub) Handler() http.Handler { return a.handler }
 
 // Store is the hub's store.
-func (a *App) Store() store.Store { return a.st }
+func (a *Hub) Store() store.Store { return a.st }
 
 // Service is the card service.
-func (a *App) Service() *cards.Service { return a.svc }
+func (a *Hub) Service() *cards.Service { return a.svc }
 
 // Transit is the transit service.
-func (a *App) Transit() *transit.Service { return a.transit }
+func (a *Hub) Transit() *transit.Service { return a.transit }
 
 // Send hands m to the named plugin through the router, as the hub's
 // services do, and returns the plugin's replies.
-func (a *App) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk.Message, error) {
+func (a *Hub) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk.Message, error) {
 	if a.plugins == nil {
 		return nil, fault.E(fault.NotFound, "plugin", "this hub runs no plugins")
 	}
@@ -265,7 +265,7 @@ func (a *App) Send(ctx context.Context, plugin string, m sdk.Message) ([]sdk.Mes
 }
 
 // Plugins lists the hub's plugins; nil when it runs none.
-func (a *App) Plugins() []api.PluginView {
+func (a *Hub) Plugins() []api.PluginView {
 	if a.plugins == nil {
 		return nil
 	}
@@ -278,7 +278,7 @@ func (a *App) Plugins() []api.PluginView {
 // so every acknowledged write has been answered; stops the sweeper; then
 // closes the ledger writer, which commits what it has queued, and the
 // store (as Close does). It returns nil after a shutdown asked for by ctx.
-func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+func (a *Hub) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -320,7 +320,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // sweep expires overdue holds every HoldSweep until ctx ends.
-func (a *App) sweep(ctx context.Context) {
+func (a *Hub) sweep(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HoldSweep)
 	defer t.Stop()
 	for {
@@ -341,7 +341,7 @@ func (a *App) sweep(ctx context.Context) {
 
 // Close stops the plugins and the router, then the ledger writer
 // (committing what it has queued), and closes the store if Open opened it. It is safe to call more than once.
-func (a *App) Close() error {
+func (a *Hub) Close() error {
 	a.closeOnce.Do(func() {
 		// Refusals counted in memory reach the audit log while the store is open.
 		if f, ok := a.handler.(interface{ FlushAudit(context.Context) error }); ok {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package hub_test
+package wiring_test
 
 import (
 	"errors"

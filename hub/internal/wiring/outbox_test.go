@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/citycard/citycard/hub/internal/bus"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/postgres"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 )
 
 // TestLedgerOutbox runs the hub with its router in its own PostgreSQL
@@ -27,7 +27,7 @@ import (
 func TestLedgerOutbox(t *testing.T) {
 	t.Cleanup(pin.SetCostForTesting(1, 8))
 	st := storetest.OpenPostgres(t)
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, Bus: hub.BusStore})
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet, Bus: wiring.BusStore})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/plugins/transit/sim"
 	"github.com/citycard/citycard/sdk/transit/tap"
 )
@@ -58,7 +58,7 @@ func startTransitRigWith(b testing.TB, st store.Store, devices, riders int, refr
 	addr := ln.Addr().String()
 	ln.Close()
 	cfg, _ := json.Marshal(map[string]any{"listen": addr, "denylist_refresh_ms": refreshMS})
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet,
 		Ledger:  ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{{Name: "transit", Path: bin, SHA256: sum, Channel: "transit", Config: cfg}}})
 	if err != nil {

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -9,22 +9,22 @@ import (
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/bus"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/sdk"
 )
 
 // benchHub is a hub with the payer plugin and a card holding enough for
 // every payment of a run, driven in process (no HTTP).
-func benchHub(b *testing.B, st store.Store) (*hub.App, string) {
+func benchHub(b *testing.B, st store.Store) (*wiring.Hub, string) {
 	b.Helper()
 	b.Cleanup(pin.SetCostForTesting(1, 8))
 	bin, sum := payerPlugin(b)
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet,
 		Ledger:  ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{{Name: "payer", Path: bin, SHA256: sum, Channel: "transit", Config: json.RawMessage(`{"merchant": "M-PAYER"}`)}},
 		Router:  bus.Config{},

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"bytes"
@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/cards"
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/drivers"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 )
 
 const token = "hub-test-admin-token"
@@ -85,7 +85,7 @@ func (c *client) must(method, path string, body any, want int) map[string]any {
 	return m
 }
 
-func serve(t testing.TB, app *hub.App) (*client, context.CancelFunc, <-chan error) {
+func serve(t testing.TB, app *wiring.Hub) (*client, context.CancelFunc, <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,7 +104,7 @@ func serve(t testing.TB, app *hub.App) (*client, context.CancelFunc, <-chan erro
 func TestServeShutdownKeepsAcknowledgedWrites(t *testing.T) {
 	t.Cleanup(pin.SetCostForTesting(1, 8))
 	dsn := "sqlite://" + filepath.Join(t.TempDir(), "data", "citycard.db")
-	app, err := hub.Open(context.Background(), hub.Config{DB: dsn, AdminToken: token, Logger: quiet,
+	app, err := wiring.Open(context.Background(), wiring.Config{DB: dsn, AdminToken: token, Logger: quiet,
 		// Stores keep microseconds: a writer clock at that precision
 		// makes the hash chain cover exactly what is stored.
 		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }}})
@@ -187,7 +187,7 @@ func TestHoldSweeper(t *testing.T) {
 		var mu sync.Mutex
 		now := time.Now().UTC()
 		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-		app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet,
+		app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet,
 			Ledger: ledger.Config{Now: clock}, Cards: cards.Options{Now: clock}, HoldSweep: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -228,7 +228,7 @@ func TestHoldSweeper(t *testing.T) {
 func TestObserveChained(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
-	app, err := hub.Open(context.Background(), hub.Config{
+	app, err := wiring.Open(context.Background(), wiring.Config{
 		DB: "sqlite://" + filepath.Join(t.TempDir(), "c.db"), AdminToken: token, Logger: quiet,
 		Ledger: ledger.Config{Observe: func(int, time.Duration, error) { mu.Lock(); calls++; mu.Unlock() }},
 	})
@@ -259,21 +259,21 @@ func TestObserveChained(t *testing.T) {
 }
 
 func TestOpenRefuses(t *testing.T) {
-	if _, err := hub.Open(context.Background(), hub.Config{DB: "mysql://nowhere", Logger: quiet}); err == nil {
+	if _, err := wiring.Open(context.Background(), wiring.Config{DB: "mysql://nowhere", Logger: quiet}); err == nil {
 		t.Fatal("Open took an unknown driver")
 	}
 	// A too short admin token is refused, and the store is not left open
 	// (a second Open of the same file works).
 	dsn := "sqlite://" + filepath.Join(t.TempDir(), "x.db")
-	if _, err := hub.Open(context.Background(), hub.Config{DB: dsn, AdminToken: "short", Logger: quiet}); err == nil {
+	if _, err := wiring.Open(context.Background(), wiring.Config{DB: dsn, AdminToken: "short", Logger: quiet}); err == nil {
 		t.Fatal("Open took a short admin token")
 	}
-	app, err := hub.Open(context.Background(), hub.Config{DB: dsn, AdminToken: token, Logger: quiet})
+	app, err := wiring.Open(context.Background(), wiring.Config{DB: dsn, AdminToken: token, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if app.Store().Driver() != "sqlite" || app.Service() == nil || app.Handler() == nil {
-		t.Fatal("incomplete App")
+		t.Fatal("incomplete Hub")
 	}
 	if err := app.Close(); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package hub_test
+package wiring_test
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citycard/citycard/hub/internal/hub"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
+	"github.com/citycard/citycard/hub/internal/wiring"
 	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
@@ -46,7 +46,7 @@ func startSplitHub(t testing.TB, st store.Store, staleAfter time.Duration) *spli
 	t.Cleanup(pin.SetCostForTesting(1, 8))
 	bin, sum := payerPlugin(t)
 	bankBin, bankSum := testPlugin(t, "./testdata/fakebank")
-	app, err := hub.New(context.Background(), st, hub.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
+	app, err := wiring.New(context.Background(), st, wiring.Config{AdminToken: token, Logger: quiet, BankPlugin: "fakebank",
 		BankTimeout: time.Second, SagaStaleAfter: staleAfter,
 		Ledger: ledger.Config{Now: func() time.Time { return time.Now().Truncate(time.Microsecond) }},
 		Plugins: []pluginhost.Spec{
