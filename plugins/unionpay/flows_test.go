@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/citycard/citycard/plugins/unionpay"
 	"github.com/citycard/citycard/plugins/unionpay/sim"
@@ -314,14 +313,15 @@ func TestBalance(t *testing.T) {
 
 func TestCompletionTimeoutIsReversed(t *testing.T) {
 	sw, addr := startSwitch(t)
-	h := start(t, config(addr, t.TempDir()))
+	h, logs := startLogged(t, config(addr, t.TempDir()))
 	pan := card(t, "622260")
 	answer(t, h, preauthMsg("pre-5", pan, 6_000))
-	sw.SetDelay(700 * time.Millisecond)
+	release := hold(t, sw)
 	c := answer(t, h, completeMsg("comp-7", "pre-5", 5_000))
 	want(t, "completion timed out", c, unionpay.Declined, "68")
-	sw.SetDelay(0)
 	eventually(t, "the switch applies the completion's reversal", func() bool { return applied(sw, c.STAN) == 1 })
+	release()
+	waitDropped(t, logs, 1)
 	if got := sw.Limit(pan); got != sim.DefaultLimit-6_000 {
 		t.Errorf("limit after the reversed completion = %d, want the hold back", got)
 	}
@@ -335,25 +335,26 @@ func TestCompletionTimeoutIsReversed(t *testing.T) {
 	}
 
 	// A pre-authorisation that times out is reversed too.
-	sw.SetDelay(700 * time.Millisecond)
+	release = hold(t, sw)
 	p := answer(t, h, preauthMsg("pre-6", pan, 1_000))
 	want(t, "pre-authorisation timed out", p, unionpay.Declined, "68")
-	sw.SetDelay(0)
 	eventually(t, "the switch applies the pre-authorisation's reversal", func() bool { return applied(sw, p.STAN) == 1 })
+	release()
+	waitDropped(t, logs, 2)
 	eventually(t, "the hold is released", func() bool { return sw.Limit(pan) == sim.DefaultLimit-5_000 })
 }
 
 func TestCancelTimeoutIsResent(t *testing.T) {
 	sw, addr := startSwitch(t)
 	dir := t.TempDir()
-	h := start(t, config(addr, dir))
+	h, logs := startLogged(t, config(addr, dir))
 	pan := card(t, "622261")
 	authorise(t, h, authMsg("buy-5", pan, "3012", 4_000))
-	sw.SetDelay(700 * time.Millisecond)
+	release := hold(t, sw)
 	v := answer(t, h, cancelMsg("void-8", "buy-5", "void", 4_000))
 	want(t, "void timed out", v, unionpay.Declined, "68")
-	sw.SetDelay(0)
-	time.Sleep(900 * time.Millisecond) // the late answer arrives and is dropped
+	release()
+	waitDropped(t, logs, 1) // the late answer arrives and is dropped
 	if n := len(sw.Reversals()); n != 0 {
 		t.Errorf("a void was reversed: %+v", sw.Reversals())
 	}

@@ -3,9 +3,11 @@ package unionpay_test
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +62,40 @@ func startSwitch(t testing.TB) (*sim.Switch, string) {
 	return sw, addr
 }
 
+// responseTimeout is how long the plugin waits for the switch's answer in
+// these tests; a test that needs a timeout holds the switch's answers with
+// hold rather than racing a delay against it.
+const responseTimeout = 300 * time.Millisecond
+
+// hold makes sw hold its answers until release is called, or the test ends.
+func hold(t testing.TB, sw *sim.Switch) (release func()) {
+	t.Helper()
+	release = sw.HoldAnswers()
+	t.Cleanup(release) // before the switch stops, which waits for its answers
+	return release
+}
+
+// droppedLate is what the plugin logs when a late answer arrives.
+const droppedLate = "dropped a response for an unknown STAN"
+
+// startLogged is start with the plugin's log kept in the returned buffer.
+func startLogged(t testing.TB, cfg map[string]any) (*plugintest.Harness, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	h := plugintest.Start(t, unionpay.NewWithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err := h.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the link signs on", func() bool { return h.Health() == nil })
+	return h, logs
+}
+
+// waitDropped waits until the plugin has logged n late answers as dropped.
+func waitDropped(t testing.TB, logs *syncBuffer, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d late answers are dropped", n), func() bool { return strings.Count(logs.String(), droppedLate) >= n })
+}
+
 // config is the plugin's configuration against the switch at addr, with
 // short timers so the tests run quickly, the PIN zone key, and the vault's
 // top key in a file beside the state directory.
@@ -69,7 +105,7 @@ func config(addr, dir string) map[string]any {
 	return map[string]any{
 		"switch_addr": addr, "master_key": masterKey, "acquirer_id": "48020000",
 		"link_terminal": "CITYHUB1", "link_merchant": "CITYCARDHUB0001", "state_dir": dir,
-		"response_timeout_ms": 300, "echo_interval_ms": 5000, "reconnect_max_ms": 200,
+		"response_timeout_ms": responseTimeout.Milliseconds(), "echo_interval_ms": 5000, "reconnect_max_ms": 200,
 		"pin_zone_key": pinZoneKey, "key_store": map[string]any{"file": keyFile},
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/citycard/citycard/plugins/unionpay"
 	"github.com/citycard/citycard/plugins/unionpay/sim"
@@ -75,7 +74,7 @@ func TestDeclines(t *testing.T) {
 
 func TestRedeliveryIsOneAuthorisation(t *testing.T) {
 	sw, addr := startSwitch(t)
-	sw.SetDelay(50 * time.Millisecond) // so the deliveries overlap
+	sw.SetDelay(responseTimeout / 6) // so the deliveries overlap, and the first is answered in time
 	h := start(t, config(addr, t.TempDir()))
 	m := authMsg("pos-2-000007", card(t, "622206"), "3012", 500)
 	var wg sync.WaitGroup
@@ -101,18 +100,18 @@ func TestRedeliveryIsOneAuthorisation(t *testing.T) {
 
 func TestTimeoutDeclinesAndReversesOnce(t *testing.T) {
 	sw, addr := startSwitch(t)
-	h := start(t, config(addr, t.TempDir()))
+	h, logs := startLogged(t, config(addr, t.TempDir()))
 	pan := card(t, "622207")
-	sw.SetDelay(700 * time.Millisecond) // longer than the 300 ms response timeout
+	release := hold(t, sw) // the 0210 waits until the plugin has timed out
 	m := authMsg("pos-3-000001", pan, "3012", 8_800)
 	a := authorise(t, h, m)
 	if a.Status != unionpay.Declined || a.ResponseCode != "68" {
 		t.Fatalf("authorisation = %+v, want declined 68", a)
 	}
-	sw.SetDelay(0)
 	eventually(t, "the switch applies the reversal", func() bool { return applied(sw, a.STAN) == 1 })
 	// The late 0210 arrives after the timeout and is dropped; the answer stands.
-	time.Sleep(800 * time.Millisecond)
+	release()
+	waitDropped(t, logs, 1)
 	if again := authorise(t, h, m); again != a {
 		t.Errorf("redelivery answered %+v, first %+v", again, a)
 	}
@@ -309,13 +308,13 @@ func TestNoCardDataInLogsOrJournal(t *testing.T) {
 	if a := answer(t, h, cancelMsg("secret-5", "secret-3", "refund", 50)); a.Status != unionpay.Approved {
 		t.Fatalf("refund = %+v", a)
 	}
-	sw.SetDelay(500 * time.Millisecond)
-	authorise(t, h, authMsg("secret-2", pan, "3012", 100))
-	sw.SetDelay(0)
+	release := hold(t, sw) // so the authorisation times out
+	if a := authorise(t, h, authMsg("secret-2", pan, "3012", 100)); a.ResponseCode != "68" {
+		t.Fatalf("authorisation held at the switch = %+v, want a timeout", a)
+	}
 	eventually(t, "both reversals are applied", func() bool { return len(sw.Reversals()) == 2 })
-	eventually(t, "the late answer is dropped", func() bool {
-		return strings.Contains(logs.String(), "dropped a response for an unknown STAN")
-	})
+	release()
+	waitDropped(t, &logs, 1)
 	journal, err := os.ReadFile(filepath.Join(dir, "unionpay.journal"))
 	if err != nil {
 		t.Fatal(err)

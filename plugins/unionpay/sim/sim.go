@@ -138,6 +138,7 @@ type Switch struct {
 	signOns   int
 	echoes    int
 	delay     time.Duration
+	hold      chan struct{} // while set, answers wait until it is closed
 	drop      int
 	hangUps   int
 	badMACs   int
@@ -197,6 +198,27 @@ func (s *Switch) SetDelay(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delay = d
+}
+
+// HoldAnswers makes the switch process financial requests but hold their
+// answers until release is called, so a test outlasts the plugin's response
+// timeout without racing the clock.
+func (s *Switch) HoldAnswers() (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.hold = ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.hold == ch {
+				s.hold = nil
+			}
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
 }
 
 // DropAuthorisations makes the switch process the next n financial
@@ -547,7 +569,7 @@ func (s *Switch) authorise(c *conn, m *iso8583.Message) {
 		s.drop--
 		answered = false
 	}
-	delay := s.delay
+	delay, hold := s.delay, s.hold
 	if answered && s.badMACs > 0 {
 		s.badMACs--
 		mak = make(cardcrypto.Key, 16) // not the session's key
@@ -570,6 +592,9 @@ func (s *Switch) authorise(c *conn, m *iso8583.Message) {
 	}
 	if delay > 0 {
 		time.Sleep(delay)
+	}
+	if hold != nil {
+		<-hold
 	}
 	s.answer(c, m, mak, rc, extra)
 }
