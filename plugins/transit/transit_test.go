@@ -507,17 +507,36 @@ func TestFleet(t *testing.T) {
 	if err := fleet.PollDenylist(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The fleet runs until the last phase has been seen; each phase ends when
+	// the counters show the fleet went through it.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
-	wg.Go(func() { fleet.Run(ctx, 3500*time.Millisecond) })
-	time.Sleep(800 * time.Millisecond)
+	wg.Go(func() { fleet.Run(runCtx, phaseTimeout*5) })
+	const enough = 50 // taps a phase must see before the next one starts
+	c := waitCounts(t, fleet, "taps are answered online", func(c sim.Counts) bool {
+		return c.OnlineAnswers >= enough && c.Charged > 0
+	})
+	// The hub restarts: the front end cannot answer, so validators decide offline.
 	f.hub.fake.FailWith(&sdk.Error{Code: sdk.CodeUnavailable, Retryable: true, Message: "the hub is restarting"})
-	time.Sleep(700 * time.Millisecond)
+	c = waitCounts(t, fleet, "taps are decided offline while the hub is down", func(n sim.Counts) bool {
+		return n.OfflineDecisions >= c.OfflineDecisions+enough
+	})
 	f.hub.fake.FailWith(nil)
 	f.hub.deny([]string{cards[2]}, []string{cards[0]})
-	time.Sleep(500 * time.Millisecond)
+	c = waitCounts(t, fleet, "taps are answered online once the hub is back", func(n sim.Counts) bool {
+		return n.OnlineAnswers >= c.OnlineAnswers+enough && n.Uploads > c.Uploads
+	})
+	// The radio goes: requests fail at the validator.
 	fleet.SetLink(false)
-	time.Sleep(500 * time.Millisecond)
+	c = waitCounts(t, fleet, "taps are decided offline without a radio", func(n sim.Counts) bool {
+		return n.OfflineDecisions >= c.OfflineDecisions+enough && n.UploadFailures > c.UploadFailures
+	})
 	fleet.SetLink(true)
+	waitCounts(t, fleet, "taps are answered online once the radio is back", func(n sim.Counts) bool {
+		return n.OnlineAnswers >= c.OnlineAnswers+enough && n.Taps >= 500
+	})
+	stop()
 	wg.Wait()
 	if err := fleet.Drain(ctx); err != nil {
 		t.Fatal(err)
