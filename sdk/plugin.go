@@ -18,7 +18,9 @@ type Plugin interface {
 	// configuration: the hub reads it before configuring the plugin.
 	Describe() Descriptor
 	// Configure receives the plugin's configuration, already validated
-	// against Descriptor.ConfigSchema, and the Hub to submit messages to.
+	// against Descriptor.ConfigSchema and with every "default" the schema
+	// gives filled in where the configuration leaves it out, and the Hub to
+	// submit messages to.
 	// It may be called again to reconfigure a running plugin. An error
 	// refuses the configuration; the hub reports it to the operator.
 	Configure(ctx context.Context, config json.RawMessage, hub Hub) error

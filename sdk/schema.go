@@ -57,6 +57,8 @@ func embeddedName(id string) string {
 func schemaCompiler() *jsonschema.Compiler {
 	c := jsonschema.NewCompiler()
 	c.Draft = jsonschema.Draft2020
+	// Keeps each "default", which WithDefaults fills a configuration from.
+	c.ExtractAnnotations = true
 	c.LoadURL = func(u string) (io.ReadCloser, error) {
 		name, ok := strings.CutPrefix(u, schemas.BaseURL)
 		if !ok {

@@ -140,10 +140,14 @@ func (s *pluginServer) Configure(ctx context.Context, req *pluginv1.ConfigureReq
 	if err := s.val.CheckConfig(config); err != nil {
 		return &pluginv1.ConfigureResponse{Error: toWireError(err)}, nil
 	}
+	// The plugin reads its defaults from its schema, never from its code.
+	config, err := s.val.withDefaults(config)
+	if err != nil {
+		return &pluginv1.ConfigureResponse{Error: toWireError(err)}, nil
+	}
 	var hub Hub = noHub{}
 	var conn *grpc.ClientConn
 	if id := req.GetHubBrokerId(); id != 0 {
-		var err error
 		if conn, err = s.broker.Dial(id); err != nil {
 			return &pluginv1.ConfigureResponse{Error: &pluginv1.Error{Code: CodeUnavailable, Retryable: true,
 				Message: fmt.Sprintf("plugin %s cannot reach the hub: %v", s.desc.Name, err)}}, nil
