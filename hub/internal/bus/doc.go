@@ -29,8 +29,9 @@
 //     Start. One message at a time per topic.
 //   - postgres: durable, at least once per handler, in commit order per
 //     topic; several hub nodes on one database share each handler's
-//     messages. PublishInTx writes messages in the caller's transaction
-//     (outbox): delivered if and only if it commits. A dead letter is
+//     messages. OutboxStatements has the store write a ledger batch's
+//     messages in its transaction (outbox): delivered if and only if it
+//     commits. A dead letter is
 //     written in the transaction that acknowledges its message. Latency is
 //     the poll interval.
 //   - nats: durable (a JetStream stream), at least once per handler, in order

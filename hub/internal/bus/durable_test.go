@@ -5,13 +5,17 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/citycard/citycard/hub/internal/store"
 )
 
-// TestOutbox publishes inside the caller's transactions: the rolled-back
-// message is never delivered, the committed one is, with the correlation ID
-// of the context it was published in.
+// TestOutbox writes OutboxStatements inside the caller's transactions, as
+// the store does in a ledger batch's: the rolled-back message is never
+// delivered, the committed one is, with the correlation ID of the context
+// its statements were made in.
 func TestOutbox(t *testing.T) {
 	cfg := testConfig(t, BackendPostgres)
 	pool := cfg.PostgresPool
@@ -30,7 +34,8 @@ func TestOutbox(t *testing.T) {
 			}
 			// The first call creates the topic's table inside tx: no router
 			// has subscribed to it yet.
-			if err := PublishInTx(WithCorrelationID(ctx, "corr-"+id), tx, topic, msg(id, id)); err != nil {
+			if err := runOutbox(WithCorrelationID(ctx, "corr-"+id), tx, store.OutboxMessage{Topic: topic, UUID: watermill.NewUUID(), Payload: []byte(id),
+				Metadata: map[string]string{MetaIdempotencyKey: id}}); err != nil {
 				return err
 			}
 			if !commit {
@@ -72,10 +77,65 @@ func TestOutbox(t *testing.T) {
 	}
 }
 
-func TestPublishInTxRejectsBadTopic(t *testing.T) {
-	// Validation comes before the transaction is touched.
-	if err := PublishInTx(t.Context(), nil, "plugin.Bad.x", msg("x", "")); !errors.Is(err, ErrInvalidTopic) {
-		t.Fatalf("PublishInTx: %v, want ErrInvalidTopic", err)
+// runOutbox runs in tx what OutboxStatements makes of msgs, as the
+// PostgreSQL store runs it in a batch.
+func runOutbox(ctx context.Context, tx pgx.Tx, msgs ...store.OutboxMessage) error {
+	topics, err := OutboxStatements(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t.Table).Scan(&exists); err != nil {
+			return err
+		}
+		stmts := t.Insert
+		if !exists {
+			create, err := t.Create()
+			if err != nil {
+				return err
+			}
+			stmts = append(create, stmts...)
+		}
+		for _, st := range stmts {
+			if _, err := tx.Exec(ctx, st.Query, st.Args...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestOutboxStatements groups a batch's messages by topic in the order of
+// their first message, one insert per topic, and refuses a bad topic.
+func TestOutboxStatements(t *testing.T) {
+	a, b := ServiceTopic("ledger", "a"), ServiceTopic("ledger", "b")
+	for _, tc := range []struct {
+		name    string
+		msgs    []store.OutboxMessage
+		tables  []string
+		wantErr error
+	}{
+		{name: "none"},
+		{name: "two topics", msgs: []store.OutboxMessage{{Topic: b, UUID: "1"}, {Topic: a, UUID: "2"}, {Topic: b, UUID: "3"}},
+			tables: []string{pgTable("watermill_", b), pgTable("watermill_", a)}},
+		{name: "bad topic", msgs: []store.OutboxMessage{{Topic: a, UUID: "1"}, {Topic: "plugin.Bad.x", UUID: "2"}},
+			wantErr: ErrInvalidTopic},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := OutboxStatements(t.Context(), tc.msgs)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("OutboxStatements: %v, want %v", err, tc.wantErr)
+			}
+			if len(got) != len(tc.tables) {
+				t.Fatalf("%d topics, want %d", len(got), len(tc.tables))
+			}
+			for i, ot := range got {
+				if ot.Table != tc.tables[i] || len(ot.Insert) != 1 || ot.Create == nil {
+					t.Fatalf("topic %d: table %s, %d inserts; want table %s, one insert", i, ot.Table, len(ot.Insert), tc.tables[i])
+				}
+			}
+		})
 	}
 }
 

@@ -11,10 +11,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/citycard/citycard/hub/internal/store/postgres"
+	"github.com/citycard/citycard/hub/internal/store"
 )
 
 // PostgreSQL layout: one table of messages per topic and one of consumer
@@ -138,45 +137,58 @@ func (b *postgresBackend) close() error {
 	return errors.Join(append(errs, b.pub.Close())...)
 }
 
-// PublishInTx writes msgs to topic inside tx, the caller's own transaction
-// on the PostgreSQL database of a BackendPostgres router: they are delivered
-// if and only if tx commits, so a ledger commit and the messages it emits
-// cannot part (the outbox pattern). Messages get correlation IDs as with
-// Router.Publish. The topic's table is created inside tx if missing.
-func PublishInTx(ctx context.Context, tx pgx.Tx, topic string, msgs ...*message.Message) error {
-	if err := ValidateTopic(topic); err != nil {
-		return err
+// OutboxStatements is the store.OutboxEncoder of a BackendPostgres router
+// in the store's own database (store.SharedDatabase): it turns a ledger
+// batch's messages into the statements that make each topic's table when
+// missing and insert its messages, and the store runs them in the batch's
+// transaction. The messages are delivered if and only if the batch commits,
+// so a ledger commit and the messages it emits cannot part (the outbox
+// pattern). They get correlation IDs from ctx as with Router.Publish.
+// Topics keep the order of their first message, messages theirs.
+func OutboxStatements(ctx context.Context, msgs []store.OutboxMessage) ([]store.OutboxTopic, error) {
+	byTopic := map[string][]*message.Message{}
+	var topics []string
+	for _, m := range msgs {
+		if _, ok := byTopic[m.Topic]; !ok {
+			if err := ValidateTopic(m.Topic); err != nil {
+				return nil, err
+			}
+			topics = append(topics, m.Topic)
+		}
+		wm := message.NewMessage(m.UUID, m.Payload)
+		for k, v := range m.Metadata {
+			wm.Metadata.Set(k, v)
+		}
+		byTopic[m.Topic] = append(byTopic[m.Topic], wm)
 	}
-	if len(msgs) == 0 {
-		return nil
+	out := make([]store.OutboxTopic, 0, len(topics))
+	for _, topic := range topics {
+		wms := byTopic[topic]
+		stamp(ctx, wms)
+		q, err := pgSchema.InsertQuery(wsql.InsertQueryParams{Topic: topic, Msgs: wms})
+		if err != nil {
+			return nil, fmt.Errorf("bus: outbox to %s: %w", topic, err)
+		}
+		out = append(out, store.OutboxTopic{
+			Table:  pgSchema.MessagesTable(topic),
+			Create: func() ([]store.Statement, error) { return topicTable(topic) },
+			Insert: []store.Statement{{Query: q.Query, Args: q.Args}},
+		})
 	}
-	if err := ensureTopicTable(ctx, tx, topic); err != nil {
-		return fmt.Errorf("bus: publish in tx to %s: %w", topic, err)
-	}
-	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: pgSchema}, nil)
-	if err != nil {
-		return fmt.Errorf("bus: publish in tx to %s: %w", topic, err)
-	}
-	stamp(ctx, msgs)
-	if err := pub.Publish(topic, msgs...); err != nil {
-		return fmt.Errorf("bus: publish in tx to %s: %w", topic, err)
-	}
-	return nil
+	return out, nil
 }
 
-// ensureTopicTable creates topic's message table inside tx when no
-// subscriber has yet. The creation takes watermill's advisory lock, held to
-// the end of tx, so two first publishers do not race.
-func ensureTopicTable(ctx context.Context, tx pgx.Tx, topic string) error {
-	return postgres.EnsureTable(ctx, tx, pgSchema.MessagesTable(topic), func() ([]postgres.Statement, error) {
-		queries, err := pgSchema.SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams{Topic: topic})
-		if err != nil {
-			return nil, err
-		}
-		stmts := make([]postgres.Statement, len(queries))
-		for i, q := range queries {
-			stmts[i] = postgres.Statement{Query: q.Query, Args: q.Args}
-		}
-		return stmts, nil
-	})
+// topicTable is what makes topic's message table when no subscriber has
+// yet. It takes watermill's advisory lock, held to the end of the
+// transaction, so two first publishers do not race.
+func topicTable(topic string) ([]store.Statement, error) {
+	queries, err := pgSchema.SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams{Topic: topic})
+	if err != nil {
+		return nil, fmt.Errorf("bus: table of %s: %w", topic, err)
+	}
+	stmts := make([]store.Statement, len(queries))
+	for i, q := range queries {
+		stmts[i] = store.Statement{Query: q.Query, Args: q.Args}
+	}
+	return stmts, nil
 }

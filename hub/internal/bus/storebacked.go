@@ -19,7 +19,7 @@ import (
 // PostgreSQL database share them, so a letter put by one node can be listed
 // and replayed from any.
 type StoreDeadLetters struct {
-	s store.Store
+	s store.BusStore
 	// redact, when set, rewrites a letter's payload before it is stored.
 	redact func([]byte) []byte
 }
@@ -28,7 +28,7 @@ var _ DeadLetterStore = (*StoreDeadLetters)(nil)
 
 // NewStoreDeadLetters returns a DeadLetterStore kept in s. The caller keeps
 // s open while the router runs and closes it after.
-func NewStoreDeadLetters(s store.Store) *StoreDeadLetters {
+func NewStoreDeadLetters(s store.BusStore) *StoreDeadLetters {
 	return &StoreDeadLetters{s: s}
 }
 
@@ -141,7 +141,7 @@ const purgeEvery = time.Minute
 // Times are the hub's clock: nodes' clocks must agree to well within the
 // lease. Lapsed keys are purged by Claim, at most once a minute.
 type StoreIdempotency struct {
-	s      store.Store
+	s      store.BusStore
 	window time.Duration
 	lease  time.Duration
 	holder string // names this instance's claims, so it releases only its own
@@ -158,7 +158,7 @@ var _ IdempotencyStore = (*StoreIdempotency)(nil)
 // DefaultClaimLease). The lease must outlast the longest a handler may run
 // with all its retries, or a slow handler's key could be claimed again
 // while it runs. The caller keeps s open while the router runs.
-func NewStoreIdempotency(s store.Store, window, lease time.Duration) *StoreIdempotency {
+func NewStoreIdempotency(s store.BusStore, window, lease time.Duration) *StoreIdempotency {
 	if window <= 0 {
 		window = DefaultDedupWindow
 	}

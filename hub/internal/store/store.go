@@ -24,6 +24,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ErrNotFound is returned by the Get* methods when the row does not exist.
@@ -327,6 +329,44 @@ type OutboxMessage struct {
 	UUID     string
 	Payload  []byte
 	Metadata map[string]string
+}
+
+// Statement is one SQL statement with its arguments, written by a library
+// the hub uses (the message router's table layout) and run by a driver.
+type Statement struct {
+	Query string
+	Args  []any
+}
+
+// OutboxTopic is how a batch's messages of one topic are written: into
+// Table (a name as PostgreSQL's to_regclass reads it), made by the
+// statements Create returns when it does not exist yet, by Insert.
+type OutboxTopic struct {
+	Table  string
+	Create func() ([]Statement, error)
+	Insert []Statement
+}
+
+// OutboxEncoder turns a batch's outbox messages into the statements that
+// publish them on the router; the driver runs them in the batch's own
+// transaction. ctx is the commit's.
+type OutboxEncoder func(ctx context.Context, msgs []OutboxMessage) ([]OutboxTopic, error)
+
+// SharedDatabase is a store whose database the message bus may share, and
+// the one place where it does: the router keeps its tables (watermill-sql)
+// in the store's database through Pool, and the ledger's outbox messages
+// are written in each batch's own transaction. The PostgreSQL driver
+// implements it; SQLite, whose database one process owns, does not. Ask
+// for it with a type assertion on this interface, never on a driver.
+type SharedDatabase interface {
+	// Pool is the store's connection pool, its connections on the store's
+	// schema, for the router's watermill-sql adapter.
+	Pool() *pgxpool.Pool
+	// SetOutbox makes CommitBatch write each batch's Outbox with the
+	// statements enc returns, in the batch's transaction: a batch whose
+	// outbox fails is not committed. Call it before the ledger writer
+	// starts; nil stops writing the outbox.
+	SetOutbox(enc OutboxEncoder)
 }
 
 // Check refuses a batch that lists an account or a card twice: the totals

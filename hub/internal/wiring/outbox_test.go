@@ -9,13 +9,11 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/citycard/citycard/hub/internal/bus"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/pin"
 	"github.com/citycard/citycard/hub/internal/store"
-	"github.com/citycard/citycard/hub/internal/store/postgres"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
 	"github.com/citycard/citycard/hub/internal/wiring"
 )
@@ -36,7 +34,7 @@ func TestLedgerOutbox(t *testing.T) {
 
 	var mu sync.Mutex
 	events := map[string]ledger.TransferEvent{}
-	r, err := bus.New(context.Background(), bus.Config{Backend: bus.BackendPostgres, PostgresPool: st.(*postgres.Store).Pool(),
+	r, err := bus.New(context.Background(), bus.Config{Backend: bus.BackendPostgres, PostgresPool: st.(store.SharedDatabase).Pool(),
 		Logger: quiet, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -93,14 +91,14 @@ func TestLedgerOutbox(t *testing.T) {
 func TestOutboxFailureRollsBackTheBatch(t *testing.T) {
 	t.Cleanup(pin.SetCostForTesting(1, 8))
 	st := storetest.OpenPostgres(t)
-	pg := st.(*postgres.Store)
+	pg := st.(store.SharedDatabase)
 	eng, err := ledger.Open(context.Background(), st, ledger.Config{Logger: quiet, TransferEvents: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
 	broken := errors.New("outbox table unreachable")
-	pg.SetOutbox(func(context.Context, pgx.Tx, []store.OutboxMessage) error { return broken })
+	pg.SetOutbox(func(context.Context, []store.OutboxMessage) ([]store.OutboxTopic, error) { return nil, broken })
 	_, err = eng.Submit(context.Background(), postOp{}, ledger.SubmitOptions{})
 	if err == nil {
 		t.Fatal("a batch whose outbox failed was committed")

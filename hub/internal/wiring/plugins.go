@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,7 +21,6 @@ import (
 	"github.com/citycard/citycard/hub/internal/payments"
 	"github.com/citycard/citycard/hub/internal/pluginhost"
 	"github.com/citycard/citycard/hub/internal/store"
-	"github.com/citycard/citycard/hub/internal/store/postgres"
 	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/cardcrypto"
 )
@@ -78,8 +75,9 @@ func ParseBus(s string) (backend, url string, err error) {
 }
 
 // outboxOnStore sets up the ledger's outbox when the router lives in the
-// hub's own PostgreSQL store: the router shares the store's pool, and every
-// ledger batch writes its transfer events in its own transaction.
+// hub's own store: the router shares the store's database, and every ledger
+// batch writes its transfer events in its own transaction. Only a store
+// that shares its database (store.SharedDatabase) can hold the router.
 func outboxOnStore(st store.Store, cfg *Config, lcfg *ledger.Config) error {
 	backend, url, err := ParseBus(cfg.Bus)
 	if err != nil {
@@ -88,36 +86,14 @@ func outboxOnStore(st store.Store, cfg *Config, lcfg *ledger.Config) error {
 	if backend != bus.BackendPostgres || url != "" || cfg.Router.PostgresPool != nil {
 		return nil
 	}
-	pg, ok := st.(*postgres.Store)
+	db, ok := st.(store.SharedDatabase)
 	if !ok {
 		return fmt.Errorf("hub: bus %q keeps the router in the store's PostgreSQL database, but the store is %s", BusStore, st.Driver())
 	}
 	cfg.Router.Backend = bus.BackendPostgres
-	cfg.Router.PostgresPool = pg.Pool()
+	cfg.Router.PostgresPool = db.Pool()
 	lcfg.TransferEvents = true
-	pg.SetOutbox(writeOutbox)
-	return nil
-}
-
-// writeOutbox publishes a batch's messages in its transaction.
-func writeOutbox(ctx context.Context, tx pgx.Tx, msgs []store.OutboxMessage) error {
-	byTopic := map[string][]*message.Message{}
-	var topics []string
-	for _, m := range msgs {
-		wm := message.NewMessage(m.UUID, m.Payload)
-		for k, v := range m.Metadata {
-			wm.Metadata.Set(k, v)
-		}
-		if _, ok := byTopic[m.Topic]; !ok {
-			topics = append(topics, m.Topic)
-		}
-		byTopic[m.Topic] = append(byTopic[m.Topic], wm)
-	}
-	for _, t := range topics {
-		if err := bus.PublishInTx(ctx, tx, t, byTopic[t]...); err != nil {
-			return err
-		}
-	}
+	db.SetOutbox(bus.OutboxStatements)
 	return nil
 }
 

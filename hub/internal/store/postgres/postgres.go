@@ -39,22 +39,13 @@ type Store struct {
 	schema string
 	// outbox writes a batch's messages inside its transaction; nil
 	// ignores them. Set before the ledger writer starts.
-	outbox OutboxWriter
+	outbox outboxWriter
 }
 
 var _ store.Store = (*Store)(nil)
 
-// OutboxWriter writes a batch's outbox messages in tx, the batch's own
-// transaction.
-type OutboxWriter func(ctx context.Context, tx pgx.Tx, msgs []store.OutboxMessage) error
-
-// SetOutbox makes CommitBatch write each batch's outbox messages with w,
-// in the batch's transaction. Call it before the ledger writer starts.
-func (s *Store) SetOutbox(w OutboxWriter) { s.outbox = w }
-
-// Pool is the store's connection pool, whose connections use the store's
-// schema: the hub's router shares it to write the outbox in the ledger's
-// transactions.
+// Pool implements store.SharedDatabase: the store's connection pool,
+// whose connections use the store's schema.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
