@@ -105,7 +105,7 @@ func (h *medHub) bill(t *testing.T, id string, patient sim.Person, amount int64)
 	t.Helper()
 	b := sim.Bill{BillID: id, Hospital: hospital, Kind: "outpatient", Card: h.card, Currency: "CNY",
 		Patient: sim.Patient{IDNo: patient.IDNo, Name: patient.Name},
-		Lines:   []sim.Line{sim.NewLine("A001", "Consultation", amount/2, 1), sim.NewLine("B002", "Medicine", amount-amount/2, 1)}}.Totalled()
+		Lines:   billLines(amount)}.Totalled()
 	a, err := h.his.PostBill(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -139,36 +139,52 @@ func TestMedicalBills(t *testing.T) {
 		h := startMedHub(t, st, ins, time.Hour)
 		ctx := context.Background()
 
-		// Fully insured: 100.00 → fund 70.00, account 15.00, cash 15.00.
-		h.seed(t, 5000, 5000)
-		r := h.bill(t, "b1", alice, 10000)
-		if r.Status != "settled" || r.FundPay != 7000 || r.MedicalPurse != 1500 || r.CashPurse != 1500 || r.BankCard != 0 ||
+		// Every bill below is 100.00 (a consultation and the medicine, half
+		// each). Alice's insurer splits it fund 70.00, account 15.00 (half
+		// the rest), cash 15.00; the card pays the account's and the cash
+		// share, 30.00, from the medical purse up to the account's share,
+		// then cash, then the bank card.
+		const visit = 10000
+		total := billTotal(billLines(visit))
+		split := insurerSplit(total, alice.FundRatioBps, alice.AcctRatioBps)
+		patient := patientPays(split)
+
+		// Fully insured: the purses hold enough, so each pays its share.
+		const purse, cash = 5000, 5000
+		h.seed(t, purse, cash)
+		r := h.bill(t, "b1", alice, visit)
+		if r.Status != sdk.BillSettled || r.Total != total || r.FundPay != split.FundPay || r.MedicalPurse != split.AcctPay ||
+			r.CashPurse != split.CashPay || r.BankCard != 0 ||
 			r.SetlID == "" || r.Settlement == nil || r.Presettlement == nil || *r.Settlement != *r.Presettlement {
-			t.Fatalf("insured bill: %+v", r)
+			t.Fatalf("insured bill: %+v, want split %+v", r, split)
 		}
-		wantPurses(t, h.purses(t), 3500, 3500)
+		wantPurses(t, h.purses(t), purse-float64(split.AcctPay), cash-float64(split.CashPay))
 		if h.live(t) != 1 {
 			t.Fatalf("insurer holds %d live settlements", h.live(t))
 		}
 		// Sent again: the same receipt, one settlement.
-		if again := h.bill(t, "b1", alice, 10000); again.Payment != r.Payment || h.live(t) != 1 {
+		if again := h.bill(t, "b1", alice, visit); again.Payment != r.Payment || h.live(t) != 1 {
 			t.Fatalf("resent bill: %+v, %d live", again, h.live(t))
 		}
 
-		// Medical purse short: it pays what it has, cash the rest.
-		h.seed(t, 500, 5000)
-		r = h.bill(t, "b2", alice, 10000)
-		if r.Status != "settled" || r.MedicalPurse != 500 || r.CashPurse != 2500 || r.BankCard != 0 {
+		// Medical purse short: it pays what it has, cash the rest of the
+		// patient's share.
+		const shortPurse = 500
+		h.seed(t, shortPurse, cash)
+		r = h.bill(t, "b2", alice, visit)
+		if r.Status != sdk.BillSettled || r.MedicalPurse != shortPurse || r.CashPurse != patient-shortPurse || r.BankCard != 0 {
 			t.Fatalf("medical purse short: %+v", r)
 		}
-		wantPurses(t, h.purses(t), 0, 2500)
+		wantPurses(t, h.purses(t), 0, cash-float64(patient-shortPurse))
 
 		// Cash short too: the linked bank card pays the rest.
-		h.seed(t, 500, 1000)
+		const shortCash = 1000
+		h.seed(t, shortPurse, shortCash)
 		h.link(t, bankPAN(t, "0019"))
-		r = h.bill(t, "b3", alice, 10000)
-		if r.Status != "settled" || r.MedicalPurse != 500 || r.CashPurse != 1000 || r.BankCard != 1500 || r.BankCardMasked == "" {
-			t.Fatalf("bank card pays the rest: %+v", r)
+		r = h.bill(t, "b3", alice, visit)
+		bankPart := patient - shortPurse - shortCash
+		if r.Status != sdk.BillSettled || r.MedicalPurse != shortPurse || r.CashPurse != shortCash || r.BankCard != bankPart || r.BankCardMasked == "" {
+			t.Fatalf("bank card pays the rest (%d): %+v", bankPart, r)
 		}
 		wantPurses(t, h.purses(t), 0, 0)
 		// Refund: the bank card's part refunded at the bank, the purses
@@ -179,10 +195,10 @@ func TestMedicalBills(t *testing.T) {
 		}
 		var rf sdk.MedicalReceipt
 		_ = a.Decode(&rf)
-		if rf.Status != "refunded" || rf.BankCard != 1500 {
+		if rf.Status != sdk.BillRefunded || rf.BankCard != bankPart {
 			t.Fatalf("refund receipt %+v", rf)
 		}
-		wantPurses(t, h.purses(t), 500, 1000)
+		wantPurses(t, h.purses(t), shortPurse, shortCash)
 		if c := h.bank(t); c.Cancels["bank:medical:bill:M-HOSP:b3"] != "refund" {
 			t.Fatalf("the bank card's part was not refunded at the bank: %+v", c.Cancels)
 		}
@@ -191,13 +207,13 @@ func TestMedicalBills(t *testing.T) {
 		}
 
 		// The bank declines: everything undone, the insurer's settlement reversed.
-		h.seed(t, 0, 1000)
+		h.seed(t, 0, shortCash)
 		h.link(t, bankPAN(t, "0051"))
-		r = h.bill(t, "b4", alice, 10000)
-		if r.Status != "declined" || r.Reason != "insufficient_funds" {
+		r = h.bill(t, "b4", alice, visit)
+		if r.Status != sdk.BillDeclined || r.Reason != sdk.CodeInsufficientFunds {
 			t.Fatalf("bank declines: %+v", r)
 		}
-		wantPurses(t, h.purses(t), 0, 1000)
+		wantPurses(t, h.purses(t), 0, shortCash)
 		if n := h.live(t); n != 2 {
 			t.Fatalf("after a decline the insurer holds %d live settlements, want 2", n)
 		}
@@ -205,56 +221,60 @@ func TestMedicalBills(t *testing.T) {
 			t.Fatalf("the insurer was not sent the reversal of %q: %+v", r.SetlID, ins.Reversals())
 		}
 		// No bank card and not enough: declined the same way.
-		h.seed(t, 0, 1000)
-		if r := h.bill(t, "b5", alice, 10000); r.Status != "declined" || r.Reason != "insufficient_funds" {
+		h.seed(t, 0, shortCash)
+		if r := h.bill(t, "b5", alice, visit); r.Status != sdk.BillDeclined || r.Reason != sdk.CodeInsufficientFunds {
 			t.Fatalf("no bank card: %+v", r)
 		}
 
 		// The insurer times out twice: both requests corrected, the bill
 		// declined, nothing charged.
-		h.seed(t, 5000, 5000)
+		h.seed(t, purse, cash)
 		ins.TimeoutNext(2, time.Second)
-		r = h.bill(t, "b6", alice, 10000)
-		if r.Status != "declined" || r.Reason != "insurer_unavailable" {
+		r = h.bill(t, "b6", alice, visit)
+		if r.Status != sdk.BillDeclined || r.Reason != sdk.CodeInsurerUnavailable {
 			t.Fatalf("insurer timeout: %+v", r)
 		}
-		wantPurses(t, h.purses(t), 5000, 5000)
+		wantPurses(t, h.purses(t), purse, cash)
 		if n := h.live(t); n != 2 {
 			t.Fatalf("after an insurer timeout it holds %d live settlements, want 2", n)
 		}
 		// The insurer refuses.
 		ins.FailNext(1, "visit closed")
-		if r := h.bill(t, "b7", alice, 10000); r.Status != "declined" || r.Reason != "insurer_declined" {
+		if r := h.bill(t, "b7", alice, visit); r.Status != sdk.BillDeclined || r.Reason != sdk.CodeInsurerDeclined {
 			t.Fatalf("insurer error: %+v", r)
 		}
 
-		// The settlement differs from the pre-settlement: the settlement is charged.
-		ins.OverrideSettlement(alice.PsnNo, 6000, 5000)
-		r = h.bill(t, "b8", alice, 10000)
-		if r.Status != "settled" || r.Presettlement == nil || r.Settlement == nil || r.FundPay != 6000 ||
-			r.Presettlement.FundPay != 7000 || r.MedicalPurse != 2000 || r.CashPurse != 2000 {
-			t.Fatalf("settlement differs: %+v (presettlement %+v settlement %+v)", r, r.Presettlement, r.Settlement)
+		// The settlement differs from the pre-settlement (the fund now pays
+		// 60%): the settlement is charged.
+		const settledFundBps = 6000
+		ins.OverrideSettlement(alice.PsnNo, settledFundBps, alice.AcctRatioBps)
+		settled := insurerSplit(total, settledFundBps, alice.AcctRatioBps)
+		r = h.bill(t, "b8", alice, visit)
+		if r.Status != sdk.BillSettled || r.Presettlement == nil || r.Settlement == nil || r.FundPay != settled.FundPay ||
+			r.Presettlement.FundPay != split.FundPay || r.MedicalPurse != settled.AcctPay || r.CashPurse != settled.CashPay {
+			t.Fatalf("settlement differs: %+v (presettlement %+v settlement %+v), want %+v", r, r.Presettlement, r.Settlement, settled)
 		}
-		wantPurses(t, h.purses(t), 3000, 3000)
+		wantPurses(t, h.purses(t), purse-float64(settled.AcctPay), cash-float64(settled.CashPay))
 
 		// Uninsured: the card pays it all.
 		carol := sim.DefaultPersons()[2]
-		h.seed(t, 0, 5000)
-		if r := h.bill(t, "b9", carol, 3000); r.Status != "settled" || r.FundPay != 0 || r.CashPurse != 3000 {
+		const uninsuredVisit = 3000
+		h.seed(t, 0, cash)
+		if r := h.bill(t, "b9", carol, uninsuredVisit); r.Status != sdk.BillSettled || r.FundPay != 0 || r.CashPurse != uninsuredVisit {
 			t.Fatalf("uninsured: %+v", r)
 		}
 		// A card the hub never issued: declined, and the insurer never asked.
-		settled := len(ins.Settlements())
+		settlements := len(ins.Settlements())
 		issued := h.card
 		for d := range 10 {
 			if n := "310099000099999" + strconv.Itoa(d); cardcrypto.LuhnValid(n) {
 				h.card = n
 			}
 		}
-		if r := h.bill(t, "b10", alice, 3000); r.Status != "declined" || r.Reason != "card_not_found" {
+		if r := h.bill(t, "b10", alice, visit); r.Status != sdk.BillDeclined || r.Reason != sdk.CodeCardNotFound {
 			t.Fatalf("unknown card: %+v", r)
 		}
-		if len(ins.Settlements()) != settled {
+		if len(ins.Settlements()) != settlements {
 			t.Fatal("the insurer settled a bill for a card the hub does not know")
 		}
 		h.card = issued
