@@ -15,13 +15,6 @@ import (
 	"github.com/citycard/citycard/sdk/pos/iso"
 )
 
-// Defaults of the configuration.
-const (
-	defaultListen      = "127.0.0.1:0"
-	defaultHubTimeout  = 10 * time.Second
-	defaultIdleTimeout = 2 * time.Minute
-)
-
 type config struct {
 	Listen    string                    `json:"listen"`
 	CityBINs  []string                  `json:"city_bins"`
@@ -90,28 +83,19 @@ func invalid(field, format string, args ...any) *sdk.Error {
 	return &sdk.Error{Code: sdk.CodeConfigInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
+// macs maps the values of a terminal's mac setting to their algorithm.
+var macs = map[string]iso.MACAlgorithm{"ecb": iso.MACECB, "x919": iso.MACX919}
+
 // parseConfig reads a configuration the sdk has checked against
-// configSchema, and checks what the schema cannot say. Errors never hold a
-// key.
+// configSchema and filled with its defaults, and checks what the schema
+// cannot say. Errors never hold a key.
 func parseConfig(raw json.RawMessage) (*settings, error) {
 	var c config
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, invalid("", "%v", err)
 	}
 	s := &settings{listen: c.Listen, cityBINs: slices.Clone(c.CityBINs), bankCards: c.BankCards, terminals: map[string]*terminal{},
-		hubTimeout: defaultHubTimeout, idleTimeout: defaultIdleTimeout}
-	if s.listen == "" {
-		s.listen = defaultListen
-	}
-	if c.HubTimeoutMS > 0 {
-		s.hubTimeout = time.Duration(c.HubTimeoutMS) * time.Millisecond
-	}
-	if c.IdleTimeoutMS > 0 {
-		s.idleTimeout = time.Duration(c.IdleTimeoutMS) * time.Millisecond
-	}
-	if len(s.cityBINs) == 0 {
-		return nil, invalid("/city_bins", "at least one city card prefix is needed")
-	}
+		hubTimeout: time.Duration(c.HubTimeoutMS) * time.Millisecond, idleTimeout: time.Duration(c.IdleTimeoutMS) * time.Millisecond}
 	var store *cardcrypto.KeyStore
 	// openSealed opens a key sealed under name, from the key store.
 	openSealed := func(at, what, name, sealed string) (cardcrypto.Key, error) {
@@ -185,18 +169,12 @@ func parseConfig(raw json.RawMessage) (*settings, error) {
 	}
 	for id, tc := range c.Terminals {
 		at := "/terminals/" + id
-		if len(id) != 8 {
-			return nil, invalid(at, "a terminal id is 8 characters")
-		}
-		t := &terminal{id: id, merchant: tc.Merchant, acceptorID: tc.AcceptorID, mac: iso.MACECB}
+		t := &terminal{id: id, merchant: tc.Merchant, acceptorID: tc.AcceptorID, mac: macs[tc.MAC]}
 		if t.acceptorID == "" {
 			if len(tc.Merchant) > 15 {
 				return nil, invalid(at+"/acceptor_id", "merchant %q is longer than field 42's 15 characters: set acceptor_id", tc.Merchant)
 			}
 			t.acceptorID = tc.Merchant + strings.Repeat(" ", 15-len(tc.Merchant))
-		}
-		if tc.MAC == "x919" {
-			t.mac = iso.MACX919
 		}
 		k, err := keyOf(at, at+"/master_key", at+"/master_key_sealed", tc.MasterKey, tc.MasterKeySealed,
 			"terminal "+id+"'s master key", SealedKeyName(id))
