@@ -53,3 +53,11 @@ func legs(r sdk.PaymentResult) map[string]int64 {
 	}
 	return out
 }
+
+// pay sends the payer plugin a charge of amount on the hub's card and
+// decodes the hub's answer.
+func (h *splitHub) pay(t *testing.T, key string, amount int64) (sdk.PaymentResult, bool) {
+	t.Helper()
+	_, m := h.send("payer.charge.v1", key, map[string]any{"key": key, "card": h.card, "amount": amount, "terminal": "T-PAYER"})
+	return paymentOf(t, m)
+}

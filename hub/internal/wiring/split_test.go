@@ -17,6 +17,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/store"
 	"github.com/citycard/citycard/hub/internal/store/storetest"
 	"github.com/citycard/citycard/hub/internal/wiring"
+	"github.com/citycard/citycard/sdk"
 	"github.com/citycard/citycard/sdk/cardcrypto"
 )
 
@@ -126,13 +127,16 @@ func legsOf(d map[string]any) map[string]float64 {
 // bank's part reversed.
 func TestSplitPayment(t *testing.T) {
 	storetest.ForEachDriver(t, func(t *testing.T, st store.Store) {
+		// The card holds 100.00 and the payments are 150.00, so the card
+		// pays all it holds and the bank card the 50.00 left.
+		const held, price = 10000, 15000
 		h := startSplitHub(t, st, time.Hour)
-		h.seed(t, 10000)
+		h.seed(t, held)
 		ctx := context.Background()
 
 		// Without a linked card, a short card is declined as before.
-		if d, _ := h.charge(t, "s0", 15000); d["status"] != "declined" || d["reason"] != "insufficient_funds" {
-			t.Fatalf("no linked card: %v", d)
+		if d, _ := h.pay(t, "s0", price); d.Status != sdk.StatusDeclined || d.Reason != sdk.CodeInsufficientFunds {
+			t.Fatalf("no linked card: %+v", d)
 		}
 		h.c.must("GET", "/v1/cards/"+h.card+"/bank-card", nil, 404)
 
@@ -148,64 +152,68 @@ func TestSplitPayment(t *testing.T) {
 		}
 
 		// 150.00 on a card holding 100.00: the card pays 100.00, the bank 50.00.
-		paid, dup := h.charge(t, "s1", 15000)
+		paid, dup := h.pay(t, "s1", price)
 		matches(t, "api-payment", paid)
-		if paid["status"] != "approved" || dup || paid["amount"].(float64) != 15000 {
-			t.Fatalf("split payment: %v", paid)
+		if paid.Status != sdk.StatusApproved || dup || paid.Amount != price {
+			t.Fatalf("split payment: %+v", paid)
 		}
-		if legs := legsOf(paid); legs["cash"] != 10000 || legs["bank_card"] != 5000 || len(legs) != 2 {
+		if legs := legs(paid); legs["cash"] != held || legs["bank_card"] != price-held || len(legs) != 2 {
 			t.Fatalf("legs %v", legs)
 		}
 		if b := h.balance(); b != 0 {
 			t.Fatalf("balance after the split payment %v, want 0", b)
 		}
-		id, _ := strconv.ParseInt(paid["id"].(string), 10, 64)
+		id, _ := strconv.ParseInt(paid.ID, 10, 64)
 		tr, err := st.GetTransfer(ctx, id)
-		if err != nil || tr.Amount != 15000 || strings.Contains(tr.Memo, good) || len(tr.Entries) != 3 {
+		if err != nil || tr.Amount != price || strings.Contains(tr.Memo, good) || len(tr.Entries) != 3 {
 			t.Fatalf("transfer %+v %v", tr, err)
 		}
 		// Resent: the same payment, the bank asked once.
-		again, dup := h.charge(t, "s1", 15000)
-		if !dup || again["id"] != paid["id"] {
-			t.Fatalf("resent: %v %v", again, dup)
+		again, dup := h.pay(t, "s1", price)
+		if !dup || again.ID != paid.ID {
+			t.Fatalf("resent: %+v %v", again, dup)
 		}
 		if n := h.bank(t).Authorised; n != 1 {
 			t.Fatalf("bank asked %d times, want 1", n)
 		}
 		// An empty card: the bank card pays it all.
-		if d, _ := h.charge(t, "s2", 3000); d["status"] != "approved" || legsOf(d)["bank_card"] != 3000 || len(legsOf(d)) != 1 {
-			t.Fatalf("empty card: %v", d)
+		const small = 3000
+		if d, _ := h.pay(t, "s2", small); d.Status != sdk.StatusApproved || legs(d)["bank_card"] != small || len(legs(d)) != 1 {
+			t.Fatalf("empty card: %+v", d)
 		}
-		// A card that can pay does so alone.
-		h.c.must("POST", "/v1/cards/"+h.card+"/topups", map[string]any{"amount": 10000, "currency": "CNY"}, 201)
-		if d, _ := h.charge(t, "s3", 4000); d["status"] != "approved" || legsOf(d)["cash"] != 4000 || len(legsOf(d)) != 1 {
-			t.Fatalf("card pays alone: %v", d)
+		// A card that can pay does so alone; what it keeps is what the
+		// declined payments below must leave it.
+		const topup, alone = 10000, 4000
+		const left = topup - alone
+		h.c.must("POST", "/v1/cards/"+h.card+"/topups", map[string]any{"amount": topup, "currency": "CNY"}, 201)
+		if d, _ := h.pay(t, "s3", alone); d.Status != sdk.StatusApproved || legs(d)["cash"] != alone || len(legs(d)) != 1 {
+			t.Fatalf("card pays alone: %+v", d)
 		}
 		if n := h.bank(t).Authorised; n != 2 {
 			t.Fatalf("bank asked %d times, want 2", n)
 		}
 		// The bank declines: all or nothing.
 		h.link(t, bankPAN(t, "0051"))
-		if d, _ := h.charge(t, "s4", 15000); d["status"] != "declined" || d["reason"] != "insufficient_funds" {
-			t.Fatalf("bank declines: %v", d)
+		if d, _ := h.pay(t, "s4", price); d.Status != sdk.StatusDeclined || d.Reason != sdk.CodeInsufficientFunds {
+			t.Fatalf("bank declines: %+v", d)
 		}
-		if b := h.balance(); b != 6000 {
-			t.Fatalf("balance after a declined split %v, want 6000", b)
+		if b := h.balance(); b != left {
+			t.Fatalf("balance after a declined split %v, want %d", b, left)
 		}
 		// The acquirer timed out itself (68).
 		h.link(t, bankPAN(t, "0068"))
-		if d, _ := h.charge(t, "s5", 15000); d["status"] != "declined" || d["reason"] != "bank_unavailable" {
-			t.Fatalf("acquirer timeout: %v", d)
+		if d, _ := h.pay(t, "s5", price); d.Status != sdk.StatusDeclined || d.Reason != sdk.CodeBankUnavailable {
+			t.Fatalf("acquirer timeout: %+v", d)
 		}
 		// The bank answers later than the hub waits: declined, and the
 		// bank's part reversed.
 		h.link(t, bankPAN(t, "0091"))
-		d, _ := h.charge(t, "s6", 15000)
-		if d["status"] != "declined" || d["reason"] != "bank_unavailable" {
-			t.Fatalf("bank timeout: %v", d)
+		d, _ := h.pay(t, "s6", price)
+		if d.Status != sdk.StatusDeclined || d.Reason != sdk.CodeBankUnavailable {
+			t.Fatalf("bank timeout: %+v", d)
 		}
-		if b := h.balance(); b != 6000 {
-			t.Fatalf("balance after a bank timeout %v, want 6000", b)
+		if b := h.balance(); b != left {
+			t.Fatalf("balance after a bank timeout %v, want %d", b, left)
 		}
 		if n := h.pendingHolds(t); n != 0 {
 			t.Fatalf("%d holds left pending", n)
@@ -220,8 +228,8 @@ func TestSplitPayment(t *testing.T) {
 			t.Fatalf("an approved split was reversed: %v", rev)
 		}
 		// Resending a declined split gets the decline, and asks no one.
-		if d, dup := h.charge(t, "s6", 15000); !dup || d["reason"] != "bank_unavailable" {
-			t.Fatalf("resent decline: %v %v", d, dup)
+		if d, dup := h.pay(t, "s6", price); !dup || d.Reason != sdk.CodeBankUnavailable {
+			t.Fatalf("resent decline: %+v %v", d, dup)
 		}
 		// Every saga ended.
 		if open, err := st.OpenSagas(ctx, 10); err != nil || len(open) != 0 {
@@ -230,8 +238,8 @@ func TestSplitPayment(t *testing.T) {
 		// A frozen card is refused before any bank is asked.
 		asked := h.bank(t).Authorised
 		h.c.must("POST", "/v1/cards/"+h.card+"/freeze", map[string]any{}, 200)
-		if d, _ := h.charge(t, "s7", 15000); d["status"] != "declined" || d["reason"] != "card_frozen" {
-			t.Fatalf("frozen: %v", d)
+		if d, _ := h.pay(t, "s7", price); d.Status != sdk.StatusDeclined || d.Reason != sdk.CodeCardFrozen {
+			t.Fatalf("frozen: %+v", d)
 		}
 		if h.bank(t).Authorised != asked {
 			t.Fatal("the bank was asked for a frozen card")
