@@ -40,7 +40,7 @@ type KeyStoreConfig struct {
 	File string `json:"file,omitempty"`
 }
 
-// settings is a checked Config with its defaults applied.
+// settings is a checked Config.
 type settings struct {
 	addr            string
 	tmk             cardcrypto.Key
@@ -56,13 +56,12 @@ type settings struct {
 	store           *cardcrypto.KeyStore // nil when no key_store is configured
 }
 
-// Defaults.
-const (
-	DefaultResponseTimeout = 10 * time.Second
-	DefaultEchoInterval    = 60 * time.Second
-	DefaultReconnectMax    = 30 * time.Second
-)
+// macs maps the values of mac_algorithm to their algorithm.
+var macs = map[string]iso.MACAlgorithm{"x9.19": iso.MACX919, "ecb": iso.MACECB}
 
+// parseConfig reads a configuration the sdk has checked against
+// configSchema and filled with its defaults, and checks what the schema
+// cannot say.
 func parseConfig(raw json.RawMessage) (settings, error) {
 	var c Config
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
@@ -95,34 +94,18 @@ func parseConfig(raw json.RawMessage) (settings, error) {
 	}
 	var store *cardcrypto.KeyStore
 	if c.KeyStore != nil {
-		if c.KeyStore.Env == "" && c.KeyStore.File == "" {
-			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: key_store needs env or file", Field: "/key_store"}
-		}
 		store, err = cardcrypto.OpenKeyStore(cardcrypto.TopKeySource{Env: c.KeyStore.Env, File: c.KeyStore.File})
 		if err != nil {
 			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: key_store: " + err.Error(), Field: "/key_store"}
 		}
 	}
-	s := settings{addr: c.SwitchAddr, tmk: tmk, acquirer: c.AcquirerID, terminal: c.LinkTerminal, merchant: c.LinkMerchant,
-		stateDir: c.StateDir, mac: iso.MACX919, responseTimeout: DefaultResponseTimeout, echoInterval: DefaultEchoInterval,
-		reconnectMax: DefaultReconnectMax, zpk: zpk, store: store}
-	if c.MACAlgorithm == "ecb" {
-		s.mac = iso.MACECB
-	}
-	if c.ResponseTimeoutMS > 0 {
-		s.responseTimeout = time.Duration(c.ResponseTimeoutMS) * time.Millisecond
-	}
-	if c.EchoIntervalMS > 0 {
-		s.echoInterval = time.Duration(c.EchoIntervalMS) * time.Millisecond
-	}
-	if c.ReconnectMaxMS > 0 {
-		s.reconnectMax = time.Duration(c.ReconnectMaxMS) * time.Millisecond
-	}
-	if s.addr == "" || s.stateDir == "" {
-		return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: "unionpay: switch_addr and state_dir are required"}
-	}
-	return s, nil
+	return settings{addr: c.SwitchAddr, tmk: tmk, acquirer: c.AcquirerID, terminal: c.LinkTerminal, merchant: c.LinkMerchant,
+		stateDir: c.StateDir, mac: macs[c.MACAlgorithm], responseTimeout: ms(c.ResponseTimeoutMS), echoInterval: ms(c.EchoIntervalMS),
+		reconnectMax: ms(c.ReconnectMaxMS), zpk: zpk, store: store}, nil
 }
+
+// ms reads a setting given in milliseconds.
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // String keeps the master key out of any log that prints the settings.
 func (s settings) String() string {
