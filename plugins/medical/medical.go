@@ -34,18 +34,13 @@ const Name = "medical"
 // Version is the plugin's version.
 const Version = "1.0.0"
 
-// Defaults of the configuration.
-const (
-	defaultListen         = "127.0.0.1:0"
-	defaultInsurerTimeout = 5 * time.Second
-	defaultHubTimeout     = 10 * time.Second
-)
-
 // Plugin is the medical plugin. Make it with New.
 type Plugin struct {
 	log *slog.Logger
 	j   *journal // outlives configurations
 
+	// mu guards st for Health and Addr: the sdk keeps Handle from running
+	// while Configure or Stop does, but not them.
 	mu sync.RWMutex
 	st *state // nil until configured
 }
@@ -114,19 +109,8 @@ func (p *Plugin) Configure(ctx context.Context, raw json.RawMessage, hub sdk.Hub
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return &sdk.Error{Code: sdk.CodeConfigInvalid, Field: "/insurer_url", Message: fmt.Sprintf("%q is not an http(s) URL", c.InsurerURL)}
 	}
-	if c.OrgCode == "" {
-		return &sdk.Error{Code: sdk.CodeConfigInvalid, Field: "/org_code", Message: "org_code is required"}
-	}
-	if c.Listen == "" {
-		c.Listen = defaultListen
-	}
-	insTimeout, hubTimeout := defaultInsurerTimeout, defaultHubTimeout
-	if c.InsurerTimeoutMS > 0 {
-		insTimeout = time.Duration(c.InsurerTimeoutMS) * time.Millisecond
-	}
-	if c.HubTimeoutMS > 0 {
-		hubTimeout = time.Duration(c.HubTimeoutMS) * time.Millisecond
-	}
+	insTimeout := time.Duration(c.InsurerTimeoutMS) * time.Millisecond
+	hubTimeout := time.Duration(c.HubTimeoutMS) * time.Millisecond
 	st := &state{hub: hub, ins: newInsurerClient(c.InsurerURL, c.OrgCode, insTimeout), insurerURL: c.InsurerURL,
 		org: c.OrgCode, hubTimeout: hubTimeout, j: p.j, log: p.log}
 
@@ -168,10 +152,9 @@ func (p *Plugin) Addr() string {
 
 // Handle implements sdk.Plugin.
 func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
+	// Never nil: the sdk answers not_configured itself, and never calls
+	// Handle while Configure or Stop runs.
 	st := p.state()
-	if st == nil {
-		return nil, &sdk.Error{Code: sdk.CodeNotConfigured, Retryable: true, Message: "the medical plugin has no configuration yet"}
-	}
 	log := p.log.With("correlation_id", sdk.CorrelationID(ctx), "message_id", m.ID, "type", m.Type)
 	switch m.Type {
 	case TypeSettle:
@@ -208,6 +191,8 @@ func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, erro
 // Health implements sdk.HealthChecker: the plugin can serve when its API
 // listens and the insurer answers.
 func (p *Plugin) Health(ctx context.Context) error {
+	// The sdk calls Health only once configured, but not under its lock:
+	// a Stop may have come between.
 	st := p.state()
 	if st == nil {
 		return errors.New("medical: not configured")
