@@ -107,7 +107,7 @@ const configSchema = `{
 type config struct {
 	Listen            string `json:"listen"`
 	OnlineDeadlineMS  int64  `json:"online_deadline_ms"`
-	BatchWindowMS     *int64 `json:"batch_window_ms"`
+	BatchWindowMS     int64  `json:"batch_window_ms"`
 	BatchSize         int    `json:"batch_size"`
 	MaxInFlight       int    `json:"max_in_flight"`
 	DenylistRefreshMS int64  `json:"denylist_refresh_ms"`

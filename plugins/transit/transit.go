@@ -35,18 +35,6 @@ const Name = "transit"
 // Version is the plugin's version.
 const Version = "1.0.0"
 
-// Defaults of the configuration (configSchema says the same).
-const (
-	DefaultListen          = "127.0.0.1:0"
-	DefaultOnlineDeadline  = 300 * time.Millisecond
-	DefaultBatchWindow     = 2 * time.Millisecond
-	DefaultBatchSize       = 200
-	DefaultMaxInFlight     = 8
-	DefaultDenylistRefresh = 30 * time.Second
-	DefaultUploadTimeout   = 10 * time.Second
-	DefaultMaxUploadTaps   = 10000
-)
-
 // Plugin is the transit plugin. Make it with New.
 type Plugin struct {
 	log  *slog.Logger
@@ -87,7 +75,8 @@ func (*Plugin) Describe() sdk.Descriptor {
 	}
 }
 
-// settings is a configuration with its defaults filled in.
+// settings is a configuration, its defaults filled in by the sdk from
+// configSchema.
 type settings struct {
 	listen         string
 	onlineDeadline time.Duration
@@ -99,44 +88,23 @@ type settings struct {
 	maxUploadTaps  int
 }
 
-func ms(v int64, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
-	}
-	return time.Duration(v) * time.Millisecond
-}
+// ms reads a setting given in milliseconds.
+func ms(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 
 func parseConfig(raw json.RawMessage) (settings, error) {
 	var c config
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: err.Error()}
-		}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Message: err.Error()}
 	}
 	s := settings{
 		listen:         c.Listen,
-		onlineDeadline: ms(c.OnlineDeadlineMS, DefaultOnlineDeadline),
-		batchWindow:    DefaultBatchWindow,
+		onlineDeadline: ms(c.OnlineDeadlineMS),
+		batchWindow:    ms(c.BatchWindowMS),
 		batchSize:      c.BatchSize,
 		maxInFlight:    c.MaxInFlight,
-		refresh:        ms(c.DenylistRefreshMS, DefaultDenylistRefresh),
-		uploadTimeout:  ms(c.UploadTimeoutMS, DefaultUploadTimeout),
+		refresh:        ms(c.DenylistRefreshMS),
+		uploadTimeout:  ms(c.UploadTimeoutMS),
 		maxUploadTaps:  c.MaxUploadTaps,
-	}
-	if c.BatchWindowMS != nil {
-		s.batchWindow = time.Duration(*c.BatchWindowMS) * time.Millisecond
-	}
-	if s.listen == "" {
-		s.listen = DefaultListen
-	}
-	if s.batchSize <= 0 {
-		s.batchSize = DefaultBatchSize
-	}
-	if s.maxInFlight <= 0 {
-		s.maxInFlight = DefaultMaxInFlight
-	}
-	if s.maxUploadTaps <= 0 {
-		s.maxUploadTaps = DefaultMaxUploadTaps
 	}
 	if _, _, err := net.SplitHostPort(s.listen); err != nil {
 		return settings{}, &sdk.Error{Code: sdk.CodeConfigInvalid, Field: "/listen", Message: fmt.Sprintf("%q is not host:port: %v", s.listen, err)}
