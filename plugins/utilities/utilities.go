@@ -33,9 +33,6 @@ const Name = "utilities"
 // Version is the plugin's version.
 const Version = "1.0.0"
 
-// defaultTimeout bounds one call to the billers' host unless configured.
-const defaultTimeout = 5 * time.Second
-
 // Plugin is the utilities plugin. Make it with New.
 type Plugin struct {
 	log *slog.Logger
@@ -95,7 +92,8 @@ type config struct {
 }
 
 // Configure implements sdk.Plugin. The sdk has checked the configuration
-// against the schema; what the schema cannot say is checked here.
+// against the schema and filled in its defaults; what the schema cannot say
+// is checked here.
 func (p *Plugin) Configure(ctx context.Context, raw json.RawMessage, hub sdk.Hub) error {
 	var c config
 	if err := json.Unmarshal(raw, &c); err != nil {
@@ -105,10 +103,7 @@ func (p *Plugin) Configure(ctx context.Context, raw json.RawMessage, hub sdk.Hub
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return &sdk.Error{Code: sdk.CodeConfigInvalid, Field: "/biller_url", Message: fmt.Sprintf("%q is not an http(s) URL", c.BillerURL)}
 	}
-	timeout := defaultTimeout
-	if c.RequestTimeoutMS > 0 {
-		timeout = time.Duration(c.RequestTimeoutMS) * time.Millisecond
-	}
+	timeout := time.Duration(c.RequestTimeoutMS) * time.Millisecond
 	st := &state{hub: hub, billers: make(map[string]string, len(c.Billers)), biller: newBillerClient(c.BillerURL, timeout)}
 	for code, b := range c.Billers {
 		st.billers[code] = b.Merchant
