@@ -160,9 +160,10 @@ func (*Meter) Describe() sdk.Descriptor {
 
 // Configure implements sdk.Plugin. It swaps the whole configuration at
 // once; the sdk guarantees no Handle runs meanwhile, the lock is for the
-// plugin's own future background work.
+// plugin's own future background work. The sdk has filled in the schema's
+// defaults (currency, check_card_status), so none is repeated here.
 func (m *Meter) Configure(ctx context.Context, raw json.RawMessage, hub sdk.Hub) error {
-	c := config{Currency: "CNY"}
+	var c config
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return err
 	}
