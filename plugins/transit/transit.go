@@ -212,10 +212,9 @@ func (p *Plugin) Addr() string {
 
 // Handle implements sdk.Plugin.
 func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
+	// Never nil: the sdk answers not_configured itself, and never calls
+	// Handle while Configure or Stop runs.
 	st := p.state()
-	if st == nil {
-		return nil, &sdk.Error{Code: sdk.CodeNotConfigured, Retryable: true, Message: "the transit plugin has no configuration yet"}
-	}
 	log := st.log.With("correlation_id", sdk.CorrelationID(ctx), "message_id", m.ID, "type", m.Type)
 	switch m.Type {
 	case TypeDenylistChanged:

@@ -127,10 +127,9 @@ func (p *Plugin) state() *state {
 
 // Handle implements sdk.Plugin.
 func (p *Plugin) Handle(ctx context.Context, m sdk.Message) ([]sdk.Message, error) {
+	// Never nil: the sdk answers not_configured itself, and never calls
+	// Handle while Configure or Stop runs.
 	st := p.state()
-	if st == nil {
-		return nil, &sdk.Error{Code: sdk.CodeNotConfigured, Retryable: true, Message: "the utilities plugin has no configuration yet"}
-	}
 	log := p.log.With("correlation_id", sdk.CorrelationID(ctx), "message_id", m.ID, "type", m.Type)
 	switch m.Type {
 	case TypeBillQuery:
