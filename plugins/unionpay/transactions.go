@@ -246,6 +246,9 @@ func (p *Plugin) sendReferenced(ctx context.Context, l *link, key, kind, ref str
 	if err := p.waitFlight(ctx, ref); err != nil {
 		return Authorization{}, err
 	}
+	if _, err := p.tombstone(ctx, ref); err != nil {
+		return Authorization{}, err
+	}
 	ro, sent := l.j.original(ref)
 	rans, answered := l.j.answer(ref)
 	if !sent || !answered || rans.Status != Approved {

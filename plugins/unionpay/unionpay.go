@@ -260,6 +260,16 @@ func (p *Plugin) reverse(ctx context.Context, m sdk.Message) (ReversalReply, err
 	if err := p.waitFlight(ctx, key); err != nil {
 		return ReversalReply{}, err
 	}
+	buried, err := p.tombstone(ctx, key)
+	if err != nil {
+		return ReversalReply{}, err
+	}
+	if buried {
+		// Never seen here: the authorisation may still be on its way (a
+		// redelivery after the hub gave up on it); it will be declined.
+		out.Status = UnknownOriginal
+		return out, nil
+	}
 	ans, ok := j.answer(key)
 	o, sent := j.original(key)
 	if k := o.kind(); sent && k != kindPurchase && k != kindPreAuth && k != kindCompletion {
@@ -307,6 +317,44 @@ func (p *Plugin) reverse(ctx context.Context, m sdk.Message) (ReversalReply, err
 		out.Status = Queued
 	}
 	return out, nil
+}
+
+// tombstone records, for an authorisation key this plugin has never seen
+// (neither answered nor sent, nor in flight), a declined answer that was
+// never sent to the switch: a reversal or cancellation of it arrived first,
+// so the sender has given up on it, and the authorisation, if it comes
+// later (a redelivery, before or after a restart), is answered with that
+// decline instead of being authorised. It reports whether it buried key;
+// false means the key is known (or in flight, which it waits for).
+func (p *Plugin) tombstone(ctx context.Context, key string) (bool, error) {
+	_, j, err := p.current()
+	if err != nil {
+		return false, err
+	}
+	for {
+		p.mu.Lock()
+		if _, ok := p.inflight[key]; !ok {
+			break
+		}
+		p.mu.Unlock()
+		if err := p.waitFlight(ctx, key); err != nil {
+			return false, err
+		}
+	}
+	// p.mu is held: once cannot start a delivery of key meanwhile.
+	defer p.mu.Unlock()
+	if _, ok := j.answer(key); ok {
+		return false, nil
+	}
+	if _, ok := j.original(key); ok {
+		return false, nil
+	}
+	ans := Authorization{Status: Declined, ResponseCode: rcTimeout, STAN: "000000"}
+	if err := j.write(record{Op: "answer", Key: key, Answer: &ans}); err != nil {
+		return false, err
+	}
+	p.log.Info("unionpay: undone before it was authorised; the authorisation will be declined", "authorization_key", key)
+	return true, nil
 }
 
 // padRight pads s with spaces to n characters, as fields 41 and 42 are

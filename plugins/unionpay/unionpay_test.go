@@ -353,3 +353,59 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestReversalBeforeItsAuthorisation: the hub gives up on an authorisation
+// (the plugin was down) and reverses or cancels it by its key, which the
+// plugin has never seen; the router then delivers the authorisation late,
+// to this plugin or to it restarted. The key is buried: the authorisation
+// is declined without reaching the switch, every time.
+func TestReversalBeforeItsAuthorisation(t *testing.T) {
+	sw, addr := startSwitch(t)
+	dir := t.TempDir()
+	h := start(t, config(addr, dir))
+	pan := card(t, "622212")
+	if got := reverse(t, h, "pos-8-000001"); got != unionpay.UnknownOriginal {
+		t.Fatalf("reverse before the authorisation = %s", got)
+	}
+	a := authorise(t, h, authMsg("pos-8-000001", pan, "3012", 120))
+	if a.Status != unionpay.Declined || a.AuthCode != "" {
+		t.Errorf("authorisation after its reversal = %+v, want declined", a)
+	}
+	if got := reverse(t, h, "pos-8-000001"); got != unionpay.Reversed {
+		t.Errorf("reverse again = %s", got)
+	}
+	// A cancellation naming an unknown pre-authorisation buries it too.
+	c := authorise(t, h, msg(unionpay.TypeCancel, "cancel-8-000002", map[string]any{"authorization_key": "pos-8-000002",
+		"kind": unionpay.CancelPreAuthCancel, "amount": 120, "currency": "CNY"}))
+	if c.Status != unionpay.Declined || c.ResponseCode != "25" {
+		t.Errorf("cancellation of an unknown key = %+v, want declined 25", c)
+	}
+	// Reversed before a restart, delivered after it.
+	if got := reverse(t, h, "pos-8-000003"); got != unionpay.UnknownOriginal {
+		t.Fatalf("reverse before the authorisation = %s", got)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h2 := start(t, config(addr, dir))
+	for _, key := range []string{"pos-8-000001", "pos-8-000002", "pos-8-000003", "pos-8-000003"} {
+		m := authMsg(key, pan, "3012", 120)
+		if key == "pos-8-000002" {
+			m = msg(unionpay.TypeAuthorize, key, map[string]any{"pan": pan, "expiry": "3012", "amount": 120, "currency": "CNY",
+				"merchant": merchant, "terminal": terminal, "transaction": unionpay.TransactionPreAuth})
+		}
+		if a := authorise(t, h2, m); a.Status != unionpay.Declined || a.AuthCode != "" {
+			t.Errorf("authorisation %s after its reversal and a restart = %+v, want declined", key, a)
+		}
+	}
+	if n := len(sw.Authorisations()); n != 0 {
+		t.Errorf("%d authorisations reached the switch, want none: %+v", n, sw.Authorisations())
+	}
+	if got := sw.Limit(pan); got != sim.DefaultLimit {
+		t.Errorf("limit = %d, want %d: the switch holds what nobody was answered approved", got, sim.DefaultLimit)
+	}
+	// Other keys are authorised as usual.
+	if b := authorise(t, h2, authMsg("pos-8-000004", pan, "3012", 120)); b.Status != unionpay.Approved {
+		t.Errorf("a fresh authorisation = %+v", b)
+	}
+}
