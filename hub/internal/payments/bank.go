@@ -87,6 +87,31 @@ func (p *Processor) reverseAtBank(ctx context.Context, authKey string) error {
 	return nil
 }
 
+// abandonAtBank reverses at the acquirer an authorisation the hub gave up
+// on, asking again while the acquirer does not answer (its plugin may be
+// down for a while, restarting with backoff).
+func (p *Processor) abandonAtBank(ctx context.Context, authKey, masked string) {
+	wait := time.Second
+	deadline := time.Now().Add(abandonFor)
+	for {
+		err := p.reverseAtBank(ctx, authKey)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.log.Error("payments: a bank authorisation given up on could not be reversed", "card", masked,
+				"auth_key", authKey, "err", err)
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 15*time.Second)
+	}
+}
+
+// abandonFor is how long the hub keeps asking the acquirer to reverse an
+// authorisation it gave up on.
+const abandonFor = 10 * time.Minute
+
 // bankRefusal is the error for an acquirer's decline of a completion,
 // cancellation, void or refund: the registry's code for its answer.
 func bankRefusal(what string, a bankAuthorization) error {
@@ -236,9 +261,13 @@ func (p *Processor) bankPayment(ctx context.Context, plugin, channel string, c c
 	}
 	auth, err := p.askBank(ctx, TypeBankAuthorize, authKey, fields)
 	if err != nil {
-		// No answer from the acquirer: the acquirer plugin reverses what
-		// it may have authorised; the payment is declined.
+		// No answer from the acquirer: the payment is declined. The
+		// authorisation may still reach the acquirer (the router redelivers
+		// it once the plugin is back), so it is reversed by its key: the
+		// acquirer undoes what it authorised, or, not having seen the key
+		// yet, declines the authorisation when it comes.
 		p.log.Warn("payments: bank card not authorised", "plugin", p.opts.BankPlugin, "card", masked, "err", err)
+		go p.abandonAtBank(context.WithoutCancel(ctx), authKey, masked)
 		if fault.CodeOf(err) == fault.Internal {
 			return decline(fault.Internal)
 		}
