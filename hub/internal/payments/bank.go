@@ -103,7 +103,15 @@ func (p *Processor) abandonAtBank(ctx context.Context, authKey, masked string) {
 				"auth_key", authKey, "err", err)
 			return
 		}
-		time.Sleep(wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-p.quit:
+			t.Stop()
+			p.log.Error("payments: the hub stopped before a bank authorisation given up on was reversed", "card", masked,
+				"auth_key", authKey, "err", err)
+			return
+		}
 		wait = min(2*wait, 15*time.Second)
 	}
 }
@@ -267,7 +275,10 @@ func (p *Processor) bankPayment(ctx context.Context, plugin, channel string, c c
 		// acquirer undoes what it authorised, or, not having seen the key
 		// yet, declines the authorisation when it comes.
 		p.log.Warn("payments: bank card not authorised", "plugin", p.opts.BankPlugin, "card", masked, "err", err)
-		go p.abandonAtBank(context.WithoutCancel(ctx), authKey, masked)
+		bctx := context.WithoutCancel(ctx)
+		if !p.background(func() { p.abandonAtBank(bctx, authKey, masked) }) {
+			p.log.Error("payments: the hub is stopping: a bank authorisation given up on is not reversed", "card", masked, "auth_key", authKey)
+		}
 		if fault.CodeOf(err) == fault.Internal {
 			return decline(fault.Internal)
 		}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/citycard/citycard/hub/internal/cards"
@@ -70,6 +71,11 @@ type Processor struct {
 	opts    Options
 	log     *slog.Logger
 	plugins Plugins
+	// Work that outlives the message it came from (reversing at the
+	// acquirer what the hub gave up on) runs in bg until quit.
+	bgMu sync.Mutex // orders background starts against Close
+	bg   sync.WaitGroup
+	quit chan struct{}
 }
 
 // New returns a Processor. It reaches no plugin until SetPlugins.
@@ -77,7 +83,38 @@ func New(opts Options) *Processor {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Processor{opts: opts, log: opts.Logger}
+	return &Processor{opts: opts, log: opts.Logger, quit: make(chan struct{})}
+}
+
+// Close stops the processor's background work and waits for it: call it
+// before the plugins it reaches are stopped.
+func (p *Processor) Close() {
+	p.bgMu.Lock()
+	select {
+	case <-p.quit:
+	default:
+		close(p.quit)
+	}
+	p.bgMu.Unlock()
+	p.bg.Wait()
+}
+
+// background runs f on its own goroutine until it returns, unless the
+// processor is closed: then it reports false and runs nothing.
+func (p *Processor) background(f func()) bool {
+	p.bgMu.Lock()
+	defer p.bgMu.Unlock()
+	select {
+	case <-p.quit:
+		return false
+	default:
+	}
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		f()
+	}()
+	return true
 }
 
 // SetPlugins gives the processor the way to plugins, which is built after

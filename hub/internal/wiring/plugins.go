@@ -336,6 +336,9 @@ func (p *plugins) close(ctx context.Context) error {
 		p.stopRecovery()
 	}
 	p.pushing.Wait()
+	if p.pay != nil {
+		p.pay.Close()
+	}
 	var errs []error
 	if p.host != nil {
 		sctx, cancel := context.WithTimeout(ctx, ShutdownTimeout)
