@@ -424,29 +424,13 @@ func (b *Batch) Check() error {
 // checkText refuses text PostgreSQL cannot store (a NUL byte, invalid
 // UTF-8), so that SQLite, which would store it, refuses it alike and the
 // two drivers hold the same data. The error wraps ErrBadValue and names the
-// row and field.
+// row and field. It runs on every commit: nothing is formatted or
+// allocated unless a value is refused.
 func (b *Batch) checkText() error {
-	bad := func(row, field, v string) error {
-		if strings.IndexByte(v, 0) >= 0 {
-			return fmt.Errorf("%w: %s: %s holds a NUL byte", ErrBadValue, row, field)
-		}
-		if !utf8.ValidString(v) {
-			return fmt.Errorf("%w: %s: %s is not valid UTF-8", ErrBadValue, row, field)
-		}
-		return nil
-	}
-	check := func(row string, fields ...string) error {
-		for i := 0; i+1 < len(fields); i += 2 {
-			if err := bad(row, fields[i], fields[i+1]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	for _, c := range [][]Card{b.NewCards, b.Cards} {
 		for i := range c {
 			c := &c[i]
-			if err := check("card "+c.Number, "number", c.Number, "product", c.Product, "status", c.Status,
+			if err := textFields("card", c.Number, 0, "number", c.Number, "product", c.Product, "status", c.Status,
 				"holder name", c.HolderName, "id type", c.IDType, "id number", c.IDNumber, "phone", c.Phone,
 				"currency", c.Currency, "replaced by", c.ReplacedBy, "replaces", c.Replaces); err != nil {
 				return err
@@ -456,7 +440,7 @@ func (b *Batch) checkText() error {
 	for _, as := range [][]Account{b.NewAccounts, b.Accounts} {
 		for i := range as {
 			a := &as[i]
-			if err := check(fmt.Sprintf("account %d", a.ID), "code", a.Code, "kind", a.Kind,
+			if err := textFields("account", "", a.ID, "code", a.Code, "kind", a.Kind,
 				"currency", a.Currency, "card", a.Card, "purse", a.Purse); err != nil {
 				return err
 			}
@@ -464,7 +448,7 @@ func (b *Batch) checkText() error {
 	}
 	for i := range b.Transfers {
 		t := &b.Transfers[i]
-		if err := check(fmt.Sprintf("transfer %d", t.ID), "kind", t.Kind, "currency", t.Currency, "card", t.Card,
+		if err := textFields("transfer", "", t.ID, "kind", t.Kind, "currency", t.Currency, "card", t.Card,
 			"channel", t.Channel, "merchant", t.Merchant, "terminal", t.Terminal, "operator", t.Operator,
 			"memo", t.Memo); err != nil {
 			return err
@@ -472,42 +456,71 @@ func (b *Batch) checkText() error {
 	}
 	for i := range b.Holds {
 		h := &b.Holds[i]
-		if err := check(fmt.Sprintf("hold %d", h.ID), "card", h.Card, "merchant", h.Merchant,
+		if err := textFields("hold", "", h.ID, "card", h.Card, "merchant", h.Merchant,
 			"currency", h.Currency, "status", h.Status); err != nil {
 			return err
 		}
 	}
 	for i := range b.Idempotency {
 		r := &b.Idempotency[i]
-		if err := check("idempotency key", "operator", r.Operator, "key", r.Key, "request hash", r.RequestHash); err != nil {
+		if err := textFields("idempotency key", "", 0, "operator", r.Operator, "key", r.Key, "request hash", r.RequestHash); err != nil {
 			return err
 		}
 	}
 	for i := range b.Audit {
 		a := &b.Audit[i]
-		if err := check("audit entry", "operator", a.Operator, "role", a.Role, "action", a.Action,
+		if err := textFields("audit entry", "", 0, "operator", a.Operator, "role", a.Role, "action", a.Action,
 			"target", a.Target, "remote", a.Remote, "outcome", a.Outcome, "detail", a.Detail); err != nil {
 			return err
 		}
 	}
 	for i := range b.SagaStates {
 		s := &b.SagaStates[i]
-		if err := check("saga "+s.Key, "operator", s.Operator, "key", s.Key, "state", s.State, "kind", s.Kind); err != nil {
+		if err := textFields("saga", s.Key, 0, "operator", s.Operator, "key", s.Key, "state", s.State, "kind", s.Kind); err != nil {
 			return err
 		}
 	}
 	for i := range b.Taps {
 		t := &b.Taps[i]
-		if err := check(fmt.Sprintf("tap %s/%d", t.Device, t.Seq), "device", t.Device, "card", t.Card,
+		if err := textFields("tap", t.Device, t.Seq, "device", t.Device, "card", t.Card,
 			"kind", t.Kind, "route", t.Route, "stop", t.Stop, "status", t.Status, "reason", t.Reason); err != nil {
 			return err
 		}
 	}
 	for i := range b.DenyChanges {
 		d := &b.DenyChanges[i]
-		if err := check(fmt.Sprintf("deny change %d", d.Version), "card", d.Card, "reason", d.Reason); err != nil {
+		if err := textFields("deny change", "", d.Version, "card", d.Card, "reason", d.Reason); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// textFields checks name/value pairs of one row (kind, named by key or
+// num) for text a store cannot hold; the row's label is made only for an
+// error.
+func textFields(kind, key string, num int64, fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		v := fields[i+1]
+		why := ""
+		switch {
+		case strings.IndexByte(v, 0) >= 0:
+			why = "holds a NUL byte"
+		case !utf8.ValidString(v):
+			why = "is not valid UTF-8"
+		default:
+			continue
+		}
+		row := kind
+		switch {
+		case key != "" && num != 0:
+			row = fmt.Sprintf("%s %s/%d", kind, key, num)
+		case key != "":
+			row = kind + " " + key
+		case num != 0:
+			row = fmt.Sprintf("%s %d", kind, num)
+		}
+		return fmt.Errorf("%w: %s: %s %s", ErrBadValue, row, fields[i], why)
 	}
 	return nil
 }
