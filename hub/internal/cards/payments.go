@@ -12,6 +12,7 @@ import (
 	"github.com/citycard/citycard/hub/internal/fault"
 	"github.com/citycard/citycard/hub/internal/ledger"
 	"github.com/citycard/citycard/hub/internal/store"
+	"github.com/citycard/citycard/sdk"
 )
 
 // PaymentRequest debits a card for a channel.
@@ -37,11 +38,9 @@ type PaymentRequest struct {
 // pay the amount.
 var ErrShort = fault.E(fault.InsufficientFunds, "amount", "the card's purses cannot pay the amount")
 
-// Leg is what one purse paid.
-type Leg struct {
-	Purse  string `json:"purse"`
-	Amount int64  `json:"amount"`
-}
+// Leg is what one purse paid: the sdk's, which plugins read in the same
+// answers.
+type Leg = sdk.Leg
 
 // PaymentResult is approved or declined; a decline is an answer, not an error.
 type PaymentResult struct {

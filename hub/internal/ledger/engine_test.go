@@ -15,21 +15,6 @@ import (
 	"github.com/citycard/citycard/hub/internal/store/storetest"
 )
 
-// faulty is a real store whose commits can be made to fail, for
-// deterministic fault injection.
-type faulty struct {
-	store.Store
-	failNext atomic.Int32 // how many commits still to refuse
-}
-
-func (f *faulty) CommitBatch(ctx context.Context, b *store.Batch) error {
-	if f.failNext.Load() > 0 {
-		f.failNext.Add(-1)
-		return errors.New("injected: disk full")
-	}
-	return f.Store.CommitBatch(ctx, b)
-}
-
 // move posts amount from one account to another, creating both on first use.
 type move struct {
 	from, to string
@@ -131,7 +116,7 @@ func TestFailedOpLeavesNoTrace(t *testing.T) {
 func TestCommitFailure(t *testing.T) {
 	storetest.ForEachDriver(t, func(t *testing.T, raw store.Store) {
 		ctx := context.Background()
-		st := &faulty{Store: raw}
+		st := &outage{Store: raw}
 		eng, err := ledger.Open(ctx, st, ledger.Config{MaxBatch: 8})
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +130,7 @@ func TestCommitFailure(t *testing.T) {
 				defer wg.Done()
 				for i := 0; i < 25; i++ {
 					if g == 3 && i == 10 {
-						st.failNext.Store(1)
+						st.failCommits.Store(1)
 					}
 					_, err := eng.Submit(ctx, move{"cash", fmt.Sprintf("purse:%d", g), 10, false}, ledger.SubmitOptions{})
 					switch {
